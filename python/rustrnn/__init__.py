@@ -1,0 +1,39 @@
+"""rustrnn: recurrent-network language models whose core is Rust on libtorch.
+
+The modules are ``torch.nn.Module`` subclasses with ordinary torch Parameters;
+their forward (and, for the stacks, backward) passes run in Rust.
+"""
+
+# libtorch must be loaded before the extension, which links against it
+# (otherwise: "libtorch_python.so: cannot open shared object file").
+import torch as _torch
+
+_BUILT_FOR_TORCH = "2.13.0"
+_installed = _torch.__version__.split("+")[0]
+if _installed != _BUILT_FOR_TORCH:
+    raise ImportError(
+        f"rustrnn was built against torch {_BUILT_FOR_TORCH} but torch {_installed} is "
+        f"installed; install torch=={_BUILT_FOR_TORCH} (pip install torch=={_BUILT_FOR_TORCH}) "
+        "or rebuild rustrnn from source against the installed torch"
+    )
+
+from . import _rustrnn  # noqa: E402
+
+if _rustrnn.TORCH_VERSION != _BUILT_FOR_TORCH:  # pragma: no cover - a broken build
+    raise ImportError(
+        f"rustrnn's extension was compiled for torch {_rustrnn.TORCH_VERSION}, "
+        f"its Python package for torch {_BUILT_FOR_TORCH}; reinstall rustrnn"
+    )
+
+from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+
+__version__ = _rustrnn.__version__
+
+__all__ = [
+    "RNN",
+    "LSTM",
+    "GRU",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+]

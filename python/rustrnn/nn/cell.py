@@ -1,0 +1,147 @@
+"""Single-step recurrent cells; one step runs in Rust and torch's autograd records it."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .. import _rustrnn
+
+
+class _CellBase(nn.Module):
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        bias: bool,
+        num_chunks: int,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than zero, got {value}")
+        self._mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        factory = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(
+            torch.empty(num_chunks * hidden_size, hidden_size, **factory)
+        )
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch does."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    def _weights(self) -> list:
+        if self.bias:
+            return [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        return [self.weight_ih, self.weight_hh]
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        return s
+
+
+class RNNCell(_CellBase):
+    r"""An Elman cell: :math:`h' = \tanh(W_{ih} x + b_{ih} + W_{hh} h + b_{hh})`.
+
+    Args:
+        input_size: features of the input.
+        hidden_size: features of the hidden state.
+        bias: whether to use ``bias_ih`` and ``bias_hh``. Default: True.
+        nonlinearity: ``'tanh'`` or ``'relu'``. Default: ``'tanh'``.
+
+    Inputs: ``input (N, H_in) or (H_in)``, ``hidden (N, H_out) or (H_out)`` (zeros if omitted).
+    Output: ``h' (N, H_out) or (H_out)``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
+        self.nonlinearity = nonlinearity
+        super().__init__(
+            f"rnn_{nonlinearity}", input_size, hidden_size, bias, 1, device, dtype
+        )
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        h, _ = _rustrnn.cell_forward(self._mode, input, hx, None, self._weights())
+        return h
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+
+class LSTMCell(_CellBase):
+    r"""A long short-term memory cell, gates in torch's order i, f, g, o.
+
+    Args:
+        input_size, hidden_size, bias: as for :class:`RNNCell`.
+
+    Inputs: ``input (N, H_in) or (H_in)``, ``(h_0, c_0)`` each ``(N, H) or (H)``
+    (zeros if omitted).
+    Outputs: ``(h_1, c_1)``, each ``(N, H) or (H)``.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__("lstm", input_size, hidden_size, bias, 4, device, dtype)
+
+    def forward(
+        self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[Tensor, Tensor]:
+        h0, c0 = (None, None) if hx is None else hx
+        h, c = _rustrnn.cell_forward(self._mode, input, h0, c0, self._weights())
+        return h, c
+
+
+class GRUCell(_CellBase):
+    r"""A gated recurrent unit cell, gates in torch's order r, z, n.
+
+    Args:
+        input_size, hidden_size, bias: as for :class:`RNNCell`.
+
+    Inputs: ``input (N, H_in) or (H_in)``, ``hidden (N, H) or (H)`` (zeros if omitted).
+    Output: ``h' (N, H) or (H)``.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__("gru", input_size, hidden_size, bias, 3, device, dtype)
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        h, _ = _rustrnn.cell_forward(self._mode, input, hx, None, self._weights())
+        return h

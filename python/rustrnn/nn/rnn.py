@@ -1,0 +1,262 @@
+"""Multi-layer recurrent networks with torch.nn's contract, computed in Rust."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .. import _rustrnn
+from ._function import StackFunction
+
+_State = Union[Tensor, Tuple[Tensor, Tensor]]
+
+
+class RNNBase(nn.Module):
+    """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
+
+    Parameters are registered under torch.nn's names (``weight_ih_l0``,
+    ``bias_hh_l1_reverse``, ...) and shapes, so ``state_dict()`` loads into the
+    torch.nn module of the same configuration and back, strictly.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+            ("proj_size", proj_size),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of "
+                f"an element being zeroed, got {dropout!r}"
+            )
+        self._spec = _rustrnn.RnnSpec(
+            mode,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            float(dropout),
+            bidirectional,
+            proj_size,
+        )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self._flat_weights_names = []
+        factory = {"device": device, "dtype": dtype}
+        for name, shape in self._spec.param_specs():
+            setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+            self._flat_weights_names.append(name)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch does."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    @property
+    def _flat_weights(self) -> list:
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list:
+        """The parameters grouped per layer and direction, as torch.nn.RNNBase.all_weights."""
+        per = len(self._flat_weights_names) // (self.num_layers * (2 if self.bidirectional else 1))
+        flat = self._flat_weights
+        return [flat[i : i + per] for i in range(0, len(flat), per)]
+
+    def extra_repr(self) -> str:
+        return self._spec.extra_repr()
+
+    def _split_state(self, hx) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        return hx, None
+
+    def _pack_state(self, h_n: Tensor, c_n: Optional[Tensor]) -> _State:
+        return h_n
+
+    def forward(self, input: Tensor, hx: Optional[_State] = None):
+        if isinstance(input, PackedSequence):
+            raise NotImplementedError(
+                "rustrnn stacks take padded tensors; PackedSequence input is not supported"
+            )
+        h0, c0 = self._split_state(hx)
+        weights = self._flat_weights
+        tensors = [input, h0, c0, *weights]
+        needs_grad = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in tensors
+        )
+        if needs_grad:
+            out = StackFunction.apply(self._spec, self.training, input, h0, c0, *weights)
+            output, h_n, c_n = out if len(out) == 3 else (*out, None)
+        else:
+            output, h_n, c_n, _ = self._spec.forward(
+                input, h0, c0, weights, self.training, False
+            )
+        return output, self._pack_state(h_n, c_n)
+
+    def step(self, input: Tensor, hx: Optional[_State] = None):
+        """Advances the network by one timestep.
+
+        Args:
+            input: ``(N, H_in)`` (``(H_in)`` unbatched): one timestep of input.
+            hx: the state returned by the previous call, or None for zeros.
+
+        Returns:
+            ``(output, state)`` with output ``(N, D * H_out)`` (``(D * H_out)`` unbatched),
+            and the new state shaped as :meth:`forward` returns it.
+        """
+        time_dim = 1 if self.batch_first and input.dim() == 2 else 0
+        output, state = self.forward(input.unsqueeze(time_dim), hx)
+        return output.squeeze(time_dim), state
+
+
+class RNN(RNNBase):
+    r"""Elman RNN: :math:`h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`.
+
+    Args:
+        input_size: number of features of the input ``H_in``.
+        hidden_size: number of features of the hidden state ``H_out``.
+        num_layers: number of stacked layers. Default: 1.
+        nonlinearity: ``'tanh'`` or ``'relu'``. Default: ``'tanh'``.
+        bias: whether the layers have ``b_ih`` and ``b_hh``. Default: True.
+        batch_first: input and output as ``(N, L, H)`` instead of ``(L, N, H)``.
+        dropout: dropout probability on the outputs of every layer but the last,
+            in training mode. Default: 0.
+        bidirectional: run a reverse pass too. Default: False.
+
+    Inputs: ``input, h_0``
+        - **input**: ``(L, H_in)``, ``(L, N, H_in)`` or, with batch_first, ``(N, L, H_in)``.
+        - **h_0**: ``(D * num_layers, H_out)`` or ``(D * num_layers, N, H_out)``; zeros if omitted.
+
+    Outputs: ``output, h_n``
+        - **output**: ``(L, D * H_out)``, ``(L, N, D * H_out)`` or ``(N, L, D * H_out)``.
+        - **h_n**: ``(D * num_layers, N, H_out)``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        if nonlinearity == "tanh":
+            mode = "RNN_TANH"
+        elif nonlinearity == "relu":
+            mode = "RNN_RELU"
+        else:
+            raise ValueError(
+                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
+        self.nonlinearity = nonlinearity
+        super().__init__(
+            mode,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+        )
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+
+class LSTM(RNNBase):
+    r"""Long short-term memory network, gates in torch's order i, f, g, o.
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional:
+            as for :class:`RNN`.
+        proj_size: if > 0, ``h_t`` is projected to this size by ``weight_hr``. Default: 0.
+
+    Inputs: ``input, (h_0, c_0)``
+        - **input**: ``(L, H_in)``, ``(L, N, H_in)`` or, with batch_first, ``(N, L, H_in)``.
+        - **h_0**: ``(D * num_layers, N, H_out)``; **c_0**: ``(D * num_layers, N, H_cell)``.
+          Both zero if omitted. ``H_out`` is proj_size when projecting, else hidden_size.
+
+    Outputs: ``output, (h_n, c_n)``
+        - **output**: ``(L, N, D * H_out)`` (batch_first and unbatched as for the input).
+        - **h_n**: ``(D * num_layers, N, H_out)``; **c_n**: ``(D * num_layers, N, H_cell)``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__("LSTM", *args, **kwargs)
+
+    def _split_state(self, hx):
+        if hx is None:
+            return None, None
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(
+                f"LSTM expects hx as a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}"
+            )
+        return hx[0], hx[1]
+
+    def _pack_state(self, h_n, c_n):
+        return h_n, c_n
+
+
+class GRU(RNNBase):
+    r"""Gated recurrent unit network, gates in torch's order r, z, n with
+    :math:`n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))`.
+
+    Args, inputs and outputs as for :class:`RNN` (no ``nonlinearity``).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not GRU")
+        super().__init__("GRU", *args, **kwargs)

@@ -1,0 +1,14 @@
+//! rustrnn: recurrent-network language models on libtorch.
+//!
+//! The core modules know nothing of Python; `python` (behind the cargo feature
+//! of the same name) only converts arguments, releases the GIL and maps errors.
+
+pub mod error;
+pub mod rnn;
+pub mod sampler;
+pub mod vocab;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};

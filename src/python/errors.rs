@@ -1,0 +1,27 @@
+//! The single place where core errors become Python exceptions: each variant
+//! maps to the built-in class torch raises for the same mistake, so user code
+//! written against torch.nn (`except RuntimeError`, `except ValueError`) works.
+
+use pyo3::exceptions::{
+    PyFloatingPointError, PyIndexError, PyKeyError, PyKeyboardInterrupt, PyOSError,
+    PyRuntimeError, PyTypeError, PyValueError,
+};
+use pyo3::PyErr;
+
+use crate::error::Error;
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        let msg = err.to_string();
+        match err {
+            Error::Value(_) | Error::Format { .. } => PyValueError::new_err(msg),
+            Error::Shape(_) | Error::Torch(_) => PyRuntimeError::new_err(msg),
+            Error::Type(_) => PyTypeError::new_err(msg),
+            Error::Index(_) => PyIndexError::new_err(msg),
+            Error::Key(k) => PyKeyError::new_err(k),
+            Error::Io { .. } => PyOSError::new_err(msg),
+            Error::NonFinite(_) => PyFloatingPointError::new_err(msg),
+            Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
+        }
+    }
+}

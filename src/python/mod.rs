@@ -1,0 +1,24 @@
+//! The pyo3 glue (cargo feature `python`): converts arguments, releases the
+//! GIL around long work and maps errors. No algorithm lives here.
+
+mod errors;
+mod rnn;
+mod sampler;
+mod vocab;
+
+use pyo3::prelude::*;
+
+/// The libtorch version this extension was compiled against (tch 0.26).
+const TORCH_VERSION: &str = "2.13.0";
+
+#[pymodule]
+fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("TORCH_VERSION", TORCH_VERSION)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<rnn::PyRnnSpec>()?;
+    m.add_class::<rnn::PyTape>()?;
+    m.add_function(wrap_pyfunction!(rnn::cell_forward, m)?)?;
+    sampler::register(m)?;
+    vocab::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Bindings for the recurrent stack and the cells: argument conversion and
+//! GIL release only; the work is in `crate::rnn`.
+
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use pyo3_tch::PyTensor;
+use tch::Tensor;
+
+use crate::rnn::{cell, stack, Mode, RnnConfig, Tape};
+
+fn unwrap_all(v: Vec<PyTensor>) -> Vec<Tensor> {
+    v.into_iter().map(|t| t.0).collect()
+}
+
+fn wrap_all(v: Vec<Tensor>) -> Vec<PyTensor> {
+    v.into_iter().map(PyTensor).collect()
+}
+
+/// The configuration of a recurrent stack, validated as torch.nn.RNNBase does.
+///
+/// Args:
+///     mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'.
+///     input_size, hidden_size, num_layers, bias, batch_first, dropout,
+///     bidirectional, proj_size: as for torch.nn.LSTM.
+#[pyclass(name = "RnnSpec", module = "rustrnn._rustrnn", frozen)]
+pub struct PyRnnSpec {
+    cfg: RnnConfig,
+}
+
+#[pymethods]
+impl PyRnnSpec {
+    #[new]
+    #[pyo3(signature = (mode, input_size, hidden_size, num_layers=1, bias=true, batch_first=false,
+                        dropout=0.0, bidirectional=false, proj_size=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        mode: &str,
+        input_size: i64,
+        hidden_size: i64,
+        num_layers: i64,
+        bias: bool,
+        batch_first: bool,
+        dropout: f64,
+        bidirectional: bool,
+        proj_size: i64,
+    ) -> PyResult<Self> {
+        let cfg = RnnConfig {
+            mode: Mode::parse(mode)?,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+        };
+        cfg.validate()?;
+        Ok(PyRnnSpec { cfg })
+    }
+
+    /// `(name, shape)` of every parameter, in torch's `_flat_weights_names` order.
+    fn param_specs(&self) -> Vec<(String, Vec<i64>)> {
+        self.cfg.param_specs().into_iter().map(|p| (p.name, p.shape)).collect()
+    }
+
+    fn extra_repr(&self) -> String {
+        self.cfg.extra_repr()
+    }
+
+    #[getter]
+    fn mode(&self) -> &'static str {
+        self.cfg.mode.name()
+    }
+
+    /// Runs the stack.
+    ///
+    /// Args:
+    ///     input: `(L, N, H_in)`, `(N, L, H_in)` with batch_first, or unbatched `(L, H_in)`.
+    ///     hx: `(D*num_layers, N, H_out)` or None for zeros.
+    ///     cx: LSTM cell state `(D*num_layers, N, H_cell)` or None.
+    ///     weights: the parameters in torch's flat order.
+    ///     train: whether dropout between layers is active.
+    ///     keep_tape: return a Tape for `Tape.backward`.
+    ///
+    /// Returns:
+    ///     `(output, h_n, c_n or None, tape or None)`.
+    #[pyo3(signature = (input, hx, cx, weights, train, keep_tape))]
+    fn forward(
+        &self,
+        py: Python<'_>,
+        input: PyTensor,
+        hx: Option<PyTensor>,
+        cx: Option<PyTensor>,
+        weights: Vec<PyTensor>,
+        train: bool,
+        keep_tape: bool,
+    ) -> PyResult<(PyTensor, PyTensor, Option<PyTensor>, Option<PyTape>)> {
+        let cfg = self.cfg.clone();
+        let weights = unwrap_all(weights);
+        let (input, hx, cx) = (input.0, hx.map(|t| t.0), cx.map(|t| t.0));
+        let out = py.allow_threads(move || {
+            stack::forward(&cfg, &input, hx.as_ref(), cx.as_ref(), &weights, train, keep_tape)
+        })?;
+        Ok((
+            PyTensor(out.output),
+            PyTensor(out.h_n),
+            out.c_n.map(PyTensor),
+            out.tape.map(|t| PyTape { tape: Mutex::new(t) }),
+        ))
+    }
+}
+
+/// Activations a forward call kept for its backward pass.
+#[pyclass(name = "Tape", module = "rustrnn._rustrnn", frozen)]
+pub struct PyTape {
+    tape: Mutex<Tape>,
+}
+
+#[pymethods]
+impl PyTape {
+    /// Back-propagates through the recorded forward call.
+    ///
+    /// Args:
+    ///     d_output, d_hn, d_cn: gradients of the forward's outputs (d_cn for LSTM only).
+    ///     need_input_grad: whether to compute the input's gradient.
+    ///
+    /// Returns:
+    ///     `(d_input or None, d_hx, d_cx or None, [d_weight, ...])`.
+    #[pyo3(signature = (d_output, d_hn, d_cn, need_input_grad))]
+    fn backward(
+        &self,
+        py: Python<'_>,
+        d_output: PyTensor,
+        d_hn: PyTensor,
+        d_cn: Option<PyTensor>,
+        need_input_grad: bool,
+    ) -> PyResult<(Option<PyTensor>, PyTensor, Option<PyTensor>, Vec<PyTensor>)> {
+        // A shallow copy lets the work run without the GIL and keeps the tape
+        // usable for a second backward (retain_graph=True).
+        let tape = self
+            .tape
+            .lock()
+            .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("tape lock poisoned"))?
+            .shallow_clone();
+        let (d_output, d_hn, d_cn) = (d_output.0, d_hn.0, d_cn.map(|t| t.0));
+        let g = py.allow_threads(move || {
+            stack::backward(&tape, &d_output, &d_hn, d_cn.as_ref(), need_input_grad)
+        })?;
+        Ok((g.input.map(PyTensor), PyTensor(g.hx), g.cx.map(PyTensor), wrap_all(g.weights)))
+    }
+}
+
+/// One step of a cell, differentiated by torch's autograd.
+///
+/// Args:
+///     mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'.
+///     input: `(N, H_in)` or `(H_in)`.
+///     hx, cx: the states or None for zeros (cx for LSTM only).
+///     weights: `[weight_ih, weight_hh]` plus `[bias_ih, bias_hh]` when biased.
+///
+/// Returns:
+///     `(h', c' or None)`.
+#[pyfunction]
+#[pyo3(signature = (mode, input, hx, cx, weights))]
+pub fn cell_forward(
+    mode: &str,
+    input: PyTensor,
+    hx: Option<PyTensor>,
+    cx: Option<PyTensor>,
+    weights: Vec<PyTensor>,
+) -> PyResult<(PyTensor, Option<PyTensor>)> {
+    let mode = Mode::parse(mode)?;
+    let weights = unwrap_all(weights);
+    let (h, c) = cell::cell_forward(mode, &input, hx.as_deref(), cx.as_deref(), &weights)?;
+    Ok((PyTensor(h), c.map(PyTensor)))
+}

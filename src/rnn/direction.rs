@@ -1,0 +1,160 @@
+//! What every recurrence shares: the weights of one layer in one direction,
+//! the time order, and the sequence-wide matrix products that turn per-step
+//! gate gradients into weight and input gradients.
+
+use tch::Tensor;
+
+use crate::error::Result;
+
+/// One layer's parameters in one direction, in torch's order.
+pub struct DirWeights<'a> {
+    pub w_ih: &'a Tensor,
+    pub w_hh: &'a Tensor,
+    pub b_ih: Option<&'a Tensor>,
+    pub b_hh: Option<&'a Tensor>,
+    pub w_hr: Option<&'a Tensor>,
+}
+
+impl<'a> DirWeights<'a> {
+    /// Picks the `params_per_direction` tensors starting at `chunk[0]`.
+    pub fn from_slice(chunk: &'a [Tensor], bias: bool, proj: bool) -> Self {
+        let (b_ih, b_hh) = if bias { (Some(&chunk[2]), Some(&chunk[3])) } else { (None, None) };
+        let w_hr = proj.then(|| &chunk[if bias { 4 } else { 2 }]);
+        DirWeights { w_ih: &chunk[0], w_hh: &chunk[1], b_ih, b_hh, w_hr }
+    }
+}
+
+/// Gradients of one layer-direction's parameters, in torch's order.
+pub struct DirGrads {
+    pub w_ih: Tensor,
+    pub w_hh: Tensor,
+    pub b_ih: Option<Tensor>,
+    pub b_hh: Option<Tensor>,
+    pub w_hr: Option<Tensor>,
+}
+
+impl DirGrads {
+    pub fn into_vec(self) -> Vec<Tensor> {
+        let mut v = vec![self.w_ih, self.w_hh];
+        v.extend(self.b_ih);
+        v.extend(self.b_hh);
+        v.extend(self.w_hr);
+        v
+    }
+}
+
+/// Result of running one direction forward over a sequence.
+pub struct DirOutput<S> {
+    /// `[T, B, H_out]`, indexed by time (also for the reverse direction).
+    pub out: Tensor,
+    pub h_n: Tensor,
+    pub c_n: Option<Tensor>,
+    /// Activations kept for the backward pass.
+    pub saved: S,
+}
+
+/// Gradients flowing out of one direction's backward pass.
+pub struct DirBackward {
+    pub dx: Option<Tensor>,
+    pub dh0: Tensor,
+    pub dc0: Option<Tensor>,
+    pub grads: DirGrads,
+}
+
+/// Time indices in processing order.
+pub fn time_order(len: i64, reverse: bool) -> Box<dyn Iterator<Item = i64>> {
+    if reverse {
+        Box::new((0..len).rev())
+    } else {
+        Box::new(0..len)
+    }
+}
+
+/// `x W^T + b` for every timestep at once: `[T, B, In] -> [T, B, G]`.
+pub fn project_inputs(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let s = x.size();
+    let x2 = x.f_reshape([s[0] * s[1], s[2]])?;
+    let y = match bias {
+        Some(b) => b.f_addmm(&x2, &w.f_tr()?)?,
+        None => x2.f_mm(&w.f_tr()?)?,
+    };
+    Ok(y.f_view([s[0], s[1], -1])?)
+}
+
+/// The sum of both biases, which LSTM and plain RNNs may add once up front.
+pub fn bias_sum(w: &DirWeights) -> Result<Option<Tensor>> {
+    Ok(match (w.b_ih, w.b_hh) {
+        (Some(a), Some(b)) => Some(a.f_add(b)?),
+        _ => None,
+    })
+}
+
+/// The state each timestep started from, indexed by time: `[T, B, H_out]`.
+pub fn previous_states(out: &Tensor, h0: &Tensor, reverse: bool) -> Result<Tensor> {
+    let len = out.size()[0];
+    let h0 = h0.f_unsqueeze(0)?;
+    Ok(if len == 1 {
+        h0
+    } else if reverse {
+        Tensor::f_cat(&[out.f_narrow(0, 1, len - 1)?, h0], 0)?
+    } else {
+        Tensor::f_cat(&[h0, out.f_narrow(0, 0, len - 1)?], 0)?
+    })
+}
+
+fn flat(t: &Tensor) -> Result<Tensor> {
+    let s = t.size();
+    Ok(t.f_reshape([s[0] * s[1], s[2]])?)
+}
+
+/// Weight, bias and input gradients from gate gradients of all timesteps, as
+/// a handful of large matrix products instead of one small one per step.
+///
+/// `dgx` are the gradients of the input-side pre-activations, `dgh` of the
+/// hidden-side ones (the same tensor except for the GRU's candidate gate).
+pub fn sequence_grads(
+    w: &DirWeights,
+    x: &Tensor,
+    h_prev: &Tensor,
+    dgx: &Tensor,
+    dgh: &Tensor,
+    need_dx: bool,
+) -> Result<(Option<Tensor>, Tensor, Tensor, Option<Tensor>, Option<Tensor>)> {
+    let dgx2 = flat(dgx)?;
+    let dgh2 = flat(dgh)?;
+    let dw_ih = dgx2.f_tr()?.f_mm(&flat(x)?)?;
+    let dw_hh = dgh2.f_tr()?.f_mm(&flat(h_prev)?)?;
+    let db_ih = match w.b_ih {
+        Some(_) => Some(dgx2.f_sum_dim_intlist(0, false, None)?),
+        None => None,
+    };
+    let db_hh = match w.b_hh {
+        Some(_) => Some(dgh2.f_sum_dim_intlist(0, false, None)?),
+        None => None,
+    };
+    let dx = if need_dx {
+        let s = dgx.size();
+        Some(dgx2.f_mm(w.w_ih)?.f_view([s[0], s[1], -1])?)
+    } else {
+        None
+    };
+    Ok((dx, dw_ih, dw_hh, db_ih, db_hh))
+}
+
+/// `s ⊙ (1 - s)`: the derivative of σ at the point where it returned `s`.
+pub fn dsigmoid(s: &Tensor) -> Result<Tensor> {
+    Ok(s.f_rsub_scalar(1.0)?.f_mul_(s)?)
+}
+
+/// `1 - t²`: the derivative of tanh at the point where it returned `t`.
+pub fn dtanh(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_mul(t)?.f_rsub_scalar(1.0)?)
+}
+
+/// `dst = a ⊙ b ⊙ c`, written into a view of a larger gradient buffer.
+pub fn mul3_into(dst: &Tensor, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
+    let mut dst = dst.shallow_clone();
+    _ = a.f_mul_out(&dst, b)?;
+    _ = dst.f_mul_(c)?;
+    Ok(())
+}

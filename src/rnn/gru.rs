@@ -1,0 +1,115 @@
+//! One GRU direction over a whole sequence, forward and backward.
+//!
+//! torch's gates, in the order r, z, n:
+//!   r = σ(W_ir x + b_ir + W_hr h + b_hr)     z = σ(W_iz x + b_iz + W_hz h + b_hz)
+//!   n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+//!   h' = (1 - z) ⊙ n + z ⊙ h
+//! The hidden-side bias of n sits inside the product with r, so the two bias
+//! vectors cannot be folded together as for the LSTM.
+
+use tch::Tensor;
+
+use super::direction::{
+    dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads, time_order,
+    DirBackward, DirGrads, DirOutput, DirWeights,
+};
+use crate::error::Result;
+
+pub struct Saved {
+    x: Tensor,
+    /// Activated r, z, n `[T, B, 3H]`.
+    gates: Tensor,
+    /// `W_hn h + b_hn` of each step `[T, B, H]`.
+    hn: Tensor,
+    out: Tensor,
+    h0: Tensor,
+    reverse: bool,
+}
+
+pub fn forward(w: &DirWeights, x: &Tensor, h0: &Tensor, reverse: bool) -> Result<DirOutput<Saved>> {
+    let (len, batch) = (x.size()[0], x.size()[1]);
+    let hid = w.w_hh.size()[1];
+    let opts = (x.f_kind()?, x.device());
+    let gates = project_inputs(x, w.w_ih, w.b_ih)?;
+    let hn = Tensor::f_empty([len, batch, hid], opts)?;
+    let out = Tensor::f_empty([len, batch, hid], opts)?;
+    let w_hh_t = w.w_hh.f_tr()?;
+    let mut h_prev = h0.shallow_clone();
+    for t in time_order(len, reverse) {
+        let hg = match w.b_hh {
+            Some(b) => b.f_addmm(&h_prev, &w_hh_t)?,
+            None => h_prev.f_mm(&w_hh_t)?,
+        };
+        let g = gates.f_select(0, t)?;
+        let mut rz = g.f_narrow(1, 0, 2 * hid)?;
+        _ = rz.f_add_(&hg.f_narrow(1, 0, 2 * hid)?)?;
+        _ = rz.f_sigmoid_()?;
+        let r = g.f_narrow(1, 0, hid)?;
+        let z = g.f_narrow(1, hid, hid)?;
+        let mut hnt = hn.f_select(0, t)?;
+        hnt.f_copy_(&hg.f_narrow(1, 2 * hid, hid)?)?;
+        let mut n = g.f_narrow(1, 2 * hid, hid)?;
+        _ = n.f_addcmul_(&r, &hnt)?;
+        _ = n.f_tanh_()?;
+        // h' = n + z ⊙ (h - n)
+        let mut ht = out.f_select(0, t)?;
+        _ = h_prev.f_sub_out(&ht, &n)?;
+        _ = ht.f_mul_(&z)?;
+        _ = ht.f_add_(&n)?;
+        h_prev = ht;
+    }
+    Ok(DirOutput {
+        out: out.shallow_clone(),
+        h_n: h_prev,
+        c_n: None,
+        saved: Saved { x: x.shallow_clone(), gates, hn, out, h0: h0.shallow_clone(), reverse },
+    })
+}
+
+pub fn backward(
+    w: &DirWeights,
+    s: &Saved,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    need_dx: bool,
+) -> Result<DirBackward> {
+    let len = s.x.size()[0];
+    let dgx = s.gates.f_zeros_like()?;
+    let dgh = s.gates.f_zeros_like()?;
+    let h_prev_all = previous_states(&s.out, &s.h0, s.reverse)?;
+    let mut dh = dh_n.shallow_clone();
+    for t in time_order(len, !s.reverse) {
+        let dht = d_out.f_select(0, t)?.f_add(&dh)?;
+        let g = s.gates.f_select(0, t)?.f_chunk(3, 1)?;
+        let (r, z, n) = (&g[0], &g[1], &g[2]);
+        let h_prev = h_prev_all.f_select(0, t)?;
+        let hnt = s.hn.f_select(0, t)?;
+        let dx_g = dgx.f_select(0, t)?.f_chunk(3, 1)?;
+        let dh_g = dgh.f_select(0, t)?.f_chunk(3, 1)?;
+        // dn_pre = dh ⊙ (1 - z) ⊙ (1 - n²)
+        mul3_into(&dx_g[2], &dht, &z.f_rsub_scalar(1.0)?, &dtanh(n)?)?;
+        // dr_pre = dn_pre ⊙ hn ⊙ σ'(r)
+        mul3_into(&dx_g[0], &dx_g[2], &hnt, &dsigmoid(r)?)?;
+        // dz_pre = dh ⊙ (h - n) ⊙ σ'(z)
+        mul3_into(&dx_g[1], &dht, &h_prev.f_sub(n)?, &dsigmoid(z)?)?;
+        dh_g[0].shallow_clone().f_copy_(&dx_g[0])?;
+        dh_g[1].shallow_clone().f_copy_(&dx_g[1])?;
+        _ = dx_g[2].f_mul_out(&dh_g[2], r)?;
+        dh = dgh.f_select(0, t)?.f_mm(w.w_hh)?.f_addcmul_(&dht, z)?;
+    }
+    let (dx, w_ih, w_hh, b_ih, b_hh) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
+    Ok(DirBackward { dx, dh0: dh, dc0: None, grads: DirGrads { w_ih, w_hh, b_ih, b_hh, w_hr: None } })
+}
+
+impl Saved {
+    pub fn shallow_clone(&self) -> Saved {
+        Saved {
+            x: self.x.shallow_clone(),
+            gates: self.gates.shallow_clone(),
+            hn: self.hn.shallow_clone(),
+            out: self.out.shallow_clone(),
+            h0: self.h0.shallow_clone(),
+            reverse: self.reverse,
+        }
+    }
+}

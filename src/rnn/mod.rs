@@ -1,0 +1,22 @@
+//! The recurrent stack: cells, the per-direction recurrences and the
+//! multi-layer, optionally bidirectional network built from them.
+//!
+//! * `config`  – the hyper-parameters and torch's parameter names and shapes.
+//! * `check`   – input validation with torch.nn's exception classes and messages.
+//! * `cell`    – one timestep of each cell, written with autograd-recorded ops.
+//! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
+//!   forward and hand-written backward.
+//! * `stack`   – layers chained with dropout between them, the reverse direction,
+//!   and the tape that carries the forward's activations to the backward.
+
+pub mod cell;
+pub mod check;
+pub mod config;
+mod direction;
+mod gru;
+mod lstm;
+mod simple;
+pub mod stack;
+
+pub use config::{Mode, RnnConfig};
+pub use stack::{Grads, RnnOutput, Tape};

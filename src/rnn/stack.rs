@@ -1,0 +1,277 @@
+//! The multi-layer network: each layer runs its recurrence over the sequence
+//! in one or both directions, layers are chained with dropout between them
+//! (training only), and a `Tape` keeps what the backward pass needs.
+
+use tch::Tensor;
+
+use super::check::{prepare, Layout};
+use super::config::{Mode, RnnConfig};
+use super::direction::{DirBackward, DirOutput, DirWeights};
+use super::{gru, lstm, simple};
+use crate::error::{Error, Result};
+
+/// Activations of one layer-direction, by recurrence.
+enum Saved {
+    Lstm(lstm::Saved),
+    Gru(gru::Saved),
+    Simple(simple::Saved),
+}
+
+struct LayerTape {
+    /// The dropout mask applied to this layer's input (already scaled by 1/(1-p)).
+    mask: Option<Tensor>,
+    dirs: Vec<Saved>,
+}
+
+/// Everything the backward pass needs from one forward call.
+pub struct Tape {
+    cfg: RnnConfig,
+    weights: Vec<Tensor>,
+    layers: Vec<LayerTape>,
+    layout: Layout,
+    input_shape: Vec<i64>,
+}
+
+/// What a forward call returns, in the caller's layout.
+pub struct RnnOutput {
+    pub output: Tensor,
+    pub h_n: Tensor,
+    pub c_n: Option<Tensor>,
+    pub tape: Option<Tape>,
+}
+
+/// Gradients of the forward's inputs, in the caller's layout and torch's parameter order.
+pub struct Grads {
+    pub input: Option<Tensor>,
+    pub hx: Tensor,
+    pub cx: Option<Tensor>,
+    pub weights: Vec<Tensor>,
+}
+
+fn run_direction(
+    cfg: &RnnConfig,
+    w: &DirWeights,
+    x: &Tensor,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    reverse: bool,
+) -> Result<DirOutput<Saved>> {
+    fn wrap<S>(o: DirOutput<S>, f: impl FnOnce(S) -> Saved) -> DirOutput<Saved> {
+        DirOutput { out: o.out, h_n: o.h_n, c_n: o.c_n, saved: f(o.saved) }
+    }
+    Ok(match cfg.mode {
+        Mode::Lstm => {
+            let c0 = c0.ok_or_else(|| Error::shape("LSTM needs an initial cell state"))?;
+            wrap(lstm::forward(w, x, h0, c0, reverse)?, Saved::Lstm)
+        }
+        Mode::Gru => wrap(gru::forward(w, x, h0, reverse)?, Saved::Gru),
+        Mode::RnnTanh | Mode::RnnRelu => {
+            wrap(simple::forward(w, x, h0, reverse, cfg.mode == Mode::RnnRelu)?, Saved::Simple)
+        }
+    })
+}
+
+/// Runs the stack. `input`, `hx`, `cx` are in the caller's layout (unbatched or
+/// batched, `batch_first` as configured); `weights` in torch's flat order.
+/// With `keep_tape`, the returned tape feeds `backward`.
+pub fn forward(
+    cfg: &RnnConfig,
+    input: &Tensor,
+    hx: Option<&Tensor>,
+    cx: Option<&Tensor>,
+    weights: &[Tensor],
+    train: bool,
+    keep_tape: bool,
+) -> Result<RnnOutput> {
+    let _guard = tch::no_grad_guard();
+    let prep = prepare(cfg, input, hx, cx, weights)?;
+    let per_dir = cfg.params_per_direction();
+    let dirs = cfg.num_directions();
+    let mut layer_input = prep.input.f_contiguous()?;
+    let mut h_n = Vec::new();
+    let mut c_n = Vec::new();
+    let mut tapes = Vec::new();
+    for layer in 0..cfg.num_layers {
+        let mask = if layer > 0 && train && cfg.dropout > 0.0 {
+            Some(dropout_mask(&layer_input, cfg.dropout)?)
+        } else {
+            None
+        };
+        if let Some(m) = &mask {
+            layer_input = layer_input.f_mul(m)?;
+        }
+        let mut outs = Vec::new();
+        let mut saved = Vec::new();
+        for dir in 0..dirs {
+            let idx = layer * dirs + dir;
+            let start = idx as usize * per_dir;
+            let w = DirWeights::from_slice(&weights[start..start + per_dir], cfg.bias, cfg.proj_size > 0);
+            let h0 = prep.h0.f_select(0, idx)?;
+            let c0 = match &prep.c0 {
+                Some(c) => Some(c.f_select(0, idx)?),
+                None => None,
+            };
+            let o = run_direction(cfg, &w, &layer_input, &h0, c0.as_ref(), dir == 1)?;
+            outs.push(o.out);
+            h_n.push(o.h_n);
+            c_n.extend(o.c_n);
+            saved.push(o.saved);
+        }
+        layer_input = if outs.len() == 1 { outs.pop().unwrap_or_default() } else { Tensor::f_cat(&outs, 2)? };
+        if keep_tape {
+            tapes.push(LayerTape { mask, dirs: saved });
+        }
+    }
+    let layout = prep.layout;
+    let output = layout.sequence_out(&layer_input)?;
+    let h_n = layout.state_out(&Tensor::f_stack(&h_n, 0)?)?;
+    let c_n = if c_n.is_empty() { None } else { Some(layout.state_out(&Tensor::f_stack(&c_n, 0)?)?) };
+    let tape = keep_tape.then(|| Tape {
+        cfg: cfg.clone(),
+        weights: weights.iter().map(|w| w.shallow_clone()).collect(),
+        layers: tapes,
+        layout,
+        input_shape: input.size(),
+    });
+    Ok(RnnOutput { output, h_n, c_n, tape })
+}
+
+/// Bernoulli(1 - p) mask scaled by 1/(1 - p), drawn from torch's default
+/// generator so `torch.manual_seed` governs it.
+fn dropout_mask(like: &Tensor, p: f64) -> Result<Tensor> {
+    let mut mask = like.f_empty_like()?;
+    if p >= 1.0 {
+        return Ok(mask.f_zero_()?);
+    }
+    _ = mask.f_bernoulli_float_(1.0 - p)?;
+    Ok(mask.f_div_scalar_(1.0 - p)?)
+}
+
+fn check_grad(name: &str, grad: &Tensor, want: &[i64]) -> Result<()> {
+    if grad.size() != want {
+        return Err(Error::shape(format!(
+            "gradient of {name} must have shape {want:?}, got {:?}",
+            grad.size()
+        )));
+    }
+    Ok(())
+}
+
+/// Back-propagates through a recorded forward call. The gradients arrive in the
+/// caller's layout, shaped like the forward's outputs.
+pub fn backward(
+    tape: &Tape,
+    d_output: &Tensor,
+    d_hn: &Tensor,
+    d_cn: Option<&Tensor>,
+    need_input_grad: bool,
+) -> Result<Grads> {
+    let _guard = tch::no_grad_guard();
+    let cfg = &tape.cfg;
+    let layout = tape.layout;
+    let mut d_out = layout.sequence_in(d_output)?.f_contiguous()?;
+    let d_hn = layout.state_in(d_hn)?;
+    let d_cn = match d_cn {
+        Some(c) => Some(layout.state_in(c)?),
+        None => None,
+    };
+    let dirs = cfg.num_directions();
+    let h_out = cfg.real_hidden_size();
+    check_grad("output", &d_out, &[d_out.size()[0], d_out.size()[1], dirs * h_out])?;
+    let per_dir = cfg.params_per_direction();
+    let mut weight_grads: Vec<Option<Tensor>> = (0..tape.weights.len()).map(|_| None).collect();
+    let mut dh0 = Vec::new();
+    let mut dc0 = Vec::new();
+    let mut d_input = None;
+    for layer in (0..cfg.num_layers).rev() {
+        let lt = &tape.layers[layer as usize];
+        let need_dx = layer > 0 || need_input_grad;
+        let mut dx_sum: Option<Tensor> = None;
+        for dir in 0..dirs {
+            let idx = layer * dirs + dir;
+            let start = idx as usize * per_dir;
+            let w = DirWeights::from_slice(&tape.weights[start..start + per_dir], cfg.bias, cfg.proj_size > 0);
+            let d_dir = if dirs == 1 { d_out.shallow_clone() } else { d_out.f_narrow(2, dir * h_out, h_out)? };
+            let dh = d_hn.f_select(0, idx)?;
+            let b: DirBackward = match &lt.dirs[dir as usize] {
+                Saved::Lstm(s) => {
+                    let dc = d_cn.as_ref().ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))?;
+                    lstm::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?, need_dx)?
+                }
+                Saved::Gru(s) => gru::backward(&w, s, &d_dir, &dh, need_dx)?,
+                Saved::Simple(s) => simple::backward(&w, s, &d_dir, &dh, need_dx)?,
+            };
+            dh0.push((idx, b.dh0));
+            if let Some(c) = b.dc0 {
+                dc0.push((idx, c));
+            }
+            for (k, g) in b.grads.into_vec().into_iter().enumerate() {
+                weight_grads[start + k] = Some(g);
+            }
+            dx_sum = match (dx_sum, b.dx) {
+                (Some(a), Some(b)) => Some(a.f_add(&b)?),
+                (a, b) => a.or(b),
+            };
+        }
+        let mut dx = dx_sum;
+        if let (Some(m), Some(d)) = (&lt.mask, &dx) {
+            dx = Some(d.f_mul(m)?);
+        }
+        if layer > 0 {
+            d_out = dx.ok_or_else(|| Error::shape("missing gradient between layers"))?;
+        } else {
+            d_input = dx;
+        }
+    }
+    dh0.sort_by_key(|(i, _)| *i);
+    dc0.sort_by_key(|(i, _)| *i);
+    let stack = |v: Vec<(i64, Tensor)>| -> Result<Tensor> {
+        let v: Vec<Tensor> = v.into_iter().map(|(_, t)| t).collect();
+        layout.state_out(&Tensor::f_stack(&v, 0)?)
+    };
+    let input = match d_input {
+        Some(d) => {
+            let d = layout.sequence_out(&d)?;
+            check_grad("input", &d, &tape.input_shape)?;
+            Some(d)
+        }
+        None => None,
+    };
+    Ok(Grads {
+        input,
+        hx: stack(dh0)?,
+        cx: if dc0.is_empty() { None } else { Some(stack(dc0)?) },
+        weights: weight_grads.into_iter().map(|g| g.unwrap_or_default()).collect(),
+    })
+}
+
+impl Tape {
+    /// A copy sharing every tensor, so the backward can run on its own thread
+    /// while the original stays usable for a second backward pass.
+    pub fn shallow_clone(&self) -> Tape {
+        Tape {
+            cfg: self.cfg.clone(),
+            weights: self.weights.iter().map(|w| w.shallow_clone()).collect(),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerTape {
+                    mask: l.mask.as_ref().map(|m| m.shallow_clone()),
+                    dirs: l.dirs.iter().map(Saved::shallow_clone).collect(),
+                })
+                .collect(),
+            layout: self.layout,
+            input_shape: self.input_shape.clone(),
+        }
+    }
+}
+
+impl Saved {
+    fn shallow_clone(&self) -> Saved {
+        match self {
+            Saved::Lstm(s) => Saved::Lstm(s.shallow_clone()),
+            Saved::Gru(s) => Saved::Gru(s.shallow_clone()),
+            Saved::Simple(s) => Saved::Simple(s.shallow_clone()),
+        }
+    }
+}

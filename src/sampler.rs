@@ -1,0 +1,1 @@
+//! Multinomial sampling with torch.multinomial's contract. (being written)

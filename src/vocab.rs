@@ -1,0 +1,1 @@
+//! Vocabulary: token <-> id maps at character or word level. (being written)

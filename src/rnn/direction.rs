@@ -78,7 +78,7 @@ pub fn project_inputs(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<T
         Some(b) => b.f_addmm(&x2, &w.f_tr()?)?,
         None => x2.f_mm(&w.f_tr()?)?,
     };
-    Ok(y.f_view([s[0], s[1], -1])?)
+    Ok(y.f_view([s[0], s[1], w.size()[0]])?)
 }
 
 /// The sum of both biases, which LSTM and plain RNNs may add once up front.
@@ -134,7 +134,7 @@ pub fn sequence_grads(
     };
     let dx = if need_dx {
         let s = dgx.size();
-        Some(dgx2.f_mm(w.w_ih)?.f_view([s[0], s[1], -1])?)
+        Some(dgx2.f_mm(w.w_ih)?.f_view([s[0], s[1], w.w_ih.size()[1]])?)
     } else {
         None
     };

@@ -145,8 +145,8 @@ pub fn backward(
     let (dx, w_ih, w_hh, b_ih, b_hh) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
     let w_hr = match (&dh_all, &s.hf) {
         (Some(dh_all), Some(hf)) => {
-            let p = dh_all.size()[2];
-            Some(dh_all.f_reshape([-1, p])?.f_tr()?.f_mm(&hf.f_reshape([-1, hid])?)?)
+            let (rows, p) = (dh_all.size()[0] * dh_all.size()[1], dh_all.size()[2]);
+            Some(dh_all.f_reshape([rows, p])?.f_tr()?.f_mm(&hf.f_reshape([rows, hid])?)?)
         }
         _ => None,
     };

@@ -123,7 +123,10 @@ pub fn forward(
         }
     }
     let layout = prep.layout;
-    let output = layout.sequence_out(&layer_input)?;
+    // The caller attaches autograd history to the returned tensors; the tape keeps
+    // the same storage under separate tensor objects (`detach` aliases), or the
+    // output -> grad_fn -> tape -> output loop would keep every step alive.
+    let output = layout.sequence_out(&layer_input.f_detach()?)?;
     let h_n = layout.state_out(&Tensor::f_stack(&h_n, 0)?)?;
     let c_n = if c_n.is_empty() { None } else { Some(layout.state_out(&Tensor::f_stack(&c_n, 0)?)?) };
     let tape = keep_tape.then(|| Tape {

@@ -119,6 +119,9 @@ class RNNBase(nn.Module):
                 "rustrnn stacks take padded tensors; PackedSequence input is not supported"
             )
         h0, c0 = self._split_state(hx)
+        for name, value in (("input", input), ("h_0", h0), ("c_0", c0)):
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         weights = self._flat_weights
         tensors = [input, h0, c0, *weights]
         needs_grad = torch.is_grad_enabled() and any(

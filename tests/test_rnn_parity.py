@@ -1,0 +1,100 @@
+"""rustrnn stacks against torch.nn with the same weights: outputs, final states, gradients."""
+
+import itertools
+
+import pytest
+import torch
+from rnn_helpers import KINDS, flatten_state, make_pair, make_state
+
+T, B, IN, H = 5, 3, 4, 6
+
+CONFIGS = [
+    (kind, bias, bidir, batch_first, layers, unbatched, with_hx, proj)
+    for kind, bias, bidir, batch_first, layers, unbatched, with_hx, proj in itertools.product(
+        KINDS, [True, False], [False, True], [False, True], [1, 2], [False, True], [False, True],
+        [0, 3],
+    )
+    if proj == 0 or kind == "lstm"
+]
+
+
+def config_id(c):
+    kind, bias, bidir, bf, layers, unb, hx, proj = c
+    return (
+        f"{kind}-bias{int(bias)}-bi{int(bidir)}-bf{int(bf)}-L{layers}-unb{int(unb)}"
+        f"-hx{int(hx)}-proj{proj}"
+    )
+
+
+def run_both(config, dtype):
+    kind, bias, bidir, batch_first, layers, unbatched, with_hx, proj = config
+    kwargs = dict(num_layers=layers, bias=bias, batch_first=batch_first, bidirectional=bidir)
+    if proj:
+        kwargs["proj_size"] = proj
+    ours, ref = make_pair(kind, IN, H, dtype=dtype, **kwargs)
+    if unbatched:
+        shape = (T, IN)
+    else:
+        shape = (B, T, IN) if batch_first else (T, B, IN)
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    state = make_state(kind, ours, B, unbatched, dtype) if with_hx else None
+    results = []
+    for module in (ours, ref):
+        for p in module.parameters():
+            p.grad = None
+        x.grad = None
+        leaves = flatten_state(state) if state is not None else []
+        for t in leaves:
+            t.grad = None
+        out, final = module(x, state)
+        finals = flatten_state(final)
+        # A loss touching every output with distinct weights, so no gradient term cancels.
+        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum()
+        for f in finals:
+            loss = loss + (f * torch.cos(torch.arange(f.numel(), dtype=dtype)).view_as(f)).sum()
+        loss.backward()
+        grads = [p.grad.clone() for p in module.parameters()]
+        results.append(
+            dict(
+                out=out.detach(),
+                finals=[f.detach() for f in finals],
+                grads=grads,
+                names=[n for n, _ in module.named_parameters()],
+                dx=x.grad.clone(),
+                dstate=[t.grad.clone() for t in leaves],
+            )
+        )
+    return results
+
+
+def assert_close(a, b, tol):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_matches_torch_float64(config):
+    ours, ref = run_both(config, torch.float64)
+    assert ours["names"] == ref["names"]
+    assert_close(ours["out"], ref["out"], 1e-10)
+    for a, b in zip(ours["finals"], ref["finals"]):
+        assert_close(a, b, 1e-10)
+    for a, b in zip(ours["grads"], ref["grads"]):
+        assert_close(a, b, 1e-10)
+    assert_close(ours["dx"], ref["dx"], 1e-10)
+    for a, b in zip(ours["dstate"], ref["dstate"]):
+        assert_close(a, b, 1e-10)
+
+
+FLOAT32_CONFIGS = [c for c in CONFIGS if c[1] and c[5] is False and c[6]]
+
+
+@pytest.mark.parametrize("config", FLOAT32_CONFIGS, ids=config_id)
+def test_matches_torch_float32(config):
+    ours, ref = run_both(config, torch.float32)
+    assert_close(ours["out"], ref["out"], 1e-5)
+    for a, b in zip(ours["finals"], ref["finals"]):
+        assert_close(a, b, 1e-5)
+    for a, b in zip(ours["grads"], ref["grads"]):
+        assert_close(a, b, 1e-5)
+    assert_close(ours["dx"], ref["dx"], 1e-5)

@@ -4,6 +4,7 @@
 //! of the same name) only converts arguments, releases the GIL and maps errors.
 
 pub mod error;
+pub mod lm;
 pub mod rnn;
 pub mod sampler;
 pub mod vocab;

@@ -62,7 +62,11 @@ impl PyRnnSpec {
 
     /// `(name, shape)` of every parameter, in torch's `_flat_weights_names` order.
     fn param_specs(&self) -> Vec<(String, Vec<i64>)> {
-        self.cfg.param_specs().into_iter().map(|p| (p.name, p.shape)).collect()
+        self.cfg
+            .param_specs()
+            .into_iter()
+            .map(|p| (p.name, p.shape))
+            .collect()
     }
 
     fn extra_repr(&self) -> String {
@@ -101,13 +105,23 @@ impl PyRnnSpec {
         let weights = unwrap_all(weights);
         let (input, hx, cx) = (input.0, hx.map(|t| t.0), cx.map(|t| t.0));
         let out = py.allow_threads(move || {
-            stack::forward(&cfg, &input, hx.as_ref(), cx.as_ref(), &weights, train, keep_tape)
+            stack::forward(
+                &cfg,
+                &input,
+                hx.as_ref(),
+                cx.as_ref(),
+                &weights,
+                train,
+                keep_tape,
+            )
         })?;
         Ok((
             PyTensor(out.output),
             PyTensor(out.h_n),
             out.c_n.map(PyTensor),
-            out.tape.map(|t| PyTape { tape: Mutex::new(t) }),
+            out.tape.map(|t| PyTape {
+                tape: Mutex::new(t),
+            }),
         ))
     }
 }
@@ -148,7 +162,12 @@ impl PyTape {
         let g = py.allow_threads(move || {
             stack::backward(&tape, &d_output, &d_hn, d_cn.as_ref(), need_input_grad)
         })?;
-        Ok((g.input.map(PyTensor), PyTensor(g.hx), g.cx.map(PyTensor), wrap_all(g.weights)))
+        Ok((
+            g.input.map(PyTensor),
+            PyTensor(g.hx),
+            g.cx.map(PyTensor),
+            wrap_all(g.weights),
+        ))
     }
 }
 

@@ -20,9 +20,22 @@ pub struct CellWeights<'a> {
 impl<'a> CellWeights<'a> {
     pub fn from_slice(w: &'a [Tensor]) -> Result<Self> {
         match w {
-            [w_ih, w_hh] => Ok(CellWeights { w_ih, w_hh, b_ih: None, b_hh: None }),
-            [w_ih, w_hh, b_ih, b_hh] => Ok(CellWeights { w_ih, w_hh, b_ih: Some(b_ih), b_hh: Some(b_hh) }),
-            _ => Err(Error::shape(format!("a cell takes 2 or 4 weight tensors, got {}", w.len()))),
+            [w_ih, w_hh] => Ok(CellWeights {
+                w_ih,
+                w_hh,
+                b_ih: None,
+                b_hh: None,
+            }),
+            [w_ih, w_hh, b_ih, b_hh] => Ok(CellWeights {
+                w_ih,
+                w_hh,
+                b_ih: Some(b_ih),
+                b_hh: Some(b_hh),
+            }),
+            _ => Err(Error::shape(format!(
+                "a cell takes 2 or 4 weight tensors, got {}",
+                w.len()
+            ))),
         }
     }
 }
@@ -96,11 +109,17 @@ pub fn cell_forward(
         (Mode::Lstm, Some(h), Some(c)) => vec![("hx[0]", h), ("hx[1]", c)],
         (Mode::Lstm, None, None) => vec![],
         (Mode::Lstm, _, _) => {
-            return Err(Error::Type("LSTMCell expects hx as a tuple (h_0, c_0) of two tensors".into()))
+            return Err(Error::Type(
+                "LSTMCell expects hx as a tuple (h_0, c_0) of two tensors".into(),
+            ))
         }
         (_, Some(h), None) => vec![("hidden", h)],
         (_, None, None) => vec![],
-        (_, _, Some(_)) => return Err(Error::Type(format!("{name} takes a single hidden state tensor"))),
+        (_, _, Some(_)) => {
+            return Err(Error::Type(format!(
+                "{name} takes a single hidden state tensor"
+            )))
+        }
     };
     for (what, t) in &states {
         if t.dim() != 1 && t.dim() != 2 {
@@ -111,7 +130,11 @@ pub fn cell_forward(
         }
     }
     let unbatched = input.dim() == 1;
-    let x = if unbatched { input.f_unsqueeze(0)? } else { input.shallow_clone() };
+    let x = if unbatched {
+        input.f_unsqueeze(0)?
+    } else {
+        input.shallow_clone()
+    };
     let kind = w.w_ih.f_kind()?;
     if x.f_kind()? != kind {
         return Err(Error::Shape(format!(
@@ -121,7 +144,9 @@ pub fn cell_forward(
         )));
     }
     if x.device() != w.w_ih.device() {
-        return Err(Error::Shape(format!("{name}: input and parameters must be on the same device")));
+        return Err(Error::Shape(format!(
+            "{name}: input and parameters must be on the same device"
+        )));
     }
     if x.size()[1] != input_size {
         return Err(Error::Shape(format!(
@@ -132,7 +157,11 @@ pub fn cell_forward(
     let batch = x.size()[0];
     let mut prepared = Vec::new();
     for (k, (_, t)) in states.iter().enumerate() {
-        let t = if unbatched { t.f_unsqueeze(0)? } else { t.shallow_clone() };
+        let t = if unbatched {
+            t.f_unsqueeze(0)?
+        } else {
+            t.shallow_clone()
+        };
         if t.dim() != 2 || t.size()[0] != batch {
             return Err(Error::Shape(format!(
                 "Input batch size {batch} doesn't match hidden{k} batch size {}",
@@ -167,7 +196,9 @@ pub fn cell_forward(
             (h, Some(c))
         }
         Mode::Gru => (gru_cell(&x, &prepared[0], &w)?, None),
-        Mode::RnnTanh | Mode::RnnRelu => (rnn_cell(&x, &prepared[0], &w, mode == Mode::RnnRelu)?, None),
+        Mode::RnnTanh | Mode::RnnRelu => {
+            (rnn_cell(&x, &prepared[0], &w, mode == Mode::RnnRelu)?, None)
+        }
     };
     let out = |t: Tensor| -> Result<Tensor> { Ok(if unbatched { t.f_squeeze_dim(0)? } else { t }) };
     Ok((out(h)?, c.map(out).transpose()?))

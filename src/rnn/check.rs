@@ -40,11 +40,19 @@ impl Layout {
 
     /// `[L*D, B, H]` state -> the user's layout (`batch_first` never applies to states).
     pub fn state_out(&self, t: &Tensor) -> Result<Tensor> {
-        Ok(if self.unbatched { t.f_squeeze_dim(1)? } else { t.shallow_clone() })
+        Ok(if self.unbatched {
+            t.f_squeeze_dim(1)?
+        } else {
+            t.shallow_clone()
+        })
     }
 
     pub fn state_in(&self, t: &Tensor) -> Result<Tensor> {
-        Ok(if self.unbatched { t.f_unsqueeze(1)? } else { t.shallow_clone() })
+        Ok(if self.unbatched {
+            t.f_unsqueeze(1)?
+        } else {
+            t.shallow_clone()
+        })
     }
 }
 
@@ -161,14 +169,22 @@ pub fn prepare(
     let unbatched = rank == 2;
     let is_lstm = cfg.mode == Mode::Lstm;
     if cx.is_some() && !is_lstm {
-        return Err(Error::Type(format!("{name} takes a single hidden state tensor, not (h_0, c_0)")));
+        return Err(Error::Type(format!(
+            "{name} takes a single hidden state tensor, not (h_0, c_0)"
+        )));
     }
     if is_lstm && hx.is_some() != cx.is_some() {
-        return Err(Error::Type("LSTM expects hx as a tuple (h_0, c_0) of two tensors".into()));
+        return Err(Error::Type(
+            "LSTM expects hx as a tuple (h_0, c_0) of two tensors".into(),
+        ));
     }
     if let Some(h) = hx {
         let want = if unbatched { 2 } else { 3 };
-        let (kind, batched) = if unbatched { ("unbatched 2-D", "2-D") } else { ("batched 3-D", "3-D") };
+        let (kind, batched) = if unbatched {
+            ("unbatched 2-D", "2-D")
+        } else {
+            ("batched 3-D", "3-D")
+        };
         let bad = h.dim() != want || cx.is_some_and(|c| c.dim() != want);
         if bad {
             return Err(Error::Shape(match cx {
@@ -184,7 +200,10 @@ pub fn prepare(
             }));
         }
     }
-    let layout = Layout { batch_first: cfg.batch_first, unbatched };
+    let layout = Layout {
+        batch_first: cfg.batch_first,
+        unbatched,
+    };
     let input_tm = layout.sequence_in(input)?;
 
     let param_kind = weights[0].f_kind()?;
@@ -225,7 +244,9 @@ pub fn prepare(
     let c_shape = [layers, batch, cfg.hidden_size];
     let opts = (param_kind, device);
     let state = |given: Option<&Tensor>, shape: [i64; 3], which: &str| -> Result<Tensor> {
-        let Some(t) = given else { return Ok(Tensor::f_zeros(shape, opts)?) };
+        let Some(t) = given else {
+            return Ok(Tensor::f_zeros(shape, opts)?);
+        };
         let t = layout.state_in(t)?;
         if t.size() != shape {
             return Err(Error::Shape(format!(
@@ -256,9 +277,17 @@ pub fn prepare(
         Ok(t)
     };
     let (h0, c0) = if is_lstm {
-        (state(hx, h_shape, "hidden[0]")?, Some(state(cx, c_shape, "hidden[1]")?))
+        (
+            state(hx, h_shape, "hidden[0]")?,
+            Some(state(cx, c_shape, "hidden[1]")?),
+        )
     } else {
         (state(hx, h_shape, "hidden")?, None)
     };
-    Ok(Prepared { input: input_tm, h0, c0, layout })
+    Ok(Prepared {
+        input: input_tm,
+        h0,
+        c0,
+        layout,
+    })
 }

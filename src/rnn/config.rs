@@ -79,12 +79,7 @@ pub struct ParamSpec {
 impl RnnConfig {
     /// Validates the arguments the way torch.nn.RNNBase.__init__ does (same
     /// exception class, `ValueError`, and the same wording).
-    pub fn new(
-        mode: Mode,
-        input_size: i64,
-        hidden_size: i64,
-        num_layers: i64,
-    ) -> Result<Self> {
+    pub fn new(mode: Mode, input_size: i64, hidden_size: i64, num_layers: i64) -> Result<Self> {
         let cfg = RnnConfig {
             mode,
             input_size,
@@ -184,7 +179,10 @@ impl RnnConfig {
                     real_h * self.num_directions()
                 };
                 let mut push = |kind: &str, shape: Vec<i64>| {
-                    specs.push(ParamSpec { name: format!("{kind}_l{layer}{suffix}"), shape })
+                    specs.push(ParamSpec {
+                        name: format!("{kind}_l{layer}{suffix}"),
+                        shape,
+                    })
                 };
                 push("weight_ih", vec![gate_size, layer_input]);
                 push("weight_hh", vec![gate_size, real_h]);
@@ -236,7 +234,16 @@ mod tests {
         cfg.bidirectional = true;
         cfg.proj_size = 2;
         let names: Vec<_> = cfg.param_specs().into_iter().map(|p| p.name).collect();
-        assert_eq!(&names[..5], ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_hr_l0"]);
+        assert_eq!(
+            &names[..5],
+            [
+                "weight_ih_l0",
+                "weight_hh_l0",
+                "bias_ih_l0",
+                "bias_hh_l0",
+                "weight_hr_l0"
+            ]
+        );
         assert_eq!(names[5], "weight_ih_l0_reverse");
         assert_eq!(names.len(), 20);
         let specs = cfg.param_specs();

@@ -18,9 +18,19 @@ pub struct DirWeights<'a> {
 impl<'a> DirWeights<'a> {
     /// Picks the `params_per_direction` tensors starting at `chunk[0]`.
     pub fn from_slice(chunk: &'a [Tensor], bias: bool, proj: bool) -> Self {
-        let (b_ih, b_hh) = if bias { (Some(&chunk[2]), Some(&chunk[3])) } else { (None, None) };
+        let (b_ih, b_hh) = if bias {
+            (Some(&chunk[2]), Some(&chunk[3]))
+        } else {
+            (None, None)
+        };
         let w_hr = proj.then(|| &chunk[if bias { 4 } else { 2 }]);
-        DirWeights { w_ih: &chunk[0], w_hh: &chunk[1], b_ih, b_hh, w_hr }
+        DirWeights {
+            w_ih: &chunk[0],
+            w_hh: &chunk[1],
+            b_ih,
+            b_hh,
+            w_hr,
+        }
     }
 }
 
@@ -119,7 +129,13 @@ pub fn sequence_grads(
     dgx: &Tensor,
     dgh: &Tensor,
     need_dx: bool,
-) -> Result<(Option<Tensor>, Tensor, Tensor, Option<Tensor>, Option<Tensor>)> {
+) -> Result<(
+    Option<Tensor>,
+    Tensor,
+    Tensor,
+    Option<Tensor>,
+    Option<Tensor>,
+)> {
     let dgx2 = flat(dgx)?;
     let dgh2 = flat(dgh)?;
     let dw_ih = dgx2.f_tr()?.f_mm(&flat(x)?)?;

@@ -62,7 +62,14 @@ pub fn forward(w: &DirWeights, x: &Tensor, h0: &Tensor, reverse: bool) -> Result
         out: out.shallow_clone(),
         h_n: h_prev,
         c_n: None,
-        saved: Saved { x: x.shallow_clone(), gates, hn, out, h0: h0.shallow_clone(), reverse },
+        saved: Saved {
+            x: x.shallow_clone(),
+            gates,
+            hn,
+            out,
+            h0: h0.shallow_clone(),
+            reverse,
+        },
     })
 }
 
@@ -98,7 +105,18 @@ pub fn backward(
         dh = dgh.f_select(0, t)?.f_mm(w.w_hh)?.f_addcmul_(&dht, z)?;
     }
     let (dx, w_ih, w_hh, b_ih, b_hh) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
-    Ok(DirBackward { dx, dh0: dh, dc0: None, grads: DirGrads { w_ih, w_hh, b_ih, b_hh, w_hr: None } })
+    Ok(DirBackward {
+        dx,
+        dh0: dh,
+        dc0: None,
+        grads: DirGrads {
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            w_hr: None,
+        },
+    })
 }
 
 impl Saved {

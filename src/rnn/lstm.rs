@@ -9,8 +9,8 @@
 use tch::Tensor;
 
 use super::direction::{
-    bias_sum, dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads, time_order, DirBackward,
-    DirGrads, DirOutput, DirWeights,
+    bias_sum, dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads,
+    time_order, DirBackward, DirGrads, DirOutput, DirWeights,
 };
 use crate::error::Result;
 
@@ -119,7 +119,11 @@ pub fn backward(
     let mut dc = dc_n.shallow_clone();
     for t in time_order(len, !s.reverse) {
         let prev_t = if s.reverse { t + 1 } else { t - 1 };
-        let c_prev = if prev_t < 0 || prev_t >= len { s.c0.shallow_clone() } else { s.c.f_select(0, prev_t)? };
+        let c_prev = if prev_t < 0 || prev_t >= len {
+            s.c0.shallow_clone()
+        } else {
+            s.c.f_select(0, prev_t)?
+        };
         let dht = d_out.f_select(0, t)?.f_add(&dh)?;
         let dhf = match (w.w_hr, &dh_all) {
             (Some(w_hr), Some(all)) => {
@@ -146,11 +150,27 @@ pub fn backward(
     let w_hr = match (&dh_all, &s.hf) {
         (Some(dh_all), Some(hf)) => {
             let (rows, p) = (dh_all.size()[0] * dh_all.size()[1], dh_all.size()[2]);
-            Some(dh_all.f_reshape([rows, p])?.f_tr()?.f_mm(&hf.f_reshape([rows, hid])?)?)
+            Some(
+                dh_all
+                    .f_reshape([rows, p])?
+                    .f_tr()?
+                    .f_mm(&hf.f_reshape([rows, hid])?)?,
+            )
         }
         _ => None,
     };
-    Ok(DirBackward { dx, dh0: dh, dc0: Some(dc), grads: DirGrads { w_ih, w_hh, b_ih, b_hh, w_hr } })
+    Ok(DirBackward {
+        dx,
+        dh0: dh,
+        dc0: Some(dc),
+        grads: DirGrads {
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            w_hr,
+        },
+    })
 }
 
 impl Saved {

@@ -44,7 +44,13 @@ pub fn forward(
         out: out.shallow_clone(),
         h_n: h_prev,
         c_n: None,
-        saved: Saved { x: x.shallow_clone(), out, h0: h0.shallow_clone(), reverse, relu },
+        saved: Saved {
+            x: x.shallow_clone(),
+            out,
+            h0: h0.shallow_clone(),
+            reverse,
+            relu,
+        },
     })
 }
 
@@ -58,7 +64,11 @@ pub fn backward(
     let len = s.x.size()[0];
     // The activation's derivative depends only on its output, so it is taken
     // for all timesteps at once.
-    let act_grad = if s.relu { s.out.f_gt(0.0)?.f_to_dtype(s.out.f_kind()?, false, false)? } else { dtanh(&s.out)? };
+    let act_grad = if s.relu {
+        s.out.f_gt(0.0)?.f_to_dtype(s.out.f_kind()?, false, false)?
+    } else {
+        dtanh(&s.out)?
+    };
     let dpre = s.out.f_zeros_like()?;
     let mut dh = dh_n.shallow_clone();
     for t in time_order(len, !s.reverse) {
@@ -69,7 +79,18 @@ pub fn backward(
     }
     let h_prev = previous_states(&s.out, &s.h0, s.reverse)?;
     let (dx, w_ih, w_hh, b_ih, b_hh) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
-    Ok(DirBackward { dx, dh0: dh, dc0: None, grads: DirGrads { w_ih, w_hh, b_ih, b_hh, w_hr: None } })
+    Ok(DirBackward {
+        dx,
+        dh0: dh,
+        dc0: None,
+        grads: DirGrads {
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            w_hr: None,
+        },
+    })
 }
 
 impl Saved {

@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use super::check::{prepare, Layout};
+use super::check::{prepare, Layout, Prepared};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirOutput, DirWeights};
 use super::{gru, lstm, simple};
@@ -57,7 +57,12 @@ fn run_direction(
     reverse: bool,
 ) -> Result<DirOutput<Saved>> {
     fn wrap<S>(o: DirOutput<S>, f: impl FnOnce(S) -> Saved) -> DirOutput<Saved> {
-        DirOutput { out: o.out, h_n: o.h_n, c_n: o.c_n, saved: f(o.saved) }
+        DirOutput {
+            out: o.out,
+            h_n: o.h_n,
+            c_n: o.c_n,
+            saved: f(o.saved),
+        }
     }
     Ok(match cfg.mode {
         Mode::Lstm => {
@@ -65,9 +70,10 @@ fn run_direction(
             wrap(lstm::forward(w, x, h0, c0, reverse)?, Saved::Lstm)
         }
         Mode::Gru => wrap(gru::forward(w, x, h0, reverse)?, Saved::Gru),
-        Mode::RnnTanh | Mode::RnnRelu => {
-            wrap(simple::forward(w, x, h0, reverse, cfg.mode == Mode::RnnRelu)?, Saved::Simple)
-        }
+        Mode::RnnTanh | Mode::RnnRelu => wrap(
+            simple::forward(w, x, h0, reverse, cfg.mode == Mode::RnnRelu)?,
+            Saved::Simple,
+        ),
     })
 }
 
@@ -85,6 +91,20 @@ pub fn forward(
 ) -> Result<RnnOutput> {
     let _guard = tch::no_grad_guard();
     let prep = prepare(cfg, input, hx, cx, weights)?;
+    run(cfg, prep, input.size(), weights, train, keep_tape)
+}
+
+/// The stack on inputs `prepare` already validated and made time-major.
+/// Generation calls this directly, once per token, having checked the weights once.
+pub fn run(
+    cfg: &RnnConfig,
+    prep: Prepared,
+    input_shape: Vec<i64>,
+    weights: &[Tensor],
+    train: bool,
+    keep_tape: bool,
+) -> Result<RnnOutput> {
+    let _guard = tch::no_grad_guard();
     let per_dir = cfg.params_per_direction();
     let dirs = cfg.num_directions();
     let mut layer_input = prep.input.f_contiguous()?;
@@ -105,7 +125,11 @@ pub fn forward(
         for dir in 0..dirs {
             let idx = layer * dirs + dir;
             let start = idx as usize * per_dir;
-            let w = DirWeights::from_slice(&weights[start..start + per_dir], cfg.bias, cfg.proj_size > 0);
+            let w = DirWeights::from_slice(
+                &weights[start..start + per_dir],
+                cfg.bias,
+                cfg.proj_size > 0,
+            );
             let h0 = prep.h0.f_select(0, idx)?;
             let c0 = match &prep.c0 {
                 Some(c) => Some(c.f_select(0, idx)?),
@@ -117,7 +141,11 @@ pub fn forward(
             c_n.extend(o.c_n);
             saved.push(o.saved);
         }
-        layer_input = if outs.len() == 1 { outs.pop().unwrap_or_default() } else { Tensor::f_cat(&outs, 2)? };
+        layer_input = if outs.len() == 1 {
+            outs.pop().unwrap_or_default()
+        } else {
+            Tensor::f_cat(&outs, 2)?
+        };
         if keep_tape {
             tapes.push(LayerTape { mask, dirs: saved });
         }
@@ -128,15 +156,24 @@ pub fn forward(
     // output -> grad_fn -> tape -> output loop would keep every step alive.
     let output = layout.sequence_out(&layer_input.f_detach()?)?;
     let h_n = layout.state_out(&Tensor::f_stack(&h_n, 0)?)?;
-    let c_n = if c_n.is_empty() { None } else { Some(layout.state_out(&Tensor::f_stack(&c_n, 0)?)?) };
+    let c_n = if c_n.is_empty() {
+        None
+    } else {
+        Some(layout.state_out(&Tensor::f_stack(&c_n, 0)?)?)
+    };
     let tape = keep_tape.then(|| Tape {
         cfg: cfg.clone(),
         weights: weights.iter().map(|w| w.shallow_clone()).collect(),
         layers: tapes,
         layout,
-        input_shape: input.size(),
+        input_shape,
     });
-    Ok(RnnOutput { output, h_n, c_n, tape })
+    Ok(RnnOutput {
+        output,
+        h_n,
+        c_n,
+        tape,
+    })
 }
 
 /// Bernoulli(1 - p) mask scaled by 1/(1 - p), drawn from torch's default
@@ -180,7 +217,11 @@ pub fn backward(
     };
     let dirs = cfg.num_directions();
     let h_out = cfg.real_hidden_size();
-    check_grad("output", &d_out, &[d_out.size()[0], d_out.size()[1], dirs * h_out])?;
+    check_grad(
+        "output",
+        &d_out,
+        &[d_out.size()[0], d_out.size()[1], dirs * h_out],
+    )?;
     let per_dir = cfg.params_per_direction();
     let mut weight_grads: Vec<Option<Tensor>> = (0..tape.weights.len()).map(|_| None).collect();
     let mut dh0 = Vec::new();
@@ -193,12 +234,22 @@ pub fn backward(
         for dir in 0..dirs {
             let idx = layer * dirs + dir;
             let start = idx as usize * per_dir;
-            let w = DirWeights::from_slice(&tape.weights[start..start + per_dir], cfg.bias, cfg.proj_size > 0);
-            let d_dir = if dirs == 1 { d_out.shallow_clone() } else { d_out.f_narrow(2, dir * h_out, h_out)? };
+            let w = DirWeights::from_slice(
+                &tape.weights[start..start + per_dir],
+                cfg.bias,
+                cfg.proj_size > 0,
+            );
+            let d_dir = if dirs == 1 {
+                d_out.shallow_clone()
+            } else {
+                d_out.f_narrow(2, dir * h_out, h_out)?
+            };
             let dh = d_hn.f_select(0, idx)?;
             let b: DirBackward = match &lt.dirs[dir as usize] {
                 Saved::Lstm(s) => {
-                    let dc = d_cn.as_ref().ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))?;
+                    let dc = d_cn
+                        .as_ref()
+                        .ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))?;
                     lstm::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?, need_dx)?
                 }
                 Saved::Gru(s) => gru::backward(&w, s, &d_dir, &dh, need_dx)?,
@@ -243,8 +294,15 @@ pub fn backward(
     Ok(Grads {
         input,
         hx: stack(dh0)?,
-        cx: if dc0.is_empty() { None } else { Some(stack(dc0)?) },
-        weights: weight_grads.into_iter().map(|g| g.unwrap_or_default()).collect(),
+        cx: if dc0.is_empty() {
+            None
+        } else {
+            Some(stack(dc0)?)
+        },
+        weights: weight_grads
+            .into_iter()
+            .map(|g| g.unwrap_or_default())
+            .collect(),
     })
 }
 

@@ -1,0 +1,29 @@
+# Developer tasks; run inside the project's virtualenv (see README).
+PY ?= python
+# The Rust test binary links libtorch from the installed torch wheel.
+TORCH_LIB := $(shell $(PY) -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))" 2>/dev/null)
+
+.PHONY: build-dev format lint test test-python test-rust bench
+
+build-dev:  ## compile the extension into the venv in place
+	maturin develop --release
+
+format:
+	cargo fmt
+	ruff format python tests bench
+
+lint:
+	cargo fmt --check
+	cargo clippy --release --features python -- -D warnings
+	ruff check python tests bench
+
+test: test-python test-rust  ## the whole suite: pytest (incl. notebooks, stub check) + cargo tests
+
+test-python:
+	$(PY) -m pytest -q
+
+test-rust:
+	LD_LIBRARY_PATH=$(TORCH_LIB) cargo test --release --lib
+
+bench:
+	$(PY) bench/bench_rnn.py

@@ -1,0 +1,250 @@
+"""A recurrent language model: P(w1..wm) = prod_i P(w_i | w_1..w_{i-1}).
+
+Embedding -> dropout -> rustrnn stack -> dropout -> linear head to vocabulary logits.
+The recurrent stack's forward and backward run in Rust; generation runs the whole
+token loop in Rust with the GIL released.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import _rustrnn
+from .nn import GRU, LSTM, RNN
+
+CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+TextOrIds = Union[str, Tensor, Sequence[int]]
+
+
+def _make_stack(cell, embed_size, hidden_size, num_layers, dropout):
+    inner = dropout if num_layers > 1 else 0.0
+    if cell == "lstm":
+        return LSTM(embed_size, hidden_size, num_layers, dropout=inner)
+    if cell == "gru":
+        return GRU(embed_size, hidden_size, num_layers, dropout=inner)
+    return RNN(embed_size, hidden_size, num_layers, nonlinearity=cell[4:], dropout=inner)
+
+
+class LanguageModel(nn.Module):
+    """A word- or character-level recurrent language model.
+
+    Args:
+        vocab: the :class:`rustrnn.Vocab` whose ids the model reads and predicts.
+        embed_size: width of the word vectors. Default: 128.
+        hidden_size: width of the recurrent state. Default: 256.
+        num_layers: recurrent layers. Default: 2.
+        cell: ``'lstm'``, ``'gru'``, ``'rnn_tanh'`` or ``'rnn_relu'``. Default: ``'lstm'``.
+        dropout: dropout on the embeddings, between layers and before the head. Default: 0.2.
+        tie_weights: share the embedding and head matrices (needs hidden_size == embed_size).
+
+    Shape:
+        ``forward(ids (T, B) or (T), state)`` returns ``logits (T, B, V) or (T, V)`` and the
+        final state of the stack.
+    """
+
+    def __init__(
+        self,
+        vocab,
+        embed_size: int = 128,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        cell: str = "lstm",
+        dropout: float = 0.2,
+        tie_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        if tie_weights and hidden_size != embed_size:
+            raise ValueError(
+                "tie_weights needs hidden_size == embed_size, got "
+                f"hidden_size={hidden_size} and embed_size={embed_size}"
+            )
+        self.vocab = vocab
+        self.config = dict(
+            embed_size=embed_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            cell=cell,
+            dropout=dropout,
+            tie_weights=tie_weights,
+        )
+        self.embedding = nn.Embedding(len(vocab), embed_size)
+        self.drop = nn.Dropout(dropout)
+        self.rnn = _make_stack(cell, embed_size, hidden_size, num_layers, dropout)
+        self.head = nn.Linear(hidden_size, len(vocab))
+        if tie_weights:
+            self.head.weight = self.embedding.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The word_language_model initialisation: U(-0.1, 0.1) embeddings and head, zero bias."""
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if not self.config["tie_weights"]:
+            nn.init.uniform_(self.head.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
+        self.rnn.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"vocab_size={len(self.vocab)}"
+
+    def forward(self, ids: Tensor, state=None):
+        x = self.drop(self.embedding(ids))
+        out, state = self.rnn(x, state)
+        return self.head(self.drop(out)), state
+
+    # ----------------------------------------------------------------- scoring
+    def _ids(self, text_or_ids: TextOrIds) -> Tensor:
+        if isinstance(text_or_ids, str):
+            ids = self.vocab.encode(text_or_ids)
+        else:
+            ids = torch.as_tensor(text_or_ids, dtype=torch.long)
+        if ids.dim() != 1:
+            raise ValueError(f"expected a 1-D sequence of ids, got shape {tuple(ids.shape)}")
+        return ids.to(self.embedding.weight.device)
+
+    def _scored(self, ids: Tensor) -> Tuple[Tensor, Tensor]:
+        """Context and targets: with an ``<eos>`` in the vocabulary the sequence is read
+        after an ``<eos>`` (a sentence boundary), so every token is scored; otherwise the
+        first token only conditions the rest."""
+        eos = self.vocab.eos_id
+        if eos is not None:
+            context = torch.cat([ids.new_tensor([eos]), ids[:-1]])
+            return context, ids
+        if ids.numel() < 2:
+            raise ValueError("without <eos> in the vocabulary, scoring needs at least 2 tokens")
+        return ids[:-1], ids[1:]
+
+    def log_prob(self, text_or_ids: TextOrIds) -> Tuple[Tensor, Tensor]:
+        """log P(w1..wm) and the per-token log-probabilities log P(w_i | w_<i).
+
+        Returns:
+            ``(total, per_token)``: a 0-d tensor and a ``(m,)`` tensor (``(m-1,)`` when
+            the vocabulary has no ``<eos>``), computed in eval mode without gradients.
+        """
+        ids = self._ids(text_or_ids)
+        if ids.numel() == 0:
+            raise ValueError("cannot score an empty sequence")
+        context, targets = self._scored(ids)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                logits, _ = self(context.unsqueeze(1))
+                logp = F.log_softmax(logits.squeeze(1).double(), dim=-1)
+                per_token = logp.gather(1, targets.unsqueeze(1)).squeeze(1)
+        finally:
+            self.train(was_training)
+        return per_token.sum(), per_token
+
+    def perplexity(self, text_or_ids: TextOrIds) -> float:
+        """exp(-mean log P(w_i | w_<i)) over the scored tokens."""
+        _, per_token = self.log_prob(text_or_ids)
+        return math.exp(-per_token.mean().item())
+
+    # ------------------------------------------------------------ word vectors
+    def embeddings(self) -> Tensor:
+        """The word vectors: a detached ``(V, E)`` tensor, row i for token id i."""
+        return self.embedding.weight.detach()
+
+    def _vector(self, token: Union[str, int]) -> Tensor:
+        idx = self.vocab[token] if isinstance(token, str) else int(token)
+        if not 0 <= idx < len(self.vocab):
+            raise IndexError(f"token id {idx} is outside the vocabulary of size {len(self.vocab)}")
+        return self.embeddings()[idx]
+
+    def similarity(self, a: Union[str, int], b: Union[str, int]) -> float:
+        """Cosine similarity of two tokens' word vectors."""
+        return F.cosine_similarity(self._vector(a), self._vector(b), dim=0).item()
+
+    def similar(self, token: Union[str, int], k: int = 10) -> List[Tuple[str, float]]:
+        """The k tokens whose vectors are nearest (by cosine) to ``token``'s, with scores."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        query = self._vector(token)
+        idx = self.vocab[token] if isinstance(token, str) else int(token)
+        scores = F.cosine_similarity(self.embeddings(), query.unsqueeze(0), dim=1)
+        scores[idx] = -math.inf
+        k = min(k, len(self.vocab) - 1)
+        values, ids = scores.topk(k)
+        return [(self.vocab.token(int(i)), float(v)) for v, i in zip(values, ids)]
+
+    # --------------------------------------------------------------- generate
+    def _stop_ids(self, stop) -> List[int]:
+        if stop is None:
+            return []
+        items = [stop] if isinstance(stop, (str, int)) else list(stop)
+        return [self.vocab[s] if isinstance(s, str) else int(s) for s in items]
+
+    def generate(
+        self,
+        prompt: TextOrIds,
+        max_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        greedy: bool = False,
+        num_samples: int = 1,
+        stop=None,
+        generator: Optional[torch.Generator] = None,
+        return_ids: bool = False,
+    ):
+        """Continues ``prompt`` by drawing each next token from the model's distribution.
+
+        The prompt primes the state; then the whole token loop runs in Rust with the GIL
+        released and no autograd graph. ``num_samples`` continuations are one batch.
+
+        Args:
+            prompt: text (encoded with the vocabulary; unknown tokens follow its ``<unk>``
+                rule) or a 1-D sequence of ids.
+            max_tokens: tokens to generate per sample.
+            temperature, top_k, top_p, greedy: as for :func:`rustrnn.sample`.
+            num_samples: continuations to draw at once.
+            stop: a token (or list of tokens/ids) that ends a continuation; it is kept.
+            generator: a ``torch.Generator`` for the draws (default: torch's global one,
+                so ``torch.manual_seed`` makes the output repeat).
+            return_ids: also return the generated ids.
+
+        Returns:
+            A list of ``num_samples`` strings (the continuations, without the prompt), or
+            ``(strings, ids)`` with ``ids`` a list of 1-D LongTensors.
+        """
+        from .sampling import _check_sample_args
+
+        _check_sample_args(temperature, top_k, top_p)
+        if not isinstance(max_tokens, int) or max_tokens < 0:
+            raise ValueError(f"max_tokens must be a non-negative int, got {max_tokens!r}")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        ids = self._ids(prompt).cpu()
+        uniform = None
+        if generator is not None and not greedy:
+            uniform = torch.rand(max_tokens, num_samples, generator=generator, dtype=torch.float64)
+        head_bias = self.head.bias.detach() if self.head.bias is not None else None
+        out, lengths = _rustrnn.generate(
+            self.rnn._spec,
+            self.embedding.weight.detach(),
+            [w.detach() for w in self.rnn._flat_weights],
+            self.head.weight.detach(),
+            head_bias,
+            ids,
+            max_tokens,
+            num_samples,
+            self._stop_ids(stop),
+            float(temperature),
+            top_k,
+            top_p,
+            greedy,
+            uniform,
+        )
+        seqs = [out[i, : lengths[i]].cpu() for i in range(num_samples)]
+        texts = [self.vocab.decode(s) for s in seqs]
+        return (texts, seqs) if return_ids else texts

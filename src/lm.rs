@@ -1,0 +1,215 @@
+//! Text generation: a language model (embedding -> recurrent stack -> linear
+//! head) run token by token entirely in Rust, with no autograd graph kept.
+//!
+//! How the next token is chosen is the caller's: `generate` hands each step's
+//! logits to a `draw` function (multinomial sampling, greedy argmax, ...).
+
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::rnn::check::{check_weights, Layout, Prepared};
+use crate::rnn::{stack, RnnConfig};
+
+/// The parameters of a language model, borrowed from the Python module.
+pub struct LmWeights<'a> {
+    /// `[V, E]`.
+    pub embedding: &'a Tensor,
+    /// The stack's parameters in torch's flat order.
+    pub stack: &'a [Tensor],
+    /// `[V, H]`.
+    pub head_weight: &'a Tensor,
+    pub head_bias: Option<&'a Tensor>,
+}
+
+pub struct GenerateOptions {
+    pub max_tokens: i64,
+    pub num_samples: i64,
+    /// Ids that end a sample; the stop id itself is kept, nothing after it.
+    pub stop: Vec<i64>,
+}
+
+/// Generated ids `[num_samples, steps]` and, per sample, how many are valid
+/// (up to and including its stop id).
+pub struct Generated {
+    pub ids: Tensor,
+    pub lengths: Vec<i64>,
+}
+
+struct State {
+    h: Tensor,
+    c: Option<Tensor>,
+}
+
+fn head(w: &LmWeights, hidden: &Tensor) -> Result<Tensor> {
+    Ok(match w.head_bias {
+        Some(b) => b.f_addmm(hidden, &w.head_weight.f_tr()?)?,
+        None => hidden.f_mm(&w.head_weight.f_tr()?)?,
+    })
+}
+
+/// Runs `ids` (`[T, B]`) through the stack from `state`; returns the logits of
+/// the last timestep `[B, V]` and the new state.
+fn advance(
+    cfg: &RnnConfig,
+    w: &LmWeights,
+    ids: &Tensor,
+    state: Option<&State>,
+) -> Result<(Tensor, State)> {
+    let (len, batch) = (ids.size()[0], ids.size()[1]);
+    let x = w
+        .embedding
+        .f_index_select(0, &ids.f_reshape([-1])?)?
+        .f_view([len, batch, -1])?;
+    let layers = cfg.num_layers * cfg.num_directions();
+    let opts = (w.embedding.f_kind()?, w.embedding.device());
+    let (h0, c0) = match state {
+        Some(s) => (s.h.shallow_clone(), s.c.as_ref().map(Tensor::shallow_clone)),
+        None => (
+            Tensor::f_zeros([layers, batch, cfg.real_hidden_size()], opts)?,
+            match cfg.mode {
+                crate::rnn::Mode::Lstm => {
+                    Some(Tensor::f_zeros([layers, batch, cfg.hidden_size], opts)?)
+                }
+                _ => None,
+            },
+        ),
+    };
+    let prep = Prepared {
+        input: x,
+        h0,
+        c0,
+        layout: Layout {
+            batch_first: false,
+            unbatched: false,
+        },
+    };
+    let out = stack::run(cfg, prep, vec![len, batch], w.stack, false, false)?;
+    let last = out.output.f_select(0, len - 1)?;
+    Ok((
+        head(w, &last)?,
+        State {
+            h: out.h_n,
+            c: out.c_n,
+        },
+    ))
+}
+
+fn check(cfg: &RnnConfig, w: &LmWeights, prompt: &Tensor, opts: &GenerateOptions) -> Result<()> {
+    check_weights(cfg, w.stack)?;
+    if cfg.bidirectional {
+        return Err(Error::value(
+            "a bidirectional stack cannot generate: its reverse pass needs the future",
+        ));
+    }
+    if prompt.dim() != 1 || prompt.size()[0] == 0 {
+        return Err(Error::value(format!(
+            "the prompt must be a non-empty 1-D tensor of ids, got shape {:?}",
+            prompt.size()
+        )));
+    }
+    if prompt.f_kind()? != Kind::Int64 {
+        return Err(Error::Type("the prompt ids must be an int64 tensor".into()));
+    }
+    let vocab = w.embedding.size()[0];
+    let (lo, hi) = (
+        prompt.f_min()?.f_int64_value(&[])?,
+        prompt.f_max()?.f_int64_value(&[])?,
+    );
+    if lo < 0 || hi >= vocab {
+        return Err(Error::Index(format!(
+            "prompt id {} is outside the vocabulary of size {vocab}",
+            if lo < 0 { lo } else { hi }
+        )));
+    }
+    if opts.max_tokens < 0 {
+        return Err(Error::value(format!(
+            "max_tokens must be >= 0, got {}",
+            opts.max_tokens
+        )));
+    }
+    if opts.num_samples < 1 {
+        return Err(Error::value(format!(
+            "num_samples must be >= 1, got {}",
+            opts.num_samples
+        )));
+    }
+    Ok(())
+}
+
+/// Primes the state with `prompt`, then draws `max_tokens` tokens for
+/// `num_samples` continuations at once (one batch).
+///
+/// `draw(logits [N, V], step)` returns the next ids `[N]`; `interrupted()` is
+/// polled every token so a long generation can be stopped.
+pub fn generate(
+    cfg: &RnnConfig,
+    w: &LmWeights,
+    prompt: &Tensor,
+    opts: &GenerateOptions,
+    mut draw: impl FnMut(&Tensor, i64) -> Result<Tensor>,
+    mut interrupted: impl FnMut() -> bool,
+) -> Result<Generated> {
+    let _guard = tch::no_grad_guard();
+    check(cfg, w, prompt, opts)?;
+    let n = opts.num_samples;
+    let device = w.embedding.device();
+    let prompt = prompt.f_to_device(device)?;
+    // The prompt is the same for every sample: run it once, then widen the state.
+    let (logits, state) = advance(cfg, w, &prompt.f_unsqueeze(1)?, None)?;
+    let widen = |t: &Tensor| -> Result<Tensor> {
+        let s = t.size();
+        Ok(t.f_expand([s[0], n, s[2]], false)?.f_contiguous()?)
+    };
+    let mut state = State {
+        h: widen(&state.h)?,
+        c: state.c.as_ref().map(widen).transpose()?,
+    };
+    let mut logits = logits
+        .f_expand([n, logits.size()[1]], false)?
+        .f_contiguous()?;
+    let mut out: Vec<Tensor> = Vec::with_capacity(opts.max_tokens as usize);
+    let mut lengths = vec![-1i64; n as usize];
+    let stop = Tensor::f_from_slice(&opts.stop)?.f_to_device(device)?;
+    for step in 0..opts.max_tokens {
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let next = draw(&logits, step)?;
+        if next.size() != [n] {
+            return Err(Error::shape(format!(
+                "draw must return {n} ids, got shape {:?}",
+                next.size()
+            )));
+        }
+        out.push(next.shallow_clone());
+        if !opts.stop.is_empty() {
+            let hit = Vec::<bool>::try_from(
+                Tensor::f_isin(&next, &stop, false, false)?.f_to_device(tch::Device::Cpu)?,
+            )?;
+            for (len, h) in lengths.iter_mut().zip(hit) {
+                if *len < 0 && h {
+                    *len = step + 1;
+                }
+            }
+            if lengths.iter().all(|l| *l >= 0) {
+                break;
+            }
+        }
+        if step + 1 == opts.max_tokens {
+            break;
+        }
+        let (l, s) = advance(cfg, w, &next.f_unsqueeze(0)?, Some(&state))?;
+        logits = l;
+        state = s;
+    }
+    let steps = out.len() as i64;
+    for len in lengths.iter_mut().filter(|l| **l < 0) {
+        *len = steps;
+    }
+    let ids = if out.is_empty() {
+        Tensor::f_empty([n, 0], (Kind::Int64, device))?
+    } else {
+        Tensor::f_stack(&out, 1)?
+    };
+    Ok(Generated { ids, lengths })
+}

@@ -6,6 +6,7 @@
 //! * `cell`    – one timestep of each cell, written with autograd-recorded ops.
 //! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
 //!   forward and hand-written backward.
+//! * `lstm_onednn` – the LSTM direction on oneDNN's fused kernel (float32 CPU).
 //! * `stack`   – layers chained with dropout between them, the reverse direction,
 //!   and the tape that carries the forward's activations to the backward.
 
@@ -15,6 +16,7 @@ pub mod config;
 mod direction;
 mod gru;
 mod lstm;
+mod lstm_onednn;
 mod simple;
 pub mod stack;
 

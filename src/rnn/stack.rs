@@ -7,12 +7,13 @@ use tch::Tensor;
 use super::check::{prepare, Layout, Prepared};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirOutput, DirWeights};
-use super::{gru, lstm, simple};
+use super::{gru, lstm, lstm_onednn, simple};
 use crate::error::{Error, Result};
 
 /// Activations of one layer-direction, by recurrence.
 enum Saved {
     Lstm(lstm::Saved),
+    LstmOneDnn(lstm_onednn::Saved),
     Gru(gru::Saved),
     Simple(simple::Saved),
 }
@@ -55,6 +56,7 @@ fn run_direction(
     h0: &Tensor,
     c0: Option<&Tensor>,
     reverse: bool,
+    keep_tape: bool,
 ) -> Result<DirOutput<Saved>> {
     fn wrap<S>(o: DirOutput<S>, f: impl FnOnce(S) -> Saved) -> DirOutput<Saved> {
         DirOutput {
@@ -67,7 +69,11 @@ fn run_direction(
     Ok(match cfg.mode {
         Mode::Lstm => {
             let c0 = c0.ok_or_else(|| Error::shape("LSTM needs an initial cell state"))?;
-            wrap(lstm::forward(w, x, h0, c0, reverse)?, Saved::Lstm)
+            if lstm_onednn::usable(w, x) {
+                wrap(lstm_onednn::forward(w, x, h0, c0, reverse, keep_tape)?, Saved::LstmOneDnn)
+            } else {
+                wrap(lstm::forward(w, x, h0, c0, reverse)?, Saved::Lstm)
+            }
         }
         Mode::Gru => wrap(gru::forward(w, x, h0, reverse)?, Saved::Gru),
         Mode::RnnTanh | Mode::RnnRelu => wrap(
@@ -135,7 +141,7 @@ pub fn run(
                 Some(c) => Some(c.f_select(0, idx)?),
                 None => None,
             };
-            let o = run_direction(cfg, &w, &layer_input, &h0, c0.as_ref(), dir == 1)?;
+            let o = run_direction(cfg, &w, &layer_input, &h0, c0.as_ref(), dir == 1, keep_tape)?;
             outs.push(o.out);
             h_n.push(o.h_n);
             c_n.extend(o.c_n);
@@ -252,6 +258,12 @@ pub fn backward(
                         .ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))?;
                     lstm::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?, need_dx)?
                 }
+                Saved::LstmOneDnn(s) => {
+                    let dc = d_cn.as_ref().ok_or_else(|| {
+                        Error::shape("LSTM backward needs the gradient of c_n")
+                    })?;
+                    lstm_onednn::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?)?
+                }
                 Saved::Gru(s) => gru::backward(&w, s, &d_dir, &dh, need_dx)?,
                 Saved::Simple(s) => simple::backward(&w, s, &d_dir, &dh, need_dx)?,
             };
@@ -331,6 +343,7 @@ impl Saved {
     fn shallow_clone(&self) -> Saved {
         match self {
             Saved::Lstm(s) => Saved::Lstm(s.shallow_clone()),
+            Saved::LstmOneDnn(s) => Saved::LstmOneDnn(s.shallow_clone()),
             Saved::Gru(s) => Saved::Gru(s.shallow_clone()),
             Saved::Simple(s) => Saved::Simple(s.shallow_clone()),
         }

@@ -1,0 +1,146 @@
+//! One LSTM direction through oneDNN's fused LSTM layer (libtorch's
+//! `mkldnn_rnn_layer` and its backward), used where torch.nn.LSTM uses it too:
+//! float32 on the CPU, without projections.
+//!
+//! Why: on CPUs where libtorch's BLAS runs far below peak (MKL on AMD EPYC,
+//! measured here at ~160-210 GFLOP/s against oneDNN's ~270-490), no composition
+//! of per-step matrix products can reach torch.nn.LSTM's speed; oneDNN's own
+//! kernels can. Everything around the layer — the stack, dropout, the reverse
+//! direction, the tape and the chaining of gradients — stays ours, and the
+//! composed recurrence in `lstm.rs` serves every other case (float64,
+//! projections, CUDA). Both are checked against torch.nn in the tests.
+
+use tch::{Device, Kind, Tensor};
+
+use super::direction::{DirBackward, DirGrads, DirOutput, DirWeights};
+use crate::error::Result;
+
+/// torch's `ideep::rnn_kind::LSTM`.
+const MODE_LSTM: i64 = 2;
+
+pub struct Saved {
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    out: Tensor,
+    hy: Tensor,
+    cy: Tensor,
+    workspace: Tensor,
+    reverse: bool,
+}
+
+/// Whether this layer-direction can run on oneDNN.
+pub fn usable(w: &DirWeights, x: &Tensor) -> bool {
+    w.w_hr.is_none()
+        && x.device() == Device::Cpu
+        && matches!(x.f_kind(), Ok(Kind::Float))
+        && tch::utils::has_mkldnn()
+}
+
+fn biases(w: &DirWeights) -> Result<(Tensor, Tensor, bool)> {
+    Ok(match (w.b_ih, w.b_hh) {
+        (Some(a), Some(b)) => (a.shallow_clone(), b.shallow_clone(), true),
+        _ => {
+            // Ignored by the kernel without biases, but it wants tensors.
+            let z = Tensor::f_zeros([w.w_ih.size()[0]], (Kind::Float, Device::Cpu))?;
+            (z.shallow_clone(), z, false)
+        }
+    })
+}
+
+pub fn forward(
+    w: &DirWeights,
+    x: &Tensor,
+    h0: &Tensor,
+    c0: &Tensor,
+    reverse: bool,
+    train: bool,
+) -> Result<DirOutput<Saved>> {
+    let hidden = w.w_hh.size()[1];
+    let (b_ih, b_hh, has_bias) = biases(w)?;
+    let x = x.f_contiguous()?.f_detach()?;
+    let (h0, c0) = (h0.f_contiguous()?.f_detach()?, c0.f_contiguous()?.f_detach()?);
+    let empty: [i64; 0] = [];
+    // The kernel keeps its workspace only while grad mode is on; on detached
+    // tensors that records no graph.
+    let (w_ih, w_hh) = (w.w_ih.f_detach()?, w.w_hh.f_detach()?);
+    let (b_ih, b_hh) = (b_ih.f_detach()?, b_hh.f_detach()?);
+    let (out, hy, cy, workspace) = tch::with_grad(|| {
+        x.f_mkldnn_rnn_layer(
+            &w_ih, &w_hh, &b_ih, &b_hh, &h0, &c0, reverse, empty, MODE_LSTM, hidden, 1,
+            has_bias, false, false, train,
+        )
+    })?;
+    Ok(DirOutput {
+        out: out.shallow_clone(),
+        h_n: hy.shallow_clone(),
+        c_n: Some(cy.shallow_clone()),
+        saved: Saved { x, h0, c0, out, hy, cy, workspace, reverse },
+    })
+}
+
+pub fn backward(
+    w: &DirWeights,
+    s: &Saved,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    dc_n: &Tensor,
+) -> Result<DirBackward> {
+    let hidden = w.w_hh.size()[1];
+    let (b_ih, b_hh, has_bias) = biases(w)?;
+    let empty: [i64; 0] = [];
+    let (dx, dw_ih, dw_hh, db, _, dh0, dc0) = s.x.f_mkldnn_rnn_layer_backward(
+        w.w_ih,
+        w.w_hh,
+        &b_ih,
+        &b_hh,
+        &s.h0,
+        &s.c0,
+        &s.out,
+        &s.hy,
+        &s.cy,
+        Some(d_out.f_contiguous()?),
+        Some(dh_n.f_contiguous()?),
+        Some(dc_n.f_contiguous()?),
+        s.reverse,
+        MODE_LSTM,
+        hidden,
+        1,
+        has_bias,
+        true,
+        false,
+        empty,
+        false,
+        &s.workspace,
+    )?;
+    // Both bias vectors enter the gates as one sum, so their gradients are equal;
+    // each parameter still gets a tensor of its own.
+    let (b_ih, b_hh) = if has_bias {
+        let mut own = db.f_zeros_like()?;
+        own.f_copy_(&db)?;
+        (Some(own), Some(db))
+    } else {
+        (None, None)
+    };
+    Ok(DirBackward {
+        dx: Some(dx),
+        dh0,
+        dc0: Some(dc0),
+        grads: DirGrads { w_ih: dw_ih, w_hh: dw_hh, b_ih, b_hh, w_hr: None },
+    })
+}
+
+impl Saved {
+    pub fn shallow_clone(&self) -> Saved {
+        Saved {
+            x: self.x.shallow_clone(),
+            h0: self.h0.shallow_clone(),
+            c0: self.c0.shallow_clone(),
+            out: self.out.shallow_clone(),
+            hy: self.hy.shallow_clone(),
+            cy: self.cy.shallow_clone(),
+            workspace: self.workspace.shallow_clone(),
+            reverse: self.reverse,
+        }
+    }
+}

@@ -213,3 +213,36 @@ pub fn generate(
     };
     Ok(Generated { ids, lengths })
 }
+
+/// Uniforms drawn up front (`[steps, N]`, float64), handed out one row per
+/// token: how an explicit `torch.Generator` reaches a loop that runs without
+/// Python.
+pub struct Pregenerated {
+    table: Tensor,
+    next: i64,
+}
+
+impl Pregenerated {
+    pub fn new(table: Tensor) -> Self {
+        Pregenerated { table, next: 0 }
+    }
+}
+
+impl crate::sampler::UniformSource for Pregenerated {
+    fn uniform(&mut self, shape: &[i64], device: tch::Device) -> Result<Tensor> {
+        let rows = self.table.size()[0];
+        if self.next >= rows {
+            return Err(Error::shape(format!("the uniform table has only {rows} rows")));
+        }
+        let row = self.table.f_select(0, self.next)?;
+        self.next += 1;
+        let numel: i64 = shape.iter().product();
+        if row.numel() as i64 != numel {
+            return Err(Error::shape(format!(
+                "the uniform table has rows of {} values, {numel} were asked for",
+                row.numel()
+            )));
+        }
+        Ok(row.f_reshape(shape)?.f_to_device(device)?)
+    }
+}

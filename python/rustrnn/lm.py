@@ -100,6 +100,22 @@ class LanguageModel(nn.Module):
         out, state = self.rnn(x, state)
         return self.head(self.drop(out)), state
 
+    # ------------------------------------------------------------ checkpoints
+    def save(self, path) -> None:
+        """Writes the weights, config and vocabulary to one ``.safetensors`` file,
+        atomically; see :func:`rustrnn.checkpoint.save`."""
+        from .checkpoint import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path, map_location=None) -> "LanguageModel":
+        """Reads a file written by :meth:`save` (or a training checkpoint), validated
+        first; returns the model in eval mode. See :func:`rustrnn.checkpoint.load`."""
+        from .checkpoint import load
+
+        return load(path, cls, map_location)
+
     # ----------------------------------------------------------------- scoring
     def _ids(self, text_or_ids: TextOrIds) -> Tensor:
         if isinstance(text_or_ids, str):
@@ -217,9 +233,6 @@ class LanguageModel(nn.Module):
             A list of ``num_samples`` strings (the continuations, without the prompt), or
             ``(strings, ids)`` with ``ids`` a list of 1-D LongTensors.
         """
-        from .sampling import _check_sample_args
-
-        _check_sample_args(temperature, top_k, top_p)
         if not isinstance(max_tokens, int) or max_tokens < 0:
             raise ValueError(f"max_tokens must be a non-negative int, got {max_tokens!r}")
         if not isinstance(num_samples, int) or num_samples < 1:

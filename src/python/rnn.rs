@@ -28,6 +28,12 @@ pub struct PyRnnSpec {
     cfg: RnnConfig,
 }
 
+impl PyRnnSpec {
+    pub(crate) fn config(&self) -> &RnnConfig {
+        &self.cfg
+    }
+}
+
 #[pymethods]
 impl PyRnnSpec {
     #[new]

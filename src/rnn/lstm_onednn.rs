@@ -31,7 +31,8 @@ pub struct Saved {
 
 /// Whether this layer-direction can run on oneDNN.
 pub fn usable(w: &DirWeights, x: &Tensor) -> bool {
-    w.w_hr.is_none()
+    x.size()[0] > 1
+        && w.w_hr.is_none()
         && x.device() == Device::Cpu
         && matches!(x.f_kind(), Ok(Kind::Float))
         && tch::utils::has_mkldnn()

@@ -8,6 +8,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::rnn::check::{check_weights, Layout, Prepared};
+use crate::rnn::step::{StepState, Stepper};
 use crate::rnn::{stack, RnnConfig};
 
 /// The parameters of a language model, borrowed from the Python module.
@@ -154,19 +155,24 @@ pub fn generate(
     let n = opts.num_samples;
     let device = w.embedding.device();
     let prompt = prompt.f_to_device(device)?;
-    // The prompt is the same for every sample: run it once, then widen the state.
+    // The prompt is the same for every sample: run it once as a sequence, then
+    // widen the state to `n` rows and step token by token.
     let (logits, state) = advance(cfg, w, &prompt.f_unsqueeze(1)?, None)?;
-    let widen = |t: &Tensor| -> Result<Tensor> {
+    let widen = |t: &Tensor| -> Result<Vec<Tensor>> {
         let s = t.size();
-        Ok(t.f_expand([s[0], n, s[2]], false)?.f_contiguous()?)
+        let wide = t.f_expand([s[0], n, s[2]], false)?.f_contiguous()?;
+        Ok(wide.f_unbind(0)?)
     };
-    let mut state = State {
+    let mut state = StepState {
         h: widen(&state.h)?,
-        c: state.c.as_ref().map(widen).transpose()?,
+        c: match &state.c {
+            Some(c) => widen(c)?,
+            None => Vec::new(),
+        },
     };
-    let mut logits = logits
-        .f_expand([n, logits.size()[1]], false)?
-        .f_contiguous()?;
+    let stepper = Stepper::new(cfg, w.stack)?;
+    let head_t = w.head_weight.f_tr()?.f_contiguous()?;
+    let mut logits = logits.f_expand([n, logits.size()[1]], false)?.f_contiguous()?;
     let mut out: Vec<Tensor> = Vec::with_capacity(opts.max_tokens as usize);
     let mut lengths = vec![-1i64; n as usize];
     let stop = Tensor::f_from_slice(&opts.stop)?.f_to_device(device)?;
@@ -176,10 +182,7 @@ pub fn generate(
         }
         let next = draw(&logits, step)?;
         if next.size() != [n] {
-            return Err(Error::shape(format!(
-                "draw must return {n} ids, got shape {:?}",
-                next.size()
-            )));
+            return Err(Error::shape(format!("draw must return {n} ids, got shape {:?}", next.size())));
         }
         out.push(next.shallow_clone());
         if !opts.stop.is_empty() {
@@ -198,9 +201,12 @@ pub fn generate(
         if step + 1 == opts.max_tokens {
             break;
         }
-        let (l, s) = advance(cfg, w, &next.f_unsqueeze(0)?, Some(&state))?;
-        logits = l;
-        state = s;
+        let x = w.embedding.f_index_select(0, &next)?;
+        let top = stepper.step(&x, &mut state)?;
+        logits = match w.head_bias {
+            Some(b) => b.f_addmm(&top, &head_t)?,
+            None => top.f_mm(&head_t)?,
+        };
     }
     let steps = out.len() as i64;
     for len in lengths.iter_mut().filter(|l| **l < 0) {

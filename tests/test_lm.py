@@ -123,8 +123,9 @@ def test_word_vectors(vocab):
         model.similarity(0, len(vocab))
 
 
-def test_greedy_generation_equals_a_plain_torch_argmax_loop(vocab):
-    model = rustrnn.LanguageModel(vocab, 16, 24, 2).double().eval()
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_greedy_generation_equals_a_plain_torch_argmax_loop(vocab, cell):
+    model = rustrnn.LanguageModel(vocab, 16, 24, 2, cell=cell).double().eval()
     emb, rnn, head = plain_torch_copy(model)
     prompt = "the c"
     texts, ids = model.generate(prompt, 30, greedy=True, return_ids=True)

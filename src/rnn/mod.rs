@@ -7,6 +7,7 @@
 //! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
 //!   forward and hand-written backward.
 //! * `lstm_onednn` – the LSTM direction on oneDNN's fused kernel (float32 CPU).
+//! * `step`    – one timestep of a whole stack for generation, weights prepared once.
 //! * `stack`   – layers chained with dropout between them, the reverse direction,
 //!   and the tape that carries the forward's activations to the backward.
 
@@ -19,6 +20,7 @@ mod lstm;
 mod lstm_onednn;
 mod simple;
 pub mod stack;
+pub mod step;
 
 pub use config::{Mode, RnnConfig};
 pub use stack::{Grads, RnnOutput, Tape};

@@ -21,6 +21,8 @@ mod lstm_onednn;
 mod simple;
 pub mod stack;
 pub mod step;
+#[cfg(test)]
+mod tests;
 
 pub use config::{Mode, RnnConfig};
 pub use stack::{Grads, RnnOutput, Tape};

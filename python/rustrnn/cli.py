@@ -46,11 +46,16 @@ def _read_files(files: List[str]) -> str:
     return "\n".join(parts)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="rustrnn", description="Recurrent language models in Rust on libtorch."
-    )
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="rustrnn", description="Recurrent language models in Rust on libtorch.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a language model (default corpus if no FILES)")
     t.add_argument("files", nargs="*", help="UTF-8 text files; none: the embedded pydoc corpus")

@@ -19,7 +19,11 @@ impl From<Error> for PyErr {
             Error::Type(_) => PyTypeError::new_err(msg),
             Error::Index(_) => PyIndexError::new_err(msg),
             Error::Key(k) => PyKeyError::new_err(k),
-            Error::Io { .. } => PyOSError::new_err(msg),
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+                std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+                _ => PyOSError::new_err(msg),
+            },
             Error::NonFinite(_) => PyFloatingPointError::new_err(msg),
             Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
         }

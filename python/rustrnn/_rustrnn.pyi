@@ -1,0 +1,266 @@
+"""Type stubs for ``rustrnn._rustrnn``, the compiled Rust core (pyo3 glue in src/python/).
+
+Most users want the torch.nn face in :mod:`rustrnn` instead; the low-level pieces
+(``RnnSpec``, ``Tape``, ``cell_forward``, ``generate``, ``save_model``, ``load_model``)
+are what those modules call. Checked against the built extension by
+``python -m mypy.stubtest rustrnn._rustrnn`` (tests/test_stubs.py).
+"""
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, final
+
+from torch import Generator, Tensor
+from typing_extensions import TypeAlias
+
+_Path: TypeAlias = str | os.PathLike[str]
+_Ids: TypeAlias = Tensor | Sequence[int]
+
+__all__ = [
+    "TORCH_VERSION",
+    "Optimizer",
+    "RnnSpec",
+    "Tape",
+    "Vocab",
+    "__version__",
+    "cell_forward",
+    "clip_grad_norm",
+    "evaluate_lm",
+    "generate",
+    "load_model",
+    "multinomial",
+    "sample",
+    "save_model",
+    "train_lm",
+]
+
+__version__: str
+TORCH_VERSION: str
+"""The libtorch version the extension was compiled against (``import rustrnn`` checks it)."""
+
+@final
+class RnnSpec:
+    """The configuration of a recurrent stack, validated as torch.nn.RNNBase does.
+
+    Args:
+        mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru' (any case).
+        input_size, hidden_size, num_layers, bias, batch_first, dropout,
+        bidirectional, proj_size: as for torch.nn.LSTM.
+    """
+
+    def __new__(
+        cls,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+    ) -> RnnSpec: ...
+    @property
+    def mode(self) -> str:
+        """The cell type."""
+    def param_specs(self) -> list[tuple[str, list[int]]]:
+        """``(name, shape)`` of every parameter, in torch's ``_flat_weights_names`` order."""
+    def extra_repr(self) -> str:
+        """The arguments that differ from torch.nn's defaults, as torch.nn.RNNBase.extra_repr."""
+    def forward(
+        self,
+        input: Tensor,
+        hx: Tensor | None,
+        cx: Tensor | None,
+        weights: Sequence[Tensor],
+        train: bool,
+        keep_tape: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tape | None]:
+        """Runs the stack: ``(output, h_n, c_n or None, tape or None)``."""
+
+@final
+class Tape:
+    """Activations a forward call kept for its backward pass (made by RnnSpec.forward)."""
+
+    def backward(
+        self,
+        d_output: Tensor,
+        d_hn: Tensor | None,
+        d_cn: Tensor | None,
+        need_input_grad: bool,
+    ) -> tuple[Tensor | None, Tensor, Tensor | None, list[Tensor]]:
+        """Back-propagates: ``(d_input or None, d_hx, d_cx or None, [d_weight, ...])``."""
+
+@final
+class Vocab:
+    """A token <-> id map at character or word level (``Vocab.build`` / ``Vocab.load``)."""
+
+    @staticmethod
+    def build(
+        text: str,
+        level: Literal["char", "word"] = "char",
+        min_freq: int = 1,
+        max_size: int | None = None,
+        lower: bool = False,
+        specials: Sequence[str] = ("<unk>", "<eos>"),
+    ) -> Vocab:
+        """Counts the tokens of ``text`` and numbers them (specials first, then by frequency)."""
+    @staticmethod
+    def load(path: _Path) -> Vocab:
+        """Reads a vocabulary written by :meth:`save`."""
+    def save(self, path: _Path) -> None:
+        """Writes the vocabulary as versioned JSON, atomically."""
+    def to_json(self) -> str:
+        """The JSON document :meth:`save` writes, as a str."""
+    @staticmethod
+    def from_json(text: str) -> Vocab:
+        """Reads the document :meth:`to_json` returns."""
+    def encode(self, text: str) -> Tensor:
+        """The ids of ``text``'s tokens: a LongTensor ``(T)``."""
+    def decode(self, ids: _Ids) -> str:
+        """The text of ``ids`` (a tensor of any shape, flattened, or a sequence of ints)."""
+    def one_hot(self, ids: _Ids) -> Tensor:
+        """One-hot float32 rows ``(*, len(self))`` of ``ids``."""
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens of ``text`` before lookup."""
+    def token(self, id: int) -> str:
+        """The token of ``id``."""
+    def tokens(self) -> list[str]:
+        """Every token in id order, the specials first."""
+    @property
+    def level(self) -> str:
+        """'char' or 'word'."""
+    @property
+    def lower(self) -> bool:
+        """Whether text is lower-cased before counting and encoding."""
+    @property
+    def specials(self) -> list[str]:
+        """The special tokens, in id order."""
+    @property
+    def unk_id(self) -> int | None:
+        """The id of ``<unk>``, or None."""
+    @property
+    def eos_id(self) -> int | None:
+        """The id of ``<eos>``, or None."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: str, /) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: None  # type: ignore[assignment]
+
+def cell_forward(
+    mode: str,
+    input: Tensor,
+    hx: Tensor | None,
+    cx: Tensor | None,
+    weights: Sequence[Tensor],
+) -> tuple[Tensor, Tensor | None]:
+    """One step of a cell, differentiated by torch's autograd: ``(h', c' or None)``."""
+
+def generate(
+    spec: RnnSpec,
+    embedding: Tensor,
+    stack_weights: Sequence[Tensor],
+    head_weight: Tensor,
+    head_bias: Tensor | None,
+    prompt: Tensor,
+    max_tokens: int,
+    num_samples: int,
+    stop: Sequence[int],
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    greedy: bool,
+    uniform: Tensor | None,
+) -> tuple[Tensor, list[int]]:
+    """Generates ``num_samples`` continuations of ``prompt`` in one batch, without the GIL:
+    ``(ids (num_samples, steps), lengths)``."""
+
+def save_model(
+    path: _Path,
+    config: str,
+    vocab: str,
+    tensors: Sequence[tuple[str, Tensor]],
+) -> None:
+    """Writes a model checkpoint (a ``.safetensors`` file) atomically."""
+
+def load_model(path: _Path) -> tuple[str, str, str, str, list[tuple[str, Tensor]]]:
+    """Reads and validates a checkpoint: ``(kind, config_json, vocab_json, dtype, tensors)``."""
+
+def multinomial(
+    input: Tensor,
+    num_samples: int,
+    replacement: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Tensor:
+    """Draws category indices from rows of non-negative weights (torch.multinomial's contract)."""
+
+def sample(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    generator: Generator | None = None,
+) -> Tensor:
+    """Next-token ids from logits, with temperature, top-k, top-p (nucleus) or greedy decoding."""
+
+@final
+class Optimizer:
+    """An optimizer with torch.optim's update rule, updating tensors in place.
+
+    Args:
+        method: 'sgd', 'adam' or 'adamw'.
+        params: the tensors to update (in place, without autograd).
+        lr: learning rate.
+        weight_decay: L2 penalty (decoupled for 'adamw').
+        momentum: SGD momentum (dampening 0, no Nesterov).
+        betas, eps: Adam's coefficients.
+    """
+
+    def __new__(
+        cls,
+        method: str,
+        params: Sequence[Tensor],
+        lr: float,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        betas: tuple[float, float] = ...,  # (0.9, 0.999)
+        eps: float = 1e-8,
+    ) -> Optimizer: ...
+    def step(self, grads: Sequence[Tensor]) -> None:
+        """One update from ``grads`` (one per parameter, same shapes)."""
+    @property
+    def lr(self) -> float:
+        """The learning rate; assigning it takes effect at the next step."""
+    @lr.setter
+    def lr(self, value: float) -> None: ...
+
+def clip_grad_norm(grads: Sequence[Tensor], max_norm: float) -> float:
+    """Scales ``grads`` in place to a global L2 norm of at most ``max_norm``
+    (as ``torch.nn.utils.clip_grad_norm_``); returns the norm before clipping."""
+
+def train_lm(
+    config: str,
+    vocab: str,
+    params: Sequence[tuple[str, Tensor]],
+    train: Tensor,
+    valid: Tensor | None,
+    options: str,
+    resume: _Path | None,
+    hooks: Any,
+    distributed: bool,
+) -> tuple[str, str]:
+    """Runs the training loop (see :func:`rustrnn.train`): ``(history_json, stop_reason)``."""
+
+def evaluate_lm(
+    config: str,
+    params: Sequence[tuple[str, Tensor]],
+    ids: Tensor,
+    batch_size: int,
+    bptt: int,
+) -> float:
+    """Perplexity ``exp(mean cross-entropy)`` of a language model on 1-D ids, in eval mode."""

@@ -1,0 +1,91 @@
+"""The command line: each subcommand end to end on tiny runs, and one-line error exits."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "rustrnn", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    corpus = d / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 200, encoding="utf-8")
+    out = d / "run"
+    r = run(
+        "train", str(corpus), "--embed", "16", "--hidden", "32", "--layers", "1",
+        "--bptt", "16", "--batch-size", "4", "--max-steps", "5", "--no-progress",
+        "--out", str(out), "--seed", "1",
+    )
+    assert r.returncode == 0, r.stderr
+    return corpus, out, r
+
+
+def test_train_saves_a_model_and_prints_both_continuations(trained):
+    _, out, r = trained
+    assert (out / "model.safetensors").is_file()
+    assert "greedy" in r.stdout and "sampled" in r.stdout
+    assert "validation perplexity" in r.stdout
+
+
+def test_generate_from_the_checkpoint(trained):
+    _, out, _ = trained
+    ckpt = str(out / "model.safetensors")
+    r = run("generate", ckpt, "--prompt", "the ", "--max-tokens", "20", "--greedy")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("the ")
+    a = run("generate", ckpt, "--prompt", "the ", "--max-tokens", "30", "--seed", "3")
+    b = run("generate", ckpt, "--prompt", "the ", "--max-tokens", "30", "--seed", "3")
+    assert a.returncode == 0 and a.stdout == b.stdout
+    r = run("generate", ckpt, "--max-tokens", "10", "--num-samples", "3", "--top-k", "5")
+    assert r.returncode == 0, r.stderr
+
+
+def test_perplexity_of_a_file(trained):
+    corpus, out, _ = trained
+    r = run("perplexity", str(out / "model.safetensors"), str(corpus))
+    assert r.returncode == 0, r.stderr
+    assert 1.0 <= float(r.stdout.strip()) < 100.0
+
+
+def test_default_corpus_runs_with_a_tiny_step_count(tmp_path):
+    r = run(
+        "train", "--embed", "8", "--hidden", "16", "--layers", "1", "--bptt", "8",
+        "--batch-size", "4", "--max-steps", "2", "--no-progress", "--out", str(tmp_path / "d"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "pydoc" in r.stderr or "characters" in r.stderr
+
+
+def one_line_error(r):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_error_exits_are_one_line(tmp_path):
+    line = one_line_error(run("train", str(tmp_path / "missing.txt"), "--max-steps", "1"))
+    assert "missing.txt" in line
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert "bad.safetensors" in one_line_error(run("generate", str(bad)))
+    assert "nope" in one_line_error(run("generate", str(tmp_path / "nope.safetensors")))
+    assert "--lr" in one_line_error(run("train", "--lr", "-1"))
+    assert "--cell" in one_line_error(run("train", "--cell", "transformer"))
+    assert "invalid choice" in one_line_error(run("frobnicate"))

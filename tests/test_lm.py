@@ -45,7 +45,7 @@ def test_log_prob_and_perplexity_match_plain_torch(vocab, cell):
     text = "the cat sat on the log."
     total, per_token = model.log_prob(text)
     ids = vocab.encode(text)
-    context = torch.cat([torch.tensor([vocab.eos_id]), ids[:-1]])
+    context = torch.cat([torch.tensor([vocab["\n"]]), ids[:-1]])  # read after a line break
     with torch.no_grad():
         out, _ = rnn(emb(context).unsqueeze(1))
         ref = F.log_softmax(head(out.squeeze(1)), dim=-1).gather(1, ids.unsqueeze(1)).squeeze(1)
@@ -209,3 +209,18 @@ def test_generation_argument_errors(vocab):
         model.generate("the", -1)
     with pytest.raises(IndexError):
         model.generate(torch.tensor([len(vocab)]), 3)
+
+
+def test_word_level_log_prob_reads_after_eos():
+    vocab = rustrnn.Vocab.build(TEXT, level="word")
+    model = rustrnn.LanguageModel(vocab, 8, 12, 1).double()
+    emb, rnn, head = plain_torch_copy(model)
+    text = "the dog sat on the mat ."
+    ids = vocab.encode(text)
+    context = torch.cat([torch.tensor([vocab.eos_id]), ids[:-1]])
+    with torch.no_grad():
+        out, _ = rnn(emb(context).unsqueeze(1))
+        ref = F.log_softmax(head(out.squeeze(1)), dim=-1).gather(1, ids.unsqueeze(1)).squeeze(1)
+    total, per_token = model.log_prob(text)
+    torch.testing.assert_close(per_token, ref, rtol=1e-5, atol=1e-5)
+    assert len(per_token) == len(vocab.tokenize(text))

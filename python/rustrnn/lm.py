@@ -126,16 +126,24 @@ class LanguageModel(nn.Module):
             raise ValueError(f"expected a 1-D sequence of ids, got shape {tuple(ids.shape)}")
         return ids.to(self.embedding.weight.device)
 
+    def _boundary_id(self) -> Optional[int]:
+        """The token a scored text is read after: a line break, which is ``<eos>`` at word
+        level and the character ``"\\n"`` at char level (where ``<eos>`` never occurs in
+        training text)."""
+        if self.vocab.level == "char" and "\n" in self.vocab:
+            return self.vocab["\n"]
+        return self.vocab.eos_id
+
     def _scored(self, ids: Tensor) -> Tuple[Tensor, Tensor]:
-        """Context and targets: with an ``<eos>`` in the vocabulary the sequence is read
-        after an ``<eos>`` (a sentence boundary), so every token is scored; otherwise the
+        """Context and targets: the sequence is read after a line break (see
+        :meth:`_boundary_id`), so every token is scored; without one in the vocabulary the
         first token only conditions the rest."""
-        eos = self.vocab.eos_id
-        if eos is not None:
-            context = torch.cat([ids.new_tensor([eos]), ids[:-1]])
+        boundary = self._boundary_id()
+        if boundary is not None:
+            context = torch.cat([ids.new_tensor([boundary]), ids[:-1]])
             return context, ids
         if ids.numel() < 2:
-            raise ValueError("without <eos> in the vocabulary, scoring needs at least 2 tokens")
+            raise ValueError("without a line-break token in the vocabulary, scoring needs 2 tokens")
         return ids[:-1], ids[1:]
 
     def log_prob(self, text_or_ids: TextOrIds) -> Tuple[Tensor, Tensor]:
@@ -143,7 +151,10 @@ class LanguageModel(nn.Module):
 
         Returns:
             ``(total, per_token)``: a 0-d tensor and a ``(m,)`` tensor (``(m-1,)`` when
-            the vocabulary has no ``<eos>``), computed in eval mode without gradients.
+            the vocabulary has no line-break token), computed in eval mode without gradients.
+
+        Args:
+            text_or_ids: text, encoded with the model's vocabulary, or a 1-D sequence of ids.
         """
         ids = self._ids(text_or_ids)
         if ids.numel() == 0:

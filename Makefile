@@ -16,6 +16,7 @@ lint:
 	cargo fmt --check
 	cargo clippy --release --features python -- -D warnings
 	ruff check python tests bench
+	ruff format --check python tests bench
 
 test: test-python test-rust  ## the whole suite: pytest (incl. notebooks, stub check) + cargo tests
 

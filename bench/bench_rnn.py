@@ -94,7 +94,10 @@ def main():
         f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}; T={T} B={B} E={E} H={H} layers={LAYERS} float32 CPU"
     )
-    header = f"{'kind':5} {'path':10} {'train ms':>9} {'train tok/s':>12} {'infer ms':>9} {'infer tok/s':>12}"
+    header = (
+        f"{'kind':5} {'path':10} {'train ms':>9} {'train tok/s':>12} "
+        f"{'infer ms':>9} {'infer tok/s':>12}"
+    )
     print(header)
     for kind in args.kinds.split(","):
         ours_cls, torch_cls, cell_cls = KINDS[kind]

@@ -58,7 +58,8 @@ def main():
     print(f"text: {size_mb:.1f} MB UTF-8, {len(text):,} characters; best of {args.repeat}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
-        f"{'level':<6} {'tokens':>11} {'build s':>8} {'rustrnn MB/s':>13} {'python MB/s':>12} {'ratio':>7}"
+        f"{'level':<6} {'tokens':>11} {'build s':>8} {'rustrnn MB/s':>13} "
+        f"{'python MB/s':>12} {'ratio':>7}"
     )
     for level, baseline in [("char", python_char), ("word", python_word)]:
         t0 = time.perf_counter()

@@ -27,9 +27,25 @@ def trained(tmp_path_factory):
     corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 200, encoding="utf-8")
     out = d / "run"
     r = run(
-        "train", str(corpus), "--embed", "16", "--hidden", "32", "--layers", "1",
-        "--bptt", "16", "--batch-size", "4", "--max-steps", "5", "--no-progress",
-        "--out", str(out), "--seed", "1",
+        "train",
+        str(corpus),
+        "--embed",
+        "16",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--bptt",
+        "16",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "5",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--seed",
+        "1",
     )
     assert r.returncode == 0, r.stderr
     return corpus, out, r
@@ -64,8 +80,22 @@ def test_perplexity_of_a_file(trained):
 
 def test_default_corpus_runs_with_a_tiny_step_count(tmp_path):
     r = run(
-        "train", "--embed", "8", "--hidden", "16", "--layers", "1", "--bptt", "8",
-        "--batch-size", "4", "--max-steps", "2", "--no-progress", "--out", str(tmp_path / "d"),
+        "train",
+        "--embed",
+        "8",
+        "--hidden",
+        "16",
+        "--layers",
+        "1",
+        "--bptt",
+        "8",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "d"),
     )
     assert r.returncode == 0, r.stderr
     assert "pydoc" in r.stderr or "characters" in r.stderr

@@ -179,7 +179,8 @@ def test_first_sampled_token_follows_the_model_distribution(vocab):
     if other_exp > 0:
         chi2 += (other_obs - other_exp) ** 2 / other_exp
         dof += 1
-    # Wilson-Hilferty: the 1e-4 upper quantile of chi2(dof) is about dof*(1 - 2/(9 dof) + 3.719*sqrt(2/(9 dof)))^3.
+    # Wilson-Hilferty: the 1e-4 upper quantile of chi2(dof) is about
+    # dof * (1 - 2/(9 dof) + 3.719 * sqrt(2/(9 dof)))^3.
     bound = dof * (1 - 2 / (9 * dof) + 3.719 * math.sqrt(2 / (9 * dof))) ** 3
     assert chi2.item() < bound, f"chi2={chi2.item():.1f} with {dof} dof exceeds {bound:.1f}"
 

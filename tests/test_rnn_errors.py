@@ -25,7 +25,9 @@ def assert_same_error(ours_fn, ref_fn, *fragments):
     ours = raised(ours_fn)
     assert ref is not None, "torch accepted the input; the case is wrong"
     assert ours is not None, f"rustrnn accepted what torch rejects ({type(ref).__name__}: {ref})"
-    assert isinstance(ours, type(ref)), f"rustrnn raised {type(ours).__name__}: {ours}; torch {ref!r}"
+    assert isinstance(ours, type(ref)), (
+        f"rustrnn raised {type(ours).__name__}: {ours}; torch {ref!r}"
+    )
     for frag in fragments:
         assert frag in str(ours), f"{frag!r} not in {str(ours)!r}"
 
@@ -54,10 +56,26 @@ FORWARD_CASES = {
     "zero_length": (lambda: torch.randn(0, 3, 4), None, ("0",)),
     "hx_rank": (lambda: torch.randn(5, 3, 4), lambda k: state(k, (1, 6)), ("3-D", "2-D")),
     "hx_rank_unbatched": (lambda: torch.randn(5, 4), lambda k: state(k, (1, 3, 6)), ("2-D", "3-D")),
-    "hx_batch": (lambda: torch.randn(5, 3, 4), lambda k: state(k, (1, 2, 6)), ("(1, 3, 6)", "[1, 2, 6]")),
-    "hx_broadcast": (lambda: torch.randn(5, 3, 4), lambda k: state(k, (1, 1, 6)), ("(1, 3, 6)", "[1, 1, 6]")),
-    "hx_layers": (lambda: torch.randn(5, 3, 4), lambda k: state(k, (2, 3, 6)), ("(1, 3, 6)", "[2, 3, 6]")),
-    "hx_width": (lambda: torch.randn(5, 3, 4), lambda k: state(k, (1, 3, 5)), ("(1, 3, 6)", "[1, 3, 5]")),
+    "hx_batch": (
+        lambda: torch.randn(5, 3, 4),
+        lambda k: state(k, (1, 2, 6)),
+        ("(1, 3, 6)", "[1, 2, 6]"),
+    ),
+    "hx_broadcast": (
+        lambda: torch.randn(5, 3, 4),
+        lambda k: state(k, (1, 1, 6)),
+        ("(1, 3, 6)", "[1, 1, 6]"),
+    ),
+    "hx_layers": (
+        lambda: torch.randn(5, 3, 4),
+        lambda k: state(k, (2, 3, 6)),
+        ("(1, 3, 6)", "[2, 3, 6]"),
+    ),
+    "hx_width": (
+        lambda: torch.randn(5, 3, 4),
+        lambda k: state(k, (1, 3, 5)),
+        ("(1, 3, 6)", "[1, 3, 5]"),
+    ),
 }
 
 

@@ -10,8 +10,11 @@ from rnn_helpers import KINDS
 
 @pytest.mark.parametrize(
     "kind,bias,bidir,proj",
-    [(k, b, d, p) for k, b, d, p in itertools.product(KINDS, [True, False], [False, True], [0, 2])
-     if p == 0 or k == "lstm"],
+    [
+        (k, b, d, p)
+        for k, b, d, p in itertools.product(KINDS, [True, False], [False, True], [0, 2])
+        if p == 0 or k == "lstm"
+    ],
 )
 def test_gradcheck_stack(kind, bias, bidir, proj):
     cls, _, extra = KINDS[kind]

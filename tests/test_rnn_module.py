@@ -65,7 +65,7 @@ def test_dropout_one_matches_torch_in_training_mode(kind):
 def test_dropout_statistics_and_eval_mode():
     m = rustrnn.RNN(50, 50, num_layers=2, dropout=0.5, bias=False).double()
     with torch.no_grad():
-        # Layer 2 sees layer 1's output: make layer 2 the identity-ish by reading its input directly.
+        # Layer 2 reads layer 1's output through a small identity, so the output shows the mask.
         m.weight_hh_l1.zero_()
         m.weight_ih_l1.copy_(torch.eye(50, dtype=torch.float64) * 1e-3)
     x = torch.randn(200, 4, 50, dtype=torch.float64)
@@ -141,8 +141,10 @@ def test_step_api_matches_a_full_forward(kind, batch_first):
         y, state = m.step(x[t], state)
         outs.append(y)
     torch.testing.assert_close(torch.stack(outs), full)
-    for a, b in zip(state if isinstance(state, tuple) else (state,),
-                    final if isinstance(final, tuple) else (final,)):
+    for a, b in zip(
+        state if isinstance(state, tuple) else (state,),
+        final if isinstance(final, tuple) else (final,),
+    ):
         torch.testing.assert_close(a, b)
 
 
@@ -176,8 +178,9 @@ def test_cells_match_torch(kind, bias, unbatched, with_hx):
         out = m(x, hx)
         outs = out if isinstance(out, tuple) else (out,)
         sum(o.sin().sum() for o in outs).backward()
-        results.append(([o.detach() for o in outs], [p.grad.clone() for p in m.parameters()],
-                        x.grad.clone()))
+        results.append(
+            ([o.detach() for o in outs], [p.grad.clone() for p in m.parameters()], x.grad.clone())
+        )
         m.zero_grad()
     (o1, g1, x1), (o2, g2, x2) = results
     for a, b in zip(o1 + g1 + [x1], o2 + g2 + [x2]):

@@ -11,7 +11,13 @@ T, B, IN, H = 5, 3, 4, 6
 CONFIGS = [
     (kind, bias, bidir, batch_first, layers, unbatched, with_hx, proj)
     for kind, bias, bidir, batch_first, layers, unbatched, with_hx, proj in itertools.product(
-        KINDS, [True, False], [False, True], [False, True], [1, 2], [False, True], [False, True],
+        KINDS,
+        [True, False],
+        [False, True],
+        [False, True],
+        [1, 2],
+        [False, True],
+        [False, True],
         [0, 3],
     )
     if proj == 0 or kind == "lstm"

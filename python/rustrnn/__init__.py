@@ -25,7 +25,14 @@ if _rustrnn.TORCH_VERSION != _BUILT_FOR_TORCH:  # pragma: no cover - a broken bu
         f"its Python package for torch {_BUILT_FOR_TORCH}; reinstall rustrnn"
     )
 
+from ._rustrnn import (  # noqa: E402
+    Vocab,  # noqa: E402
+    multinomial,
+    sample,
+)
+from .lm import LanguageModel  # noqa: E402
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+from .training import History, evaluate, train  # noqa: E402
 
 __version__ = _rustrnn.__version__
 
@@ -36,4 +43,11 @@ __all__ = [
     "RNNCell",
     "LSTMCell",
     "GRUCell",
+    "Vocab",
+    "LanguageModel",
+    "train",
+    "evaluate",
+    "History",
+    "multinomial",
+    "sample",
 ]

@@ -73,8 +73,12 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--clip", type=_non_negative_float, default=0.25)
     t.add_argument("--epochs", type=_positive_int, default=1000)
     t.add_argument("--max-steps", type=_positive_int, default=None)
-    t.add_argument("--time-budget", type=_non_negative_float, default=60.0,
-                   help="seconds of training (default: 60)")
+    t.add_argument(
+        "--time-budget",
+        type=_non_negative_float,
+        default=60.0,
+        help="seconds of training (default: 60)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--out", default="runs/default", help="checkpoint directory")
@@ -106,7 +110,11 @@ def _load_model(path: str):
         raise CliError(f"no such checkpoint: {path}")
     ckpt = Path(path)
     if ckpt.is_dir():
-        ckpt = ckpt / "best.safetensors" if (ckpt / "best.safetensors").exists() else ckpt / "last.safetensors"
+        ckpt = (
+            ckpt / "best.safetensors"
+            if (ckpt / "best.safetensors").exists()
+            else ckpt / "last.safetensors"
+        )
     try:
         return rustrnn.LanguageModel.load(ckpt)
     except (ValueError, OSError) as e:
@@ -114,8 +122,9 @@ def _load_model(path: str):
 
 
 def _cmd_train(args) -> int:
-    import rustrnn
     import torch
+
+    import rustrnn
 
     from .corpus import default_corpus, split
 
@@ -171,7 +180,7 @@ def _cmd_train(args) -> int:
     print(f"{'greedy (argmax)':<{width}} | sampled (multinomial, T=0.8)")
     left, right = (greedy.replace("\n", " "), sampled.replace("\n", " "))
     for i in range(0, max(len(left), len(right)), width):
-        print(f"{left[i:i + width]:<{width}} | {right[i:i + width]}")
+        print(f"{left[i : i + width]:<{width}} | {right[i : i + width]}")
     return 0
 
 

@@ -34,9 +34,7 @@ class _CellBase(nn.Module):
         self.bias = bias
         factory = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(
-            torch.empty(num_chunks * hidden_size, hidden_size, **factory)
-        )
+        self.weight_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, hidden_size, **factory))
         if bias:
             self.bias_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
             self.bias_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
@@ -46,7 +44,7 @@ class _CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch does."""
+        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), like torch."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
@@ -88,9 +86,7 @@ class RNNCell(_CellBase):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
         self.nonlinearity = nonlinearity
-        super().__init__(
-            f"rnn_{nonlinearity}", input_size, hidden_size, bias, 1, device, dtype
-        )
+        super().__init__(f"rnn_{nonlinearity}", input_size, hidden_size, bias, 1, device, dtype)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         h, _ = _rustrnn.cell_forward(self._mode, input, hx, None, self._weights())

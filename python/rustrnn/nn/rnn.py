@@ -88,7 +88,7 @@ class RNNBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch does."""
+        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), like torch."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
@@ -131,9 +131,7 @@ class RNNBase(nn.Module):
             out = StackFunction.apply(self._spec, self.training, input, h0, c0, *weights)
             output, h_n, c_n = out if len(out) == 3 else (*out, None)
         else:
-            output, h_n, c_n, _ = self._spec.forward(
-                input, h0, c0, weights, self.training, False
-            )
+            output, h_n, c_n, _ = self._spec.forward(input, h0, c0, weights, self.training, False)
         return output, self._pack_state(h_n, c_n)
 
     def step(self, input: Tensor, hx: Optional[_State] = None):

@@ -96,6 +96,15 @@ class LanguageModel(nn.Module):
         return f"vocab_size={len(self.vocab)}"
 
     def forward(self, ids: Tensor, state=None):
+        """Logits for the next token at every position.
+
+        Args:
+            ids: ``(T, B)`` or ``(T,)`` token ids.
+            state: the stack's state from a previous call (carried across windows), or None.
+
+        Returns:
+            ``(logits, state)``: ``(T, B, V)`` (``(T, V)`` unbatched) and the final state.
+        """
         x = self.drop(self.embedding(ids))
         out, state = self.rnn(x, state)
         return self.head(self.drop(out)), state

@@ -89,6 +89,7 @@ class RNNCell(_CellBase):
         super().__init__(f"rnn_{nonlinearity}", input_size, hidden_size, bias, 1, device, dtype)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        """One step: ``input (N, H_in) or (H_in)``, ``hx (N, H) or (H)`` -> ``h'``."""
         h, _ = _rustrnn.cell_forward(self._mode, input, hx, None, self._weights())
         return h
 
@@ -118,6 +119,8 @@ class LSTMCell(_CellBase):
     def forward(
         self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
     ) -> Tuple[Tensor, Tensor]:
+        """One step: ``input (N, H_in) or (H_in)``, ``(h, c)`` each ``(N, H) or (H)`` ->
+        ``(h', c')``."""
         h0, c0 = (None, None) if hx is None else hx
         h, c = _rustrnn.cell_forward(self._mode, input, h0, c0, self._weights())
         return h, c
@@ -139,5 +142,6 @@ class GRUCell(_CellBase):
         super().__init__("gru", input_size, hidden_size, bias, 3, device, dtype)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        """One step: ``input (N, H_in) or (H_in)``, ``hx (N, H) or (H)`` -> ``h'``."""
         h, _ = _rustrnn.cell_forward(self._mode, input, hx, None, self._weights())
         return h

@@ -20,6 +20,12 @@ _State = Union[Tensor, Tuple[Tensor, Tensor]]
 class RNNBase(nn.Module):
     """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
 
+    Args:
+        mode: ``'RNN_TANH'``, ``'RNN_RELU'``, ``'LSTM'`` or ``'GRU'``.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+        proj_size: as for :class:`LSTM`.
+        device, dtype: where and how the parameters are created.
+
     Parameters are registered under torch.nn's names (``weight_ih_l0``,
     ``bias_hh_l1_reverse``, ...) and shapes, so ``state_dict()`` loads into the
     torch.nn module of the same configuration and back, strictly.
@@ -114,6 +120,19 @@ class RNNBase(nn.Module):
         return h_n
 
     def forward(self, input: Tensor, hx: Optional[_State] = None):
+        """Runs the stack over a sequence (forward and backward passes in Rust).
+
+        Args:
+            input: ``(L, H_in)`` unbatched, ``(L, N, H_in)``, or ``(N, L, H_in)`` with
+                batch_first.
+            hx: initial state, zeros if None: ``h_0`` of shape ``(D * num_layers, N, H_out)``
+                (``(D * num_layers, H_out)`` unbatched), or for LSTM the tuple
+                ``(h_0, c_0)`` with ``c_0`` of shape ``(D * num_layers, N, hidden_size)``.
+
+        Returns:
+            ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM; output is
+            ``(L, N, D * H_out)`` laid out like the input.
+        """
         if isinstance(input, PackedSequence):
             raise NotImplementedError(
                 "rustrnn stacks take padded tensors; PackedSequence input is not supported"
@@ -234,8 +253,32 @@ class LSTM(RNNBase):
         - **h_n**: ``(D * num_layers, N, H_out)``; **c_n**: ``(D * num_layers, N, H_cell)``.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__("LSTM", *args, **kwargs)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            "LSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+        )
 
     def _split_state(self, hx):
         if hx is None:
@@ -257,7 +300,33 @@ class GRU(RNNBase):
     Args, inputs and outputs as for :class:`RNN` (no ``nonlinearity``).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        **kwargs,
+    ) -> None:
         if "proj_size" in kwargs:
-            raise ValueError("proj_size argument is only supported for LSTM, not GRU")
-        super().__init__("GRU", *args, **kwargs)
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if kwargs:
+            raise TypeError(f"GRU got unexpected keyword arguments {sorted(kwargs)}")
+        super().__init__(
+            "GRU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+        )

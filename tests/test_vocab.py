@@ -450,3 +450,15 @@ def test_one_hot_and_decode_on_cuda():
     assert v.decode(ids) == v.decode(ids.cpu())
     with pytest.raises(IndexError, match=f"size {len(v)}"):
         v.one_hot(torch.tensor([len(v)], device="cuda"))
+
+
+def test_numpy_integer_arrays_cross_directly():
+    import numpy as np
+
+    v = rustrnn.Vocab.build("hello world\nhello there\n", level="word")
+    ids = v.encode("hello there world")
+    for dtype in (np.int64, np.int32):
+        arr = ids.numpy().astype(dtype)
+        assert v.decode(arr) == v.decode(ids.tolist())
+        assert torch.equal(v.one_hot(arr), v.one_hot(ids))
+    assert v.decode(ids.numpy().reshape(1, -1)) == v.decode(ids)

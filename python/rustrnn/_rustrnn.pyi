@@ -10,11 +10,13 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, final
 
+import numpy as np
+import numpy.typing as npt
 from torch import Generator, Tensor
 from typing_extensions import TypeAlias
 
 _Path: TypeAlias = str | os.PathLike[str]
-_Ids: TypeAlias = Tensor | Sequence[int]
+_Ids: TypeAlias = Tensor | npt.NDArray[np.integer[Any]] | Sequence[int]
 
 __all__ = [
     "TORCH_VERSION",

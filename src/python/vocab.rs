@@ -13,16 +13,31 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVocab>()
 }
 
-/// Ids as Python hands them over: a tensor of any shape or a sequence of ints.
+/// Ids as Python hands them over: a tensor or a numpy integer array of any
+/// shape, or a sequence of ints.
 enum Ids {
     Tensor(PyTensor),
     List(Vec<i64>),
+}
+
+/// A numpy integer array's values, read in place (no per-element Python objects).
+fn numpy_ids(ob: &Bound<'_, PyAny>) -> Option<Vec<i64>> {
+    if let Ok(a) = ob.extract::<numpy::PyReadonlyArrayDyn<'_, i64>>() {
+        return Some(a.as_array().iter().copied().collect());
+    }
+    if let Ok(a) = ob.extract::<numpy::PyReadonlyArrayDyn<'_, i32>>() {
+        return Some(a.as_array().iter().map(|&v| i64::from(v)).collect());
+    }
+    None
 }
 
 impl<'py> FromPyObject<'py> for Ids {
     fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(t) = ob.extract::<PyTensor>() {
             return Ok(Ids::Tensor(t));
+        }
+        if let Some(v) = numpy_ids(ob) {
+            return Ok(Ids::List(v));
         }
         let list = if ob.is_instance_of::<PyString>() {
             None

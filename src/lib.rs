@@ -3,10 +3,12 @@
 //! The core modules know nothing of Python; `python` (behind the cargo feature
 //! of the same name) only converts arguments, releases the GIL and maps errors.
 
+pub mod checkpoint;
 pub mod error;
 pub mod lm;
 pub mod rnn;
 pub mod sampler;
+pub mod train;
 pub mod vocab;
 
 #[cfg(feature = "python")]

@@ -172,7 +172,9 @@ pub fn generate(
     };
     let stepper = Stepper::new(cfg, w.stack)?;
     let head_t = w.head_weight.f_tr()?.f_contiguous()?;
-    let mut logits = logits.f_expand([n, logits.size()[1]], false)?.f_contiguous()?;
+    let mut logits = logits
+        .f_expand([n, logits.size()[1]], false)?
+        .f_contiguous()?;
     let mut out: Vec<Tensor> = Vec::with_capacity(opts.max_tokens as usize);
     let mut lengths = vec![-1i64; n as usize];
     let stop = Tensor::f_from_slice(&opts.stop)?.f_to_device(device)?;
@@ -182,7 +184,10 @@ pub fn generate(
         }
         let next = draw(&logits, step)?;
         if next.size() != [n] {
-            return Err(Error::shape(format!("draw must return {n} ids, got shape {:?}", next.size())));
+            return Err(Error::shape(format!(
+                "draw must return {n} ids, got shape {:?}",
+                next.size()
+            )));
         }
         out.push(next.shallow_clone());
         if !opts.stop.is_empty() {
@@ -238,7 +243,9 @@ impl crate::sampler::UniformSource for Pregenerated {
     fn uniform(&mut self, shape: &[i64], device: tch::Device) -> Result<Tensor> {
         let rows = self.table.size()[0];
         if self.next >= rows {
-            return Err(Error::shape(format!("the uniform table has only {rows} rows")));
+            return Err(Error::shape(format!(
+                "the uniform table has only {rows} rows"
+            )));
         }
         let row = self.table.f_select(0, self.next)?;
         self.next += 1;

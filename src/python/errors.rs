@@ -3,8 +3,8 @@
 //! written against torch.nn (`except RuntimeError`, `except ValueError`) works.
 
 use pyo3::exceptions::{
-    PyFloatingPointError, PyIndexError, PyKeyError, PyKeyboardInterrupt, PyOSError, PyRuntimeError,
-    PyTypeError, PyValueError,
+    PyFileNotFoundError, PyFloatingPointError, PyIndexError, PyKeyError, PyKeyboardInterrupt,
+    PyOSError, PyPermissionError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::PyErr;
 

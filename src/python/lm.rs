@@ -47,9 +47,18 @@ pub fn generate(
     uniform: Option<PyTensor>,
 ) -> PyResult<(PyTensor, Vec<i64>)> {
     let cfg = spec.config().clone();
-    let sample = SampleOptions { temperature, top_k, top_p, greedy };
+    let sample = SampleOptions {
+        temperature,
+        top_k,
+        top_p,
+        greedy,
+    };
     sample.validate()?;
-    let opts = GenerateOptions { max_tokens, num_samples, stop };
+    let opts = GenerateOptions {
+        max_tokens,
+        num_samples,
+        stop,
+    };
     let stack: Vec<tch::Tensor> = stack_weights.into_iter().map(|t| t.0).collect();
     let (embedding, head_weight, head_bias) = (embedding.0, head_weight.0, head_bias.map(|t| t.0));
     let (prompt, uniform) = (prompt.0, uniform.map(|t| t.0));

@@ -1,9 +1,13 @@
 //! The pyo3 glue (cargo feature `python`): converts arguments, releases the
 //! GIL around long work and maps errors. No algorithm lives here.
 
+mod checkpoint;
 mod errors;
+mod gil;
+mod lm;
 mod rnn;
 mod sampler;
+mod train;
 mod vocab;
 
 use pyo3::prelude::*;
@@ -18,7 +22,10 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rnn::PyRnnSpec>()?;
     m.add_class::<rnn::PyTape>()?;
     m.add_function(wrap_pyfunction!(rnn::cell_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(lm::generate, m)?)?;
+    checkpoint::register(m)?;
     sampler::register(m)?;
+    train::register(m)?;
     vocab::register(m)?;
     Ok(())
 }

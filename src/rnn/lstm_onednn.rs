@@ -60,7 +60,10 @@ pub fn forward(
     let hidden = w.w_hh.size()[1];
     let (b_ih, b_hh, has_bias) = biases(w)?;
     let x = x.f_contiguous()?.f_detach()?;
-    let (h0, c0) = (h0.f_contiguous()?.f_detach()?, c0.f_contiguous()?.f_detach()?);
+    let (h0, c0) = (
+        h0.f_contiguous()?.f_detach()?,
+        c0.f_contiguous()?.f_detach()?,
+    );
     let empty: [i64; 0] = [];
     // The kernel keeps its workspace only while grad mode is on; on detached
     // tensors that records no graph.
@@ -68,15 +71,24 @@ pub fn forward(
     let (b_ih, b_hh) = (b_ih.f_detach()?, b_hh.f_detach()?);
     let (out, hy, cy, workspace) = tch::with_grad(|| {
         x.f_mkldnn_rnn_layer(
-            &w_ih, &w_hh, &b_ih, &b_hh, &h0, &c0, reverse, empty, MODE_LSTM, hidden, 1,
-            has_bias, false, false, train,
+            &w_ih, &w_hh, &b_ih, &b_hh, &h0, &c0, reverse, empty, MODE_LSTM, hidden, 1, has_bias,
+            false, false, train,
         )
     })?;
     Ok(DirOutput {
         out: out.shallow_clone(),
         h_n: hy.shallow_clone(),
         c_n: Some(cy.shallow_clone()),
-        saved: Saved { x, h0, c0, out, hy, cy, workspace, reverse },
+        saved: Saved {
+            x,
+            h0,
+            c0,
+            out,
+            hy,
+            cy,
+            workspace,
+            reverse,
+        },
     })
 }
 
@@ -127,7 +139,13 @@ pub fn backward(
         dx: Some(dx),
         dh0,
         dc0: Some(dc0),
-        grads: DirGrads { w_ih: dw_ih, w_hh: dw_hh, b_ih, b_hh, w_hr: None },
+        grads: DirGrads {
+            w_ih: dw_ih,
+            w_hh: dw_hh,
+            b_ih,
+            b_hh,
+            w_hr: None,
+        },
     })
 }
 

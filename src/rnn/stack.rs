@@ -70,7 +70,10 @@ fn run_direction(
         Mode::Lstm => {
             let c0 = c0.ok_or_else(|| Error::shape("LSTM needs an initial cell state"))?;
             if lstm_onednn::usable(w, x) {
-                wrap(lstm_onednn::forward(w, x, h0, c0, reverse, keep_tape)?, Saved::LstmOneDnn)
+                wrap(
+                    lstm_onednn::forward(w, x, h0, c0, reverse, keep_tape)?,
+                    Saved::LstmOneDnn,
+                )
             } else {
                 wrap(lstm::forward(w, x, h0, c0, reverse)?, Saved::Lstm)
             }
@@ -259,9 +262,9 @@ pub fn backward(
                     lstm::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?, need_dx)?
                 }
                 Saved::LstmOneDnn(s) => {
-                    let dc = d_cn.as_ref().ok_or_else(|| {
-                        Error::shape("LSTM backward needs the gradient of c_n")
-                    })?;
+                    let dc = d_cn
+                        .as_ref()
+                        .ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))?;
                     lstm_onednn::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?)?
                 }
                 Saved::Gru(s) => gru::backward(&w, s, &d_dir, &dh, need_dx)?,

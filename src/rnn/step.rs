@@ -10,9 +10,18 @@ use crate::error::{Error, Result};
 
 enum LayerWeights {
     /// `[x, h] @ w_t + bias` gives all gates at once (LSTM, plain RNN).
-    Joint { w_t: Tensor, bias: Option<Tensor>, w_hr_t: Option<Tensor> },
+    Joint {
+        w_t: Tensor,
+        bias: Option<Tensor>,
+        w_hr_t: Option<Tensor>,
+    },
     /// The GRU keeps the two products apart: r scales only the recurrent one.
-    Split { w_ih_t: Tensor, w_hh_t: Tensor, b_ih: Option<Tensor>, b_hh: Option<Tensor> },
+    Split {
+        w_ih_t: Tensor,
+        w_hh_t: Tensor,
+        b_ih: Option<Tensor>,
+        b_hh: Option<Tensor>,
+    },
 }
 
 /// A unidirectional stack prepared for stepping.
@@ -39,13 +48,19 @@ impl Stepper {
     /// `weights` in torch's flat order; checked by the caller (`check_weights`).
     pub fn new(cfg: &RnnConfig, weights: &[Tensor]) -> Result<Self> {
         if cfg.bidirectional {
-            return Err(Error::value("a bidirectional stack cannot be stepped forward in time"));
+            return Err(Error::value(
+                "a bidirectional stack cannot be stepped forward in time",
+            ));
         }
         let per = cfg.params_per_direction();
         let mut layers = Vec::new();
         for chunk in weights.chunks(per) {
             let (w_ih, w_hh) = (&chunk[0], &chunk[1]);
-            let (b_ih, b_hh) = if cfg.bias { (Some(&chunk[2]), Some(&chunk[3])) } else { (None, None) };
+            let (b_ih, b_hh) = if cfg.bias {
+                (Some(&chunk[2]), Some(&chunk[3]))
+            } else {
+                (None, None)
+            };
             let w_hr = (cfg.proj_size > 0).then(|| &chunk[per - 1]);
             layers.push(match cfg.mode {
                 Mode::Gru => LayerWeights::Split {
@@ -64,7 +79,11 @@ impl Stepper {
                 },
             });
         }
-        Ok(Stepper { mode: cfg.mode, hidden: cfg.hidden_size, layers })
+        Ok(Stepper {
+            mode: cfg.mode,
+            hidden: cfg.hidden_size,
+            layers,
+        })
     }
 
     /// Advances every layer by one timestep: `x` `[B, In]` -> top layer's `h` `[B, H_out]`.
@@ -98,16 +117,27 @@ impl Stepper {
                         pre.f_tanh_()?
                     }
                 }
-                (_, LayerWeights::Split { w_ih_t, w_hh_t, b_ih, b_hh }) => {
+                (
+                    _,
+                    LayerWeights::Split {
+                        w_ih_t,
+                        w_hh_t,
+                        b_ih,
+                        b_hh,
+                    },
+                ) => {
                     let gi = addmm(b_ih.as_ref(), &input, w_ih_t)?;
                     let gh = addmm(b_hh.as_ref(), h, w_hh_t)?;
                     let mut rz = gi.f_narrow(1, 0, 2 * hid)?;
                     let _ = rz.f_add_(&gh.f_narrow(1, 0, 2 * hid)?)?.f_sigmoid_()?;
                     let mut n = gi.f_narrow(1, 2 * hid, hid)?;
-                    let _ = n.f_addcmul_(&rz.f_narrow(1, 0, hid)?, &gh.f_narrow(1, 2 * hid, hid)?)?;
+                    let _ =
+                        n.f_addcmul_(&rz.f_narrow(1, 0, hid)?, &gh.f_narrow(1, 2 * hid, hid)?)?;
                     let _ = n.f_tanh_()?;
                     // h' = n + z ⊙ (h - n)
-                    h.f_sub(&n)?.f_mul_(&rz.f_narrow(1, hid, hid)?)?.f_add_(&n)?
+                    h.f_sub(&n)?
+                        .f_mul_(&rz.f_narrow(1, hid, hid)?)?
+                        .f_add_(&n)?
                 }
             };
             state.h[l] = h_next.shallow_clone();

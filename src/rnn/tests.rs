@@ -18,12 +18,21 @@ fn config(mode: Mode, layers: i64, bidirectional: bool, bias: bool, proj: i64) -
 fn weights(cfg: &RnnConfig, kind: Kind) -> Vec<Tensor> {
     cfg.param_specs()
         .iter()
-        .map(|p| (Tensor::rand(p.shape.as_slice(), (kind, tch::Device::Cpu)) - 0.5).set_requires_grad(true))
+        .map(|p| {
+            (Tensor::rand(p.shape.as_slice(), (kind, tch::Device::Cpu)) - 0.5)
+                .set_requires_grad(true)
+        })
         .collect()
 }
 
 /// The same network written with the autograd-recorded cells, step by step.
-fn reference(cfg: &RnnConfig, w: &[Tensor], x: &Tensor, h0: &Tensor, c0: &Tensor) -> (Tensor, Tensor, Tensor) {
+fn reference(
+    cfg: &RnnConfig,
+    w: &[Tensor],
+    x: &Tensor,
+    h0: &Tensor,
+    c0: &Tensor,
+) -> (Tensor, Tensor, Tensor) {
     let per = cfg.params_per_direction();
     let dirs = cfg.num_directions();
     let len = x.size()[0];
@@ -37,21 +46,32 @@ fn reference(cfg: &RnnConfig, w: &[Tensor], x: &Tensor, h0: &Tensor, c0: &Tensor
             let cw = CellWeights::from_slice(&chunk[..if cfg.bias { 4 } else { 2 }]).unwrap();
             let (mut h, mut c) = (h0.get(idx), c0.get(idx));
             let mut seq: Vec<Option<Tensor>> = (0..len).map(|_| None).collect();
-            let order: Vec<i64> = if dir == 1 { (0..len).rev().collect() } else { (0..len).collect() };
+            let order: Vec<i64> = if dir == 1 {
+                (0..len).rev().collect()
+            } else {
+                (0..len).collect()
+            };
             for t in order {
                 let xt = input.get(t);
                 h = match cfg.mode {
                     Mode::Lstm => {
                         let (h2, c2) = cell::lstm_cell(&xt, &h, &c, &cw).unwrap();
                         c = c2;
-                        if cfg.proj_size > 0 { h2.mm(&chunk[per - 1].tr()) } else { h2 }
+                        if cfg.proj_size > 0 {
+                            h2.mm(&chunk[per - 1].tr())
+                        } else {
+                            h2
+                        }
                     }
                     Mode::Gru => cell::gru_cell(&xt, &h, &cw).unwrap(),
                     m => cell::rnn_cell(&xt, &h, &cw, m == Mode::RnnRelu).unwrap(),
                 };
                 seq[t as usize] = Some(h.shallow_clone());
             }
-            outs.push(Tensor::stack(&seq.into_iter().map(Option::unwrap).collect::<Vec<_>>(), 0));
+            outs.push(Tensor::stack(
+                &seq.into_iter().map(Option::unwrap).collect::<Vec<_>>(),
+                0,
+            ));
             hs.push(h);
             cs.push(c);
         }
@@ -71,8 +91,14 @@ fn check(cfg: RnnConfig, kind: Kind, tol: f64) {
     let lstm = cfg.mode == Mode::Lstm;
     let out = stack::forward(&cfg, &x, Some(&h0), lstm.then_some(&c0), &w, true, true).unwrap();
     let (r_out, r_h, r_c) = reference(&cfg, &w, &x, &h0, &c0);
-    assert!(out.output.allclose(&r_out, tol, tol, false), "output differs for {cfg:?}");
-    assert!(out.h_n.allclose(&r_h, tol, tol, false), "h_n differs for {cfg:?}");
+    assert!(
+        out.output.allclose(&r_out, tol, tol, false),
+        "output differs for {cfg:?}"
+    );
+    assert!(
+        out.h_n.allclose(&r_h, tol, tol, false),
+        "h_n differs for {cfg:?}"
+    );
     // Distinct weights on every output element, so no gradient term cancels.
     let g_out = Tensor::randn(r_out.size().as_slice(), opts);
     let g_h = Tensor::randn(r_h.size().as_slice(), opts);
@@ -88,14 +114,24 @@ fn check(cfg: RnnConfig, kind: Kind, tol: f64) {
     }
     inputs.extend(w.iter());
     let reference_grads = Tensor::run_backward(&[loss], &inputs, false, false);
-    let ours = stack::backward(out.tape.as_ref().unwrap(), &g_out, &g_h, lstm.then_some(&g_c), true).unwrap();
+    let ours = stack::backward(
+        out.tape.as_ref().unwrap(),
+        &g_out,
+        &g_h,
+        lstm.then_some(&g_c),
+        true,
+    )
+    .unwrap();
     let mut got = vec![ours.input.unwrap(), ours.hx];
     if lstm {
         got.push(ours.cx.unwrap());
     }
     got.extend(ours.weights);
     for (k, (a, b)) in got.iter().zip(&reference_grads).enumerate() {
-        assert!(a.allclose(b, tol, tol, false), "gradient {k} differs for {cfg:?}");
+        assert!(
+            a.allclose(b, tol, tol, false),
+            "gradient {k} differs for {cfg:?}"
+        );
     }
 }
 
@@ -112,6 +148,10 @@ fn composed_backward_matches_autograd_float64() {
 #[test]
 fn onednn_lstm_matches_autograd_float32() {
     for (bidirectional, bias) in [(false, true), (true, true), (false, false)] {
-        check(config(Mode::Lstm, 2, bidirectional, bias, 0), Kind::Float, 1e-5);
+        check(
+            config(Mode::Lstm, 2, bidirectional, bias, 0),
+            Kind::Float,
+            1e-5,
+        );
     }
 }

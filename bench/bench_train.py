@@ -1,0 +1,189 @@
+"""Training speed and quality: rustrnn.train against the same recipe in plain PyTorch.
+
+Both sides start from the same weights and train a character-level language model on
+the same corpus (the stdlib ``pydoc_data.topics`` text) with the same optimizer, clipping,
+dropout, batch size and bptt; the PyTorch side is word_language_model's loop over
+nn.Embedding + nn.LSTM + nn.Linear. Prints tokens/s of both and their ratio (>1 means
+rustrnn is faster), the validation perplexity of both after the same number of steps
+(measured the same way), and the process RSS at the end of each epoch.
+
+Run: python bench/bench_train.py [--steps 120] [--epoch-steps 40] [--cell lstm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+
+import rustrnn
+import torch
+import torch.nn.functional as F
+from rustrnn.corpus import default_corpus, split
+from torch import nn
+
+
+def rss_mib() -> float:
+    """The current resident set size (Linux /proc; psutil elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+
+class PlainLM(nn.Module):
+    def __init__(self, ntoken, cell, embed, hidden, layers, dropout):
+        super().__init__()
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.embedding = nn.Embedding(ntoken, embed)
+        self.drop = nn.Dropout(dropout)
+        self.rnn = cls(embed, hidden, layers, dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(hidden, ntoken)
+
+    def forward(self, ids, state=None):
+        out, state = self.rnn(self.drop(self.embedding(ids)), state)
+        return self.head(self.drop(out)), state
+
+
+def batchify(ids, bsz):
+    n = ids.size(0) // bsz
+    return ids[: n * bsz].view(bsz, -1).t().contiguous()
+
+
+def detach(state):
+    if state is None:
+        return None
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def torch_train(model, ids, args, epochs):
+    """word_language_model's training loop, with Adam and clip_grad_norm_."""
+    data = batchify(ids, args.batch)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model.train()
+    step, rss = 0, []
+    for _ in range(epochs):
+        state = None
+        for i in range(0, data.size(0) - 1, args.bptt):
+            if step == args.steps:
+                break
+            t = min(args.bptt, data.size(0) - 1 - i)
+            x, y = data[i : i + t], data[i + 1 : i + 1 + t]
+            state = detach(state)
+            opt.zero_grad()
+            out, state = model(x, state)
+            loss = F.cross_entropy(out.view(-1, out.size(-1)), y.reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            step += 1
+        rss.append(rss_mib())
+    return step, rss
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=120, help="training steps per side")
+    p.add_argument("--epoch-steps", type=int, default=40, help="steps in one epoch")
+    p.add_argument("--cell", default="lstm", choices=["lstm", "gru"])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--bptt", type=int, default=64)
+    p.add_argument("--embed", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--clip", type=float, default=0.25)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    train_text, valid_text = split(default_corpus())
+    vocab = rustrnn.Vocab.build(train_text, level="char")
+    # Each epoch is `epoch_steps` windows: B streams of epoch_steps * bptt + 1 tokens.
+    train_ids = vocab.encode(train_text)[: args.batch * (args.epoch_steps * args.bptt + 1)]
+    valid_ids = vocab.encode(valid_text)[:20_000]
+    epochs = math.ceil(args.steps / args.epoch_steps)
+    tokens = args.steps * args.batch * args.bptt
+
+    torch.manual_seed(args.seed)
+    ours = rustrnn.LanguageModel(
+        vocab, args.embed, args.hidden, args.layers, cell=args.cell, dropout=args.dropout
+    )
+    ref = PlainLM(len(vocab), args.cell, args.embed, args.hidden, args.layers, args.dropout)
+    ref.load_state_dict(ours.state_dict(), strict=True)
+
+    print(
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; char-level {args.cell}, vocab {len(vocab)}, "
+        f"E={args.embed} H={args.hidden} layers={args.layers}, B={args.batch} bptt={args.bptt}, "
+        f"adam lr={args.lr} clip={args.clip} dropout={args.dropout}; {args.steps} steps "
+        f"({epochs} epochs of {args.epoch_steps})"
+    )
+    print(f"RSS before training: {rss_mib():.0f} MiB")
+
+    # Warm-up (allocator, oneDNN primitives) on throwaway copies.
+    warm = rustrnn.LanguageModel(vocab, args.embed, args.hidden, args.layers, cell=args.cell)
+    rustrnn.train(
+        warm, train_ids, batch_size=args.batch, bptt=args.bptt, max_steps=2, progress=False
+    )
+    warm_ref = PlainLM(len(vocab), args.cell, args.embed, args.hidden, args.layers, 0.0)
+    torch_train(warm_ref, train_ids, argparse.Namespace(**{**vars(args), "steps": 2}), 1)
+    del warm, warm_ref
+
+    rss_ours = []
+
+    def on_epoch_end(step, m):
+        if m["event"] == "step" and step % args.epoch_steps == 0:
+            rss_ours.append(rss_mib())
+
+    torch.manual_seed(args.seed + 1)
+    t0 = time.perf_counter()
+    hist = rustrnn.train(
+        ours,
+        train_ids,
+        batch_size=args.batch,
+        bptt=args.bptt,
+        epochs=epochs,
+        max_steps=args.steps,
+        optimizer="adam",
+        lr=args.lr,
+        clip=args.clip,
+        progress=False,
+        callback=on_epoch_end,
+    )
+    t_ours = time.perf_counter() - t0
+    assert len(hist.steps) == args.steps
+
+    torch.manual_seed(args.seed + 1)
+    t0 = time.perf_counter()
+    steps, rss_ref = torch_train(ref, train_ids, args, epochs)
+    t_ref = time.perf_counter() - t0
+    assert steps == args.steps
+
+    # Validation perplexity of both, measured the same way (rustrnn.evaluate, eval mode);
+    # the torch model's weights go through a LanguageModel of the same shape.
+    ref_as_ours = rustrnn.LanguageModel(
+        vocab, args.embed, args.hidden, args.layers, cell=args.cell, dropout=args.dropout
+    )
+    ref_as_ours.load_state_dict(ref.state_dict(), strict=True)
+    ppl_ours = rustrnn.evaluate(ours, valid_ids, batch_size=10, bptt=args.bptt)
+    ppl_ref = rustrnn.evaluate(ref_as_ours, valid_ids, batch_size=10, bptt=args.bptt)
+
+    tps_ours, tps_ref = tokens / t_ours, tokens / t_ref
+    print()
+    print(f"{'':24}{'rustrnn.train':>16}{'torch loop':>16}{'ratio':>10}")
+    print(f"{'tokens/s':24}{tps_ours:16,.0f}{tps_ref:16,.0f}{tps_ours / tps_ref:10.2f}")
+    print(f"{'ms/step':24}{1e3 * t_ours / args.steps:16.1f}{1e3 * t_ref / args.steps:16.1f}")
+    print(f"{'final train loss':24}{hist.losses[-1]:16.3f}{'':>16}")
+    print(f"{'valid ppl':24}{ppl_ours:16.6f}{ppl_ref:16.6f}")
+    for e, (a, b) in enumerate(zip(rss_ours, rss_ref), 1):
+        print(f"{f'RSS after epoch {e} (MiB)':24}{a:16.0f}{b:16.0f}")
+
+
+if __name__ == "__main__":
+    main()

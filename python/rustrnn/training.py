@@ -1,0 +1,380 @@
+"""Training a language model: :func:`train` and its :class:`History`.
+
+The loop itself runs in Rust (``src/train/``) with the GIL released; Python only
+prepares the data, draws the progress bar, runs the callback, reads and restores
+torch's RNG for checkpoints and, under ``torch.distributed``, averages gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Union
+
+import torch
+from torch import Tensor
+
+from . import _rustrnn
+from .checkpoint import _config_json, _vocab_to_json
+
+Data = Union[str, "os.PathLike[str]", Tensor, Sequence[int]]
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass
+class History:
+    """What :func:`train` recorded.
+
+    Per step (parallel lists): ``steps`` (1-based, counting resumed steps), ``epochs``
+    (0-based), ``losses`` (mean cross-entropy of the window, nats), ``lrs`` (the
+    learning rate the step used), ``grad_norms`` (before clipping), ``tokens_per_sec``.
+    Per evaluation: ``eval_steps`` and ``valid_ppls``. ``best_valid_ppl``;
+    ``stop_reason``: ``"epochs"``, ``"max_steps"``, ``"time_budget"``,
+    ``"interrupted"`` or ``"non_finite"``.
+    """
+
+    steps: list[int] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    tokens_per_sec: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    valid_ppls: list[float] = field(default_factory=list)
+    best_valid_ppl: float | None = None
+    stop_reason: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        return cls(**json.loads(text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+    @property
+    def evals(self) -> list[tuple[int, float]]:
+        """``(step, valid_ppl)`` of every evaluation."""
+        return list(zip(self.eval_steps, self.valid_ppls))
+
+    def plot(self, fig=None):
+        """Draws the training loss and validation log-perplexity, the learning rate and
+        the throughput against the step, with matplotlib.
+
+        Args:
+            fig: a ``matplotlib.figure.Figure`` to draw into (default: a new one).
+
+        Returns:
+            The figure.
+        """
+        import matplotlib.pyplot as plt
+
+        if fig is None:
+            fig = plt.figure(figsize=(12, 3.5))
+        ax_loss, ax_lr, ax_tps = fig.subplots(1, 3)
+        ax_loss.plot(self.steps, self.losses, lw=0.8, label="train loss")
+        if self.eval_steps:
+            ax_loss.plot(
+                self.eval_steps,
+                [math.log(p) for p in self.valid_ppls],
+                "o-",
+                label="valid log(ppl)",
+            )
+        ax_loss.set_xlabel("step")
+        ax_loss.set_ylabel("cross-entropy (nats)")
+        ax_loss.legend()
+        ax_lr.plot(self.steps, self.lrs)
+        ax_lr.set_xlabel("step")
+        ax_lr.set_ylabel("learning rate")
+        if self.lrs and min(self.lrs) > 0:
+            ax_lr.set_yscale("log")
+        ax_tps.plot(self.steps, self.tokens_per_sec, lw=0.8)
+        ax_tps.set_xlabel("step")
+        ax_tps.set_ylabel("tokens / s")
+        fig.tight_layout()
+        return fig
+
+
+def _looks_like_path(s: str) -> bool:
+    return "\n" not in s and (os.sep in s or "/" in s or s.endswith((".txt", ".raw", ".tokens")))
+
+
+def as_ids(data: Data, vocab, what: str = "data") -> Tensor:
+    """The 1-D LongTensor of ids of ``data``: text (encoded with ``vocab``), a path to
+    a UTF-8 text file (str or os.PathLike), a 1-D LongTensor, or a sequence of ints."""
+    if isinstance(data, os.PathLike) or (isinstance(data, str) and _looks_like_path(data)):
+        path = os.fspath(data)
+        if isinstance(data, os.PathLike) or os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return vocab.encode(f.read())
+        if "\n" not in path and len(path) < 4096 and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{what}: no such file {path!r} (to train on this string as text, add a newline)"
+            )
+    if isinstance(data, str):
+        return vocab.encode(data)
+    if isinstance(data, Tensor):
+        if data.dim() != 1 or data.dtype != torch.long:
+            shape = tuple(data.shape)
+            raise ValueError(
+                f"{what} ids must be a 1-D LongTensor, got {data.dtype} of shape {shape}"
+            )
+        return data
+    if isinstance(data, (list, tuple)):
+        return torch.tensor(data, dtype=torch.long)
+    raise TypeError(
+        f"{what} must be text, a file path or a 1-D LongTensor, got {type(data).__name__}"
+    )
+
+
+def _distributed() -> tuple[int, int]:
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return 0, 1
+
+
+class _Hooks:
+    """What the Rust loop calls (with the GIL) every step and evaluation."""
+
+    def __init__(self, progress: bool, callback, device: torch.device, world: int):
+        self.progress = progress
+        self.callback = callback
+        self.device = device
+        self.world = world
+        self.bar = None
+        self.t0 = time.perf_counter()
+        self.tokens = 0
+
+    def on_start(self, total: int, done: int) -> None:
+        self.t0 = time.perf_counter()
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=done, unit="step", desc="train", dynamic_ncols=True
+            )
+
+    def on_step(self, m: dict[str, Any]) -> None:
+        self.tokens += m["tokens"]
+        m["ppl"] = math.exp(min(m["loss"], 700.0))
+        m["event"] = "step"
+        if self.bar is not None:
+            rate = self.tokens * self.world / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.set_postfix(
+                loss=f"{m['loss']:.3f}",
+                ppl=f"{m['ppl']:.1f}",
+                tok_s=f"{rate:,.0f}",
+                lr=f"{m['lr']:.3g}",
+                refresh=False,
+            )
+            self.bar.update(1)
+        if self.callback is not None:
+            self.callback(m["step"], m)
+
+    def on_eval(self, m: dict[str, Any]) -> None:
+        m["event"] = "eval"
+        if self.bar is not None:
+            note = " (best)" if m["improved"] else f"; lr {m['lr']:.3g}"
+            self.bar.write(f"step {m['step']}: valid ppl {m['valid_ppl']:.2f}{note}")
+        if self.callback is not None:
+            self.callback(m["step"], m)
+
+    def rng_state(self) -> list[tuple[str, Tensor]]:
+        states = [("cpu", torch.get_rng_state())]
+        if self.device.type == "cuda":
+            states.append(("cuda", torch.cuda.get_rng_state(self.device)))
+        return states
+
+    def set_rng_state(self, states: list[tuple[str, Tensor]]) -> None:
+        for name, t in states:
+            if name == "cpu":
+                torch.set_rng_state(t.cpu())
+            elif name == "cuda" and self.device.type == "cuda":
+                torch.cuda.set_rng_state(t.cpu(), self.device)
+
+    def all_reduce(self, grads: list[Tensor]) -> None:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat.div_(self.world)
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(
+    model,
+    train: Data,
+    valid: Data | None = None,
+    *,
+    batch_size: int = 32,
+    bptt: int = 64,
+    epochs: int = 1,
+    max_steps: int | None = None,
+    time_budget: float | None = None,
+    optimizer: str = "adam",
+    lr: float = 2e-3,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    clip: float | None = 0.25,
+    lr_decay: float = 0.25,
+    patience: int = 0,
+    eval_every: int | None = None,
+    seed: int | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
+) -> History:
+    """Trains a :class:`rustrnn.LanguageModel` with truncated back-propagation through time.
+
+    The data is cut into ``batch_size`` contiguous streams (PyTorch's word_language_model
+    ``batchify``) read in windows of ``bptt`` tokens, each target the next token. The
+    state at the end of one window is detached and carried into the next; it restarts
+    from zeros at each epoch. Every step runs in Rust with the GIL released: forward,
+    backward (the stack's own, the rest by libtorch autograd), gradient clipping by
+    global L2 norm, and the optimizer (torch.optim's update rules) updating the model's
+    Parameters in place.
+
+    Args:
+        model: the :class:`rustrnn.LanguageModel` to train (in place).
+        train: text, a path to a UTF-8 text file, or a 1-D LongTensor of ids; text is
+            encoded with ``model.vocab``.
+        valid: the same kinds, or None. Its perplexity is measured (eval mode, no
+            dropout) after each epoch and every ``eval_every`` steps.
+        batch_size: parallel streams ``B``. Default: 32.
+        bptt: window length ``T`` in tokens. Default: 64.
+        epochs: passes over ``train``. Default: 1.
+        max_steps: stop after this many steps in all (resumed ones included).
+        time_budget: stop after this many seconds (checked before each step).
+        optimizer: ``'adam'``, ``'adamw'`` or ``'sgd'``. Default: ``'adam'``.
+        lr: learning rate. Default: 2e-3.
+        weight_decay: L2 penalty (decoupled for ``'adamw'``). Default: 0.
+        momentum: SGD momentum. Default: 0.
+        clip: max global gradient norm, or None for no clipping. Default: 0.25.
+        lr_decay: when the validation perplexity does not improve on the best, the
+            learning rate is multiplied by this (after ``patience`` such evaluations).
+            Default: 0.25.
+        patience: non-improving evaluations tolerated before a decay. Default: 0.
+        eval_every: also evaluate every this many steps.
+        seed: ``torch.manual_seed(seed)`` first (dropout draws from torch's generator).
+        checkpoint_dir: write ``last.safetensors`` (after each evaluation, each epoch,
+            and when training stops or is interrupted) and ``best.safetensors`` (best
+            validation perplexity) there. Both load with
+            :meth:`rustrnn.LanguageModel.load`.
+        resume: continue from ``checkpoint_dir/last.safetensors`` when it exists (the
+            weights, optimizer state, learning rate, RNG state, carried state, position
+            and history are restored, so the losses continue exactly as an
+            uninterrupted run's); start afresh when it does not.
+        progress: show a tqdm progress bar (loss, perplexity, tokens/s, lr).
+        callback: ``callback(step, metrics)`` after every step (``metrics["event"] ==
+            "step"``: loss, ppl, lr, grad_norm, tokens_per_sec, epoch, ...) and every
+            evaluation (``"eval"``: valid_ppl, best_valid_ppl, lr, improved).
+
+    Returns:
+        The :class:`History` of the run (the resumed run's included).
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C (or a callback raising it) stops training within one
+            step; ``last.safetensors`` is written first when ``checkpoint_dir`` is set.
+            The model stays usable (finite weights, Parameters unchanged otherwise) and
+            the exception's ``history`` attribute holds the :class:`History` so far
+            (``stop_reason == "interrupted"``). Any other exception from the callback
+            is handled the same way and re-raised as is.
+        FloatingPointError: the loss (or the gradient norm) is not finite; the message
+            names the step. Training stops before that update; no checkpoint is written.
+        ValueError: bad options, data too short for ``batch_size``, or a checkpoint
+            that does not match the model, the data or the options.
+    """
+    if optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    vocab = model.vocab
+    device = model.embedding.weight.device
+    train_ids = as_ids(train, vocab, "train").to(device)
+    valid_ids = None if valid is None else as_ids(valid, vocab, "valid").to(device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    rank, world = _distributed()
+    params = list(model.state_dict(keep_vars=True).items())
+    if world > 1:
+        with torch.no_grad():
+            for p in {id(t): t for _, t in params}.values():
+                torch.distributed.broadcast(p, src=0)
+    resume_from = None
+    if resume:
+        if checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        last = os.path.join(os.fspath(checkpoint_dir), "last.safetensors")
+        if os.path.exists(last):
+            resume_from = last
+    options = {
+        "batch_size": batch_size,
+        "bptt": bptt,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "time_budget": None if time_budget is None else float(time_budget),
+        "optimizer": {
+            "method": optimizer.lower(),
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "momentum": float(momentum),
+        },
+        "clip": None if clip is None else float(clip),
+        "lr_decay": float(lr_decay),
+        "patience": patience,
+        "eval_every": eval_every,
+        "checkpoint_dir": None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+        "rank": rank,
+        "world_size": world,
+    }
+    hooks = _Hooks(progress and rank == 0, callback, device, world)
+    try:
+        history, _stop = _rustrnn.train_lm(
+            _config_json(model),
+            _vocab_to_json(vocab),
+            params,
+            train_ids,
+            valid_ids,
+            json.dumps(options),
+            resume_from,
+            hooks,
+            world > 1,
+        )
+    except BaseException as e:
+        partial = getattr(e, "history", None)
+        if isinstance(partial, str):
+            e.history = History.from_json(partial)  # type: ignore[attr-defined]
+        raise
+    finally:
+        hooks.close()
+    return History.from_json(history)
+
+
+def evaluate(model, data: Data, *, batch_size: int = 10, bptt: int = 64) -> float:
+    """Perplexity ``exp(mean cross-entropy)`` of ``model`` on ``data`` (eval mode, no
+    dropout), read as :func:`train` reads its validation data: ``batch_size`` streams
+    (fewer if the data is short) in windows of ``bptt``, the state carried across
+    windows.
+
+    Args:
+        model: a :class:`rustrnn.LanguageModel`.
+        data: text, a path to a UTF-8 file, or a 1-D LongTensor of ids.
+        batch_size: parallel streams. Default: 10.
+        bptt: window length. Default: 64.
+    """
+    ids = as_ids(data, model.vocab, "data").to(model.embedding.weight.device)
+    params = [(k, v.detach()) for k, v in model.state_dict().items()]
+    return _rustrnn.evaluate_lm(_config_json(model), params, ids, batch_size, bptt)

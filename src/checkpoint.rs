@@ -1,0 +1,636 @@
+//! The checkpoint file: one `.safetensors` file per model, no pickle.
+//!
+//! The tensors are stored under exactly the names of the Python module's
+//! `state_dict` (`embedding.weight`, `rnn.weight_ih_l0`, ..., `head.weight`,
+//! `head.bias`), so `safetensors.torch.load_file(path)` loads a model file into
+//! a plain-torch model built from `nn.Embedding`, `nn.LSTM` and `nn.Linear`.
+//! Everything else lives as strings in the safetensors `__metadata__` header:
+//!
+//! | key        | value                                                            |
+//! |------------|------------------------------------------------------------------|
+//! | `format`   | `"rustrnn.checkpoint"`                                           |
+//! | `version`  | `"1"`                                                            |
+//! | `kind`     | `"model"`, or `"training"` for a training checkpoint             |
+//! | `dtype`    | the parameters' dtype (`"float32"`, `"float64"`, ...)             |
+//! | `config`   | JSON of [`LmConfig`] (`LanguageModel.config`)                    |
+//! | `vocab`    | the vocabulary's own versioned JSON document                     |
+//! | `training` | training checkpoints only: the trainer's JSON state              |
+//!
+//! A training checkpoint adds tensors whose names start with `optimizer.`,
+//! `rng.` or `state.`; the trainer (`crate::train`) gives them meaning.
+//!
+//! Writes are atomic (a temporary file in the same directory, fsynced, then
+//! renamed), and reads validate everything before anything is used: a file that
+//! is empty, truncated, foreign, or whose tensors do not match its own config
+//! is a `Format` error (Python `ValueError`) naming the file and the problem.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::rnn::config::ParamSpec;
+use crate::rnn::{Mode, RnnConfig};
+use crate::vocab::Vocab;
+
+pub const FORMAT: &str = "rustrnn.checkpoint";
+pub const VERSION: u64 = 1;
+
+/// Name prefixes a training checkpoint may add to the model's tensors.
+pub const TRAINING_PREFIXES: [&str; 3] = ["optimizer.", "rng.", "state."];
+
+/// The language model's hyper-parameters: `LanguageModel.config` as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmConfig {
+    pub embed_size: i64,
+    pub hidden_size: i64,
+    pub num_layers: i64,
+    /// `"lstm"`, `"gru"`, `"rnn_tanh"` or `"rnn_relu"`.
+    pub cell: Mode,
+    /// Dropout on the embeddings, before the head and (with several layers)
+    /// between the recurrent layers.
+    pub dropout: f64,
+    pub tie_weights: bool,
+}
+
+impl LmConfig {
+    pub fn from_json(json: &str) -> Result<LmConfig> {
+        let cfg: LmConfig = serde_json::from_str(json)
+            .map_err(|e| Error::value(format!("invalid model config: {e}")))?;
+        cfg.rnn_config()?;
+        Ok(cfg)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a config serializes")
+    }
+
+    /// The recurrent stack's configuration, as `LanguageModel` builds it
+    /// (dropout between layers only when there are several).
+    pub fn rnn_config(&self) -> Result<RnnConfig> {
+        if !(0.0..=1.0).contains(&self.dropout) {
+            return Err(Error::value(format!(
+                "dropout must be in [0, 1], got {}",
+                self.dropout
+            )));
+        }
+        if self.tie_weights && self.hidden_size != self.embed_size {
+            return Err(Error::value(format!(
+                "tie_weights needs hidden_size == embed_size, got hidden_size={} and embed_size={}",
+                self.hidden_size, self.embed_size
+            )));
+        }
+        let mut cfg = RnnConfig::new(
+            self.cell,
+            self.embed_size,
+            self.hidden_size,
+            self.num_layers,
+        )?;
+        cfg.dropout = if self.num_layers > 1 {
+            self.dropout
+        } else {
+            0.0
+        };
+        Ok(cfg)
+    }
+
+    /// Every tensor of the model's `state_dict`, in its order, with its shape.
+    /// With tied weights `head.weight` is listed too (the same tensor as
+    /// `embedding.weight`), as torch's `state_dict` lists it.
+    pub fn param_specs(&self, vocab_size: i64) -> Result<Vec<ParamSpec>> {
+        let rnn = self.rnn_config()?;
+        let spec = |name: &str, shape: Vec<i64>| ParamSpec {
+            name: name.to_string(),
+            shape,
+        };
+        let mut specs = vec![spec("embedding.weight", vec![vocab_size, self.embed_size])];
+        specs.extend(rnn.param_specs().into_iter().map(|p| ParamSpec {
+            name: format!("rnn.{}", p.name),
+            shape: p.shape,
+        }));
+        specs.push(spec("head.weight", vec![vocab_size, self.hidden_size]));
+        specs.push(spec("head.bias", vec![vocab_size]));
+        Ok(specs)
+    }
+}
+
+/// Whether a file holds a model only or a training run's state as well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Model,
+    Training,
+}
+
+impl FileKind {
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Model => "model",
+            FileKind::Training => "training",
+        }
+    }
+}
+
+/// The contents of a checkpoint file.
+pub struct Checkpoint {
+    pub kind: FileKind,
+    pub config: LmConfig,
+    pub vocab: Vocab,
+    /// The model's tensors, in `state_dict` order (see [`LmConfig::param_specs`]).
+    pub params: Vec<(String, Tensor)>,
+    /// Training checkpoints: the tensors named `optimizer.*`, `rng.*`, `state.*`.
+    pub extra: BTreeMap<String, Tensor>,
+    /// Training checkpoints: the trainer's JSON state.
+    pub training: Option<String>,
+}
+
+/// torch's name of a floating dtype.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Half => "float16",
+        Kind::BFloat16 => "bfloat16",
+        Kind::Float => "float32",
+        Kind::Double => "float64",
+        Kind::Uint8 => "uint8",
+        Kind::Int64 => "int64",
+        _ => "unsupported",
+    }
+}
+
+fn parse_float_kind(name: &str) -> Option<Kind> {
+    Some(match name {
+        "float16" => Kind::Half,
+        "bfloat16" => Kind::BFloat16,
+        "float32" => Kind::Float,
+        "float64" => Kind::Double,
+        _ => return None,
+    })
+}
+
+impl Checkpoint {
+    /// The dtype of the model's tensors (that of `embedding.weight`).
+    pub fn dtype(&self) -> Result<Kind> {
+        let (_, first) = self
+            .params
+            .first()
+            .ok_or_else(|| Error::value("a checkpoint needs the model's tensors"))?;
+        Ok(first.f_kind()?)
+    }
+
+    /// Writes the file atomically: a temporary file in `path`'s directory is
+    /// written, flushed and fsynced, then renamed over `path`, so a failed or
+    /// interrupted write leaves any previous file at `path` intact.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path, |f| f.write_all(&bytes))
+    }
+
+    /// The file's bytes (see the module documentation for the layout).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let dtype = self.dtype()?;
+        if parse_float_kind(kind_name(dtype)).is_none() {
+            return Err(Error::value(format!(
+                "model parameters must be floating point, got {dtype:?}"
+            )));
+        }
+        let specs = self.config.param_specs(self.vocab.len() as i64)?;
+        check_params(&specs, &self.params, dtype, self.config.tie_weights)?;
+        if self.kind == FileKind::Model && !self.extra.is_empty() {
+            return Err(Error::value(
+                "a model checkpoint holds only the model's tensors",
+            ));
+        }
+        for name in self.extra.keys() {
+            check_extra_name(name)?;
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        meta.insert("version".to_string(), VERSION.to_string());
+        meta.insert("kind".to_string(), self.kind.name().to_string());
+        meta.insert("dtype".to_string(), kind_name(dtype).to_string());
+        meta.insert("config".to_string(), self.config.to_json());
+        meta.insert("vocab".to_string(), self.vocab.to_json());
+        if let Some(t) = &self.training {
+            meta.insert("training".to_string(), t.clone());
+        }
+        let mut views = Vec::with_capacity(self.params.len() + self.extra.len());
+        for (name, t) in self
+            .params
+            .iter()
+            .map(|(n, t)| (n.as_str(), t))
+            .chain(self.extra.iter().map(|(n, t)| (n.as_str(), t)))
+        {
+            views.push((name.to_string(), Bytes::of(t)?));
+        }
+        safetensors::tensor::serialize(views, &Some(meta))
+            .map_err(|e| Error::value(format!("cannot serialize the checkpoint: {e:?}")))
+    }
+
+    /// Reads and validates a file written by [`Checkpoint::save`]. A missing or
+    /// unreadable file is an `Io` error; anything wrong with its contents is a
+    /// `Format` error naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        Checkpoint::from_bytes(&bytes).map_err(|e| match e {
+            Error::Value(msg) | Error::Shape(msg) => Error::format(path, msg),
+            Error::Torch(e) => Error::format(path, e.to_string()),
+            other => other,
+        })
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+        if bytes.is_empty() {
+            return Err(Error::value("empty file, not a rustrnn checkpoint"));
+        }
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(describe)?;
+        let st = SafeTensors::deserialize(bytes).map_err(describe)?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        match meta.get("format") {
+            Some(f) if f == FORMAT => {}
+            Some(f) => {
+                return Err(Error::value(format!(
+                    "not a rustrnn checkpoint: its \"format\" is {f:?}, expected \"{FORMAT}\""
+                )))
+            }
+            None => {
+                return Err(Error::value(format!(
+                    "not a rustrnn checkpoint: a safetensors file without \"format\": \
+                     \"{FORMAT}\" in its metadata"
+                )))
+            }
+        }
+        let field = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| Error::value(format!("the metadata has no \"{key}\" field")))
+        };
+        let version = field("version")?;
+        if version.parse::<u64>().ok() != Some(VERSION) {
+            return Err(Error::value(format!(
+                "unsupported checkpoint version {version:?} (this rustrnn reads version {VERSION})"
+            )));
+        }
+        let kind = match field("kind")?.as_str() {
+            "model" => FileKind::Model,
+            "training" => FileKind::Training,
+            other => {
+                return Err(Error::value(format!(
+                    "unknown checkpoint kind {other:?}, expected \"model\" or \"training\""
+                )))
+            }
+        };
+        let dtype_name = field("dtype")?;
+        let dtype = parse_float_kind(dtype_name).ok_or_else(|| {
+            Error::value(format!(
+                "unsupported dtype {dtype_name:?} (expected float16, bfloat16, float32 or float64)"
+            ))
+        })?;
+        let config = LmConfig::from_json(field("config")?)?;
+        let vocab = Vocab::from_json(field("vocab")?.as_bytes())
+            .map_err(|e| Error::value(format!("invalid vocabulary: {e}")))?;
+        let training = meta.get("training").cloned();
+        if (kind == FileKind::Training) != training.is_some() {
+            return Err(Error::value(
+                "a training checkpoint, and only one, has a \"training\" field",
+            ));
+        }
+
+        let specs = config.param_specs(vocab.len() as i64)?;
+        let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let is_param = specs.iter().any(|s| s.name == name);
+            if !is_param {
+                if kind == FileKind::Model {
+                    return Err(Error::value(format!(
+                        "unexpected tensor '{name}': not a parameter of this model"
+                    )));
+                }
+                check_extra_name(&name)?;
+            }
+            let t = Tensor::try_from(view)
+                .map_err(|e| Error::value(format!("tensor '{name}': {e}")))?;
+            tensors.insert(name, t);
+        }
+        let mut params = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let t = tensors
+                .remove(&spec.name)
+                .ok_or_else(|| Error::value(format!("missing tensor '{}'", spec.name)))?;
+            params.push((spec.name.clone(), t));
+        }
+        check_params(&specs, &params, dtype, config.tie_weights)?;
+        Ok(Checkpoint {
+            kind,
+            config,
+            vocab,
+            params,
+            extra: tensors,
+            training,
+        })
+    }
+
+    /// A tensor of a training checkpoint.
+    pub fn extra(&self, name: &str) -> Result<&Tensor> {
+        self.extra
+            .get(name)
+            .ok_or_else(|| Error::value(format!("missing tensor '{name}'")))
+    }
+}
+
+fn check_extra_name(name: &str) -> Result<()> {
+    if TRAINING_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        Ok(())
+    } else {
+        Err(Error::value(format!(
+            "unexpected tensor '{name}': neither a parameter of this model nor training state"
+        )))
+    }
+}
+
+/// The model's tensors against the config: names in order, shapes, one dtype,
+/// and the tied matrices equal.
+fn check_params(
+    specs: &[ParamSpec],
+    params: &[(String, Tensor)],
+    dtype: Kind,
+    tied: bool,
+) -> Result<()> {
+    if params.len() != specs.len() {
+        return Err(Error::value(format!(
+            "expected {} model tensors, got {}",
+            specs.len(),
+            params.len()
+        )));
+    }
+    for (spec, (name, t)) in specs.iter().zip(params) {
+        if *name != spec.name {
+            return Err(Error::value(format!(
+                "expected tensor '{}', got '{name}'",
+                spec.name
+            )));
+        }
+        if t.size() != spec.shape {
+            return Err(Error::value(format!(
+                "tensor '{name}' has shape {:?}, but the config needs {:?}",
+                t.size(),
+                spec.shape
+            )));
+        }
+        let k = t.f_kind()?;
+        if k != dtype {
+            return Err(Error::value(format!(
+                "tensor '{name}' has dtype {}, but the model's dtype is {}",
+                kind_name(k),
+                kind_name(dtype)
+            )));
+        }
+    }
+    if tied {
+        let find = |n: &str| params.iter().find(|(name, _)| name == n).map(|(_, t)| t);
+        if let (Some(e), Some(h)) = (find("embedding.weight"), find("head.weight")) {
+            if !e.f_equal(&h.f_to_device(e.device())?)? {
+                return Err(Error::value(
+                    "tie_weights is set but 'head.weight' differs from 'embedding.weight'",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe(e: SafeTensorError) -> Error {
+    Error::value(match e {
+        SafeTensorError::HeaderTooSmall | SafeTensorError::InvalidHeaderLength => {
+            "truncated file or not a safetensors file (its header length does not fit the file)"
+                .to_string()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "truncated file: the tensor data does not match the header (an interrupted write?)"
+                .to_string()
+        }
+        SafeTensorError::HeaderTooLarge => {
+            "not a safetensors file (its first 8 bytes are not a plausible header length)"
+                .to_string()
+        }
+        SafeTensorError::InvalidHeader
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization => {
+            "not a safetensors file (its header is not a JSON object)".to_string()
+        }
+        other => format!("corrupt safetensors file ({other:?})"),
+    })
+}
+
+/// A tensor's bytes in the safetensors layout (C order, little-endian).
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl Bytes {
+    fn of(t: &Tensor) -> Result<Bytes> {
+        let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let kind = t.f_kind()?;
+        let dtype = Dtype::try_from(kind)?;
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, numel)?;
+        Ok(Bytes {
+            dtype,
+            shape: t.size().iter().map(|&d| d as usize).collect(),
+            data,
+        })
+    }
+}
+
+impl View for Bytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Writes `path` atomically: `write` fills a temporary file in the same
+/// directory, which is flushed, fsynced and renamed over `path`. On any
+/// failure the temporary file is removed and `path` is left as it was.
+pub(crate) fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::io(path, io::Error::other("not a file name")))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        write(&mut f)?;
+        f.flush()?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    // Make the rename itself durable; not every platform can open a directory.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::{BuildOptions, Level};
+
+    fn tiny(tie: bool) -> Checkpoint {
+        let vocab = Vocab::build(
+            "abcab",
+            Level::Char,
+            &BuildOptions {
+                min_freq: 1,
+                max_size: None,
+                lower: false,
+                specials: vec![],
+            },
+        )
+        .unwrap();
+        let config = LmConfig {
+            embed_size: 4,
+            hidden_size: 4,
+            num_layers: 2,
+            cell: Mode::Gru,
+            dropout: 0.1,
+            tie_weights: tie,
+        };
+        let specs = config.param_specs(vocab.len() as i64).unwrap();
+        let emb = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+        let params = specs
+            .iter()
+            .map(|s| {
+                let t = if tie && (s.name == "head.weight" || s.name == "embedding.weight") {
+                    emb.shallow_clone()
+                } else {
+                    Tensor::randn(s.shape.as_slice(), (Kind::Float, Device::Cpu))
+                };
+                (s.name.clone(), t)
+            })
+            .collect();
+        Checkpoint {
+            kind: FileKind::Model,
+            config,
+            vocab,
+            params,
+            extra: BTreeMap::new(),
+            training: None,
+        }
+    }
+
+    fn value_err(r: Result<Checkpoint>) -> String {
+        match r {
+            Err(Error::Value(m)) => m,
+            Err(e) => panic!("expected a Value error, got {e:?}"),
+            Ok(_) => panic!("expected a Value error, got a checkpoint"),
+        }
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        for tie in [false, true] {
+            let c = tiny(tie);
+            let back = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap();
+            assert_eq!(back.config, c.config);
+            assert_eq!(back.vocab, c.vocab);
+            assert_eq!(back.kind, FileKind::Model);
+            for ((n1, t1), (n2, t2)) in c.params.iter().zip(&back.params) {
+                assert_eq!(n1, n2);
+                assert!(t1.equal(t2), "{n1}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_ours() {
+        let c = tiny(false);
+        let bytes = c.to_bytes().unwrap();
+        assert!(value_err(Checkpoint::from_bytes(&[])).contains("empty"));
+        assert!(value_err(Checkpoint::from_bytes(&bytes[..bytes.len() - 3])).contains("truncated"));
+        assert!(
+            value_err(Checkpoint::from_bytes(b"hello world, not a file")).contains("safetensors")
+        );
+        // A valid safetensors file without our format key.
+        let foreign = safetensors::tensor::serialize(
+            vec![(
+                "x".to_string(),
+                Bytes::of(&Tensor::ones([2], (Kind::Float, Device::Cpu))).unwrap(),
+            )],
+            &None,
+        )
+        .unwrap();
+        assert!(value_err(Checkpoint::from_bytes(&foreign)).contains("not a rustrnn checkpoint"));
+    }
+
+    #[test]
+    fn rejects_tensors_that_do_not_fit_the_config() {
+        let mut c = tiny(false);
+        c.params[1].1 = Tensor::zeros([1, 1], (Kind::Float, Device::Cpu));
+        assert!(matches!(c.to_bytes(), Err(Error::Value(m)) if m.contains("shape")));
+        let mut c = tiny(false);
+        c.params[2].1 = c.params[2].1.to_kind(Kind::Double);
+        assert!(matches!(c.to_bytes(), Err(Error::Value(m)) if m.contains("dtype")));
+        let mut c = tiny(true);
+        c.params.last_mut().unwrap().1 = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        c.params
+            .iter_mut()
+            .find(|(n, _)| n == "head.weight")
+            .unwrap()
+            .1 = Tensor::zeros([3, 4], (Kind::Float, Device::Cpu));
+        assert!(matches!(c.to_bytes(), Err(Error::Value(m)) if m.contains("tie_weights")));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let dir = std::env::temp_dir().join(format!("rustrnn-ckpt-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.safetensors");
+        let c = tiny(false);
+        c.save(&path).unwrap();
+        let bytes = c.to_bytes().unwrap();
+        let err = write_atomic(&path, |f| {
+            f.write_all(&bytes[..bytes.len() / 2])?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(matches!(err, Err(Error::Io { .. })));
+        let back = Checkpoint::load(&path).unwrap();
+        assert!(back.params[0].1.equal(&c.params[0].1));
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "the temporary file must be removed");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

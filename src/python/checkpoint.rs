@@ -1,0 +1,90 @@
+//! Bindings for `crate::checkpoint`: argument conversion and GIL release only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3_tch::PyTensor;
+
+use crate::checkpoint::{kind_name, Checkpoint, FileKind, LmConfig};
+use crate::vocab::Vocab;
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(save_model, m)?)?;
+    m.add_function(wrap_pyfunction!(load_model, m)?)?;
+    Ok(())
+}
+
+/// Writes a model checkpoint (a `.safetensors` file) atomically.
+///
+/// Args:
+///     path: str or os.PathLike.
+///     config: `LanguageModel.config` as JSON.
+///     vocab: the vocabulary's JSON document.
+///     tensors: `[(name, tensor)]` in `state_dict` order.
+///
+/// Raises:
+///     ValueError: the tensors do not fit the config.
+///     OSError: the file cannot be written (a previous file is left intact).
+#[pyfunction]
+#[pyo3(signature = (path, config, vocab, tensors),
+       text_signature = "(path, config, vocab, tensors)")]
+fn save_model(
+    py: Python<'_>,
+    path: PathBuf,
+    config: &str,
+    vocab: &str,
+    tensors: Vec<(String, PyTensor)>,
+) -> PyResult<()> {
+    let config = LmConfig::from_json(config)?;
+    let vocab = Vocab::from_json(vocab.as_bytes())?;
+    let params = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
+    let ckpt = Checkpoint {
+        kind: FileKind::Model,
+        config,
+        vocab,
+        params,
+        extra: BTreeMap::new(),
+        training: None,
+    };
+    py.allow_threads(move || ckpt.save(&path))?;
+    Ok(())
+}
+
+/// Reads and validates a checkpoint (model or training kind).
+///
+/// Args:
+///     path: str or os.PathLike.
+///
+/// Returns:
+///     `(kind, config_json, vocab_json, dtype, [(name, tensor)])`: the model's
+///     tensors in `state_dict` order, on the CPU.
+///
+/// Raises:
+///     OSError: the file cannot be read.
+///     ValueError: the file is empty, truncated, not a rustrnn checkpoint, or
+///         its tensors do not fit its config (the message names the file).
+#[pyfunction]
+#[pyo3(text_signature = "(path)")]
+#[allow(clippy::type_complexity)]
+fn load_model(
+    py: Python<'_>,
+    path: PathBuf,
+) -> PyResult<(String, String, String, String, Vec<(String, PyTensor)>)> {
+    let ckpt = py.allow_threads(|| Checkpoint::load(&path))?;
+    let kind = match ckpt.kind {
+        FileKind::Model => "model",
+        FileKind::Training => "training",
+    };
+    let dtype = kind_name(ckpt.dtype()?).to_string();
+    Ok((
+        kind.to_string(),
+        ckpt.config.to_json(),
+        ckpt.vocab.to_json(),
+        dtype,
+        ckpt.params
+            .into_iter()
+            .map(|(n, t)| (n, PyTensor(t)))
+            .collect(),
+    ))
+}

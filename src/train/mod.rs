@@ -1,0 +1,338 @@
+//! Training a language model: truncated back-propagation through time over
+//! token streams, with our own optimizers, gradient clipping, evaluation,
+//! learning-rate decay on plateau and resumable checkpoints.
+//!
+//! * `batch`   – the streams and their `bptt` windows (word_language_model's batchify).
+//! * `step`    – one step's forward and backward, and the evaluation pass.
+//! * `optim`   – SGD, Adam, AdamW with torch.optim's update rules; clipping.
+//! * `trainer` – the loop, its stopping rules, and training checkpoints.
+//!
+//! The core knows nothing of Python: the caller observes and steers the loop
+//! through [`Hooks`] (progress, interrupts, the RNG state, gradient all-reduce).
+
+mod batch;
+pub mod optim;
+mod step;
+mod trainer;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+pub use batch::Streams;
+pub use optim::{clip_grad_norm, grad_norm, Method, OptimConfig, Optimizer};
+pub use step::{eval_step, train_step, State, StepOutput};
+pub use trainer::{evaluate, Trainer};
+
+use crate::checkpoint::LmConfig;
+use crate::error::{Error, Result};
+use crate::rnn::RnnConfig;
+
+/// The parameters of a language model, shared with the Python module (same
+/// storage): updating them in place updates the module.
+pub struct LmParams {
+    pub config: LmConfig,
+    pub rnn: RnnConfig,
+    /// `state_dict` order; with tied weights `head.weight` is the embedding's tensor.
+    named: Vec<(String, Tensor)>,
+    /// The stack's part of `named` (shared handles), as `stack::forward` takes it.
+    stack: Vec<Tensor>,
+}
+
+impl LmParams {
+    /// Checks `named` (the module's `state_dict`, in order) against `config`:
+    /// names, shapes, one floating dtype, one device, and tied matrices that
+    /// really are one tensor.
+    pub fn new(config: LmConfig, vocab_size: i64, named: Vec<(String, Tensor)>) -> Result<Self> {
+        let rnn = config.rnn_config()?;
+        let specs = config.param_specs(vocab_size)?;
+        if named.len() != specs.len() {
+            return Err(Error::value(format!(
+                "expected the model's {} tensors, got {}",
+                specs.len(),
+                named.len()
+            )));
+        }
+        let kind = named[0].1.f_kind()?;
+        let device = named[0].1.device();
+        if !matches!(
+            kind,
+            tch::Kind::Float | tch::Kind::Double | tch::Kind::Half | tch::Kind::BFloat16
+        ) {
+            return Err(Error::value(format!(
+                "the parameters must be floating point, got {kind:?}"
+            )));
+        }
+        for (spec, (name, t)) in specs.iter().zip(&named) {
+            if *name != spec.name || t.size() != spec.shape {
+                return Err(Error::value(format!(
+                    "expected '{}' of shape {:?}, got '{name}' of shape {:?}",
+                    spec.name,
+                    spec.shape,
+                    t.size()
+                )));
+            }
+            if t.f_kind()? != kind || t.device() != device {
+                return Err(Error::value(format!(
+                    "all parameters must share one dtype and device; '{name}' is {:?} on {:?}, \
+                     '{}' {kind:?} on {device:?}",
+                    t.f_kind()?,
+                    t.device(),
+                    named[0].0
+                )));
+            }
+        }
+        let stack = named[1..named.len() - 2]
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
+        let p = LmParams {
+            config,
+            rnn,
+            named,
+            stack,
+        };
+        if p.config.tie_weights && p.embedding().data_ptr() != p.head_weight().data_ptr() {
+            return Err(Error::value(
+                "tie_weights is set but head.weight and embedding.weight are different tensors",
+            ));
+        }
+        Ok(p)
+    }
+
+    pub fn named(&self) -> &[(String, Tensor)] {
+        &self.named
+    }
+
+    pub fn embedding(&self) -> &Tensor {
+        &self.named[0].1
+    }
+
+    /// The recurrent stack's tensors, in torch's flat order.
+    pub fn stack(&self) -> &[Tensor] {
+        &self.stack
+    }
+
+    pub fn head_weight(&self) -> &Tensor {
+        &self.named[self.named.len() - 2].1
+    }
+
+    pub fn head_bias(&self) -> &Tensor {
+        &self.named[self.named.len() - 1].1
+    }
+
+    pub fn vocab_size(&self) -> i64 {
+        self.embedding().size()[0]
+    }
+
+    /// The distinct parameter tensors, named, in the order of
+    /// [`StepOutput::grads`]: the embedding, the stack, the head's weight
+    /// (unless tied to the embedding) and bias.
+    pub fn distinct(&self) -> Vec<(String, Tensor)> {
+        let n = self.named.len();
+        self.named
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(self.config.tie_weights && *i == n - 2))
+            .map(|(_, (name, t))| (name.clone(), t.shallow_clone()))
+            .collect()
+    }
+}
+
+/// What `train` was asked to do (all of it serializable, for checkpoints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainOptions {
+    pub batch_size: i64,
+    pub bptt: i64,
+    pub epochs: i64,
+    pub max_steps: Option<i64>,
+    /// Seconds; checked before each step.
+    pub time_budget: Option<f64>,
+    pub optimizer: OptimConfig,
+    /// Max global L2 norm of the gradients; `None` for no clipping.
+    pub clip: Option<f64>,
+    /// Factor applied to the learning rate when validation stops improving.
+    pub lr_decay: f64,
+    /// Non-improving evaluations tolerated before decaying.
+    pub patience: i64,
+    /// Also evaluate every this many steps (always at each epoch's end).
+    pub eval_every: Option<i64>,
+    /// Where `last.safetensors` and `best.safetensors` go.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Data-parallel rank and world size (1 for a single process).
+    #[serde(default)]
+    pub rank: i64,
+    #[serde(default = "one")]
+    pub world_size: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl TrainOptions {
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name: &str, v: i64| {
+            if v < 1 {
+                Err(Error::value(format!("{name} must be >= 1, got {v}")))
+            } else {
+                Ok(())
+            }
+        };
+        positive("batch_size", self.batch_size)?;
+        positive("bptt", self.bptt)?;
+        if self.epochs < 0 {
+            return Err(Error::value(format!(
+                "epochs must be >= 0, got {}",
+                self.epochs
+            )));
+        }
+        if let Some(m) = self.max_steps {
+            if m < 0 {
+                return Err(Error::value(format!("max_steps must be >= 0, got {m}")));
+            }
+        }
+        if let Some(t) = self.time_budget {
+            if t.is_nan() || t < 0.0 {
+                return Err(Error::value(format!(
+                    "time_budget must be >= 0 seconds, got {t}"
+                )));
+            }
+        }
+        if let Some(c) = self.clip {
+            if c.is_nan() || c <= 0.0 {
+                return Err(Error::value(format!("clip must be > 0 (or None), got {c}")));
+            }
+        }
+        if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return Err(Error::value(format!(
+                "lr_decay must be in (0, 1], got {}",
+                self.lr_decay
+            )));
+        }
+        if self.patience < 0 {
+            return Err(Error::value(format!(
+                "patience must be >= 0, got {}",
+                self.patience
+            )));
+        }
+        if let Some(e) = self.eval_every {
+            positive("eval_every", e)?;
+        }
+        if self.world_size < 1 || !(0..self.world_size).contains(&self.rank) {
+            return Err(Error::value(format!(
+                "rank {} is outside world_size {}",
+                self.rank, self.world_size
+            )));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// The record of a run: one entry per step, one per evaluation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Per step: its number (1-based), epoch (0-based), mean loss, learning
+    /// rate, gradient norm before clipping, and throughput.
+    pub steps: Vec<i64>,
+    pub epochs: Vec<i64>,
+    pub losses: Vec<f64>,
+    pub lrs: Vec<f64>,
+    pub grad_norms: Vec<f64>,
+    pub tokens_per_sec: Vec<f64>,
+    /// Per evaluation: the step after which it ran, and the perplexity.
+    pub eval_steps: Vec<i64>,
+    pub valid_ppls: Vec<f64>,
+    pub best_valid_ppl: Option<f64>,
+    /// `"epochs"`, `"max_steps"`, `"time_budget"`, `"interrupted"`, or None while running.
+    pub stop_reason: Option<String>,
+}
+
+/// Why the loop ended normally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Epochs,
+    MaxSteps,
+    TimeBudget,
+}
+
+impl Stop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Epochs => "epochs",
+            Stop::MaxSteps => "max_steps",
+            Stop::TimeBudget => "time_budget",
+        }
+    }
+}
+
+/// One step, as reported to [`Hooks::on_step`].
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// Steps done, this one included (1-based).
+    pub step: i64,
+    /// 0-based epoch of this step.
+    pub epoch: i64,
+    pub loss: f64,
+    /// The learning rate this step used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    pub tokens: i64,
+    pub tokens_per_sec: f64,
+    /// Steps this call plans in all (resumed steps included).
+    pub total_steps: i64,
+}
+
+/// One evaluation, as reported to [`Hooks::on_eval`].
+#[derive(Clone, Debug)]
+pub struct EvalInfo {
+    pub step: i64,
+    pub epoch: i64,
+    pub valid_ppl: f64,
+    pub best_valid_ppl: Option<f64>,
+    /// The learning rate from now on (after any decay).
+    pub lr: f64,
+    pub improved: bool,
+}
+
+/// How the caller observes and steers the loop. Every method may fail:
+/// `Error::Interrupted` asks for a stop at a step boundary (`last` is written,
+/// then the error returned); any other error is returned as it is.
+pub trait Hooks {
+    /// Before the first step, with the steps planned and those already done.
+    fn on_start(&mut self, _total_steps: i64, _done: i64) -> Result<()> {
+        Ok(())
+    }
+    /// After every step (the place to check for Ctrl-C).
+    fn on_step(&mut self, _info: &StepInfo) -> Result<()> {
+        Ok(())
+    }
+    /// After every evaluation.
+    fn on_eval(&mut self, _info: &EvalInfo) -> Result<()> {
+        Ok(())
+    }
+    /// Between evaluation windows, so a long evaluation can be interrupted.
+    fn poll(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The random generators' states, saved in training checkpoints as `rng.<name>`.
+    fn rng_state(&mut self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
+    /// Restores what `rng_state` returned.
+    fn set_rng_state(&mut self, _state: Vec<(String, Tensor)>) -> Result<()> {
+        Ok(())
+    }
+    /// Data-parallel training: average `grads` in place across processes.
+    fn all_reduce(&mut self, _grads: &[Tensor]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Hooks that observe nothing.
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}

@@ -1,0 +1,404 @@
+//! Optimizers with torch.optim's exact update rules, and gradient clipping as
+//! `torch.nn.utils.clip_grad_norm_`.
+//!
+//! Parameters are updated in place, under no_grad, so the tensors shared with
+//! the Python module (its `nn.Parameter`s) see every step.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// The update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// `torch.optim.SGD` (dampening 0, nesterov off).
+    Sgd,
+    /// `torch.optim.Adam` (L2 penalty added to the gradient).
+    Adam,
+    /// `torch.optim.AdamW` (decoupled weight decay).
+    AdamW,
+}
+
+impl Method {
+    pub fn parse(name: &str) -> Result<Method> {
+        match name.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(Method::Sgd),
+            "adam" => Ok(Method::Adam),
+            "adamw" => Ok(Method::AdamW),
+            _ => Err(Error::value(format!(
+                "unknown optimizer '{name}': expected 'sgd', 'adam' or 'adamw'"
+            ))),
+        }
+    }
+}
+
+/// Hyper-parameters, as the torch.optim constructors take them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    pub method: Method,
+    pub lr: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// SGD only.
+    #[serde(default)]
+    pub momentum: f64,
+    #[serde(default = "default_betas")]
+    pub betas: (f64, f64),
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+}
+
+fn default_betas() -> (f64, f64) {
+    (0.9, 0.999)
+}
+
+fn default_eps() -> f64 {
+    1e-8
+}
+
+impl OptimConfig {
+    pub fn new(method: Method, lr: f64) -> OptimConfig {
+        OptimConfig {
+            method,
+            lr,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            betas: default_betas(),
+            eps: default_eps(),
+        }
+    }
+
+    /// The checks torch.optim's constructors make, with their wording.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: f64| Err(Error::value(format!("Invalid {what}: {v}")));
+        if negative_or_nan(self.lr) {
+            return bad("learning rate", self.lr);
+        }
+        if negative_or_nan(self.weight_decay) {
+            return bad("weight_decay value", self.weight_decay);
+        }
+        if negative_or_nan(self.momentum) {
+            return bad("momentum value", self.momentum);
+        }
+        if self.momentum != 0.0 && self.method != Method::Sgd {
+            return Err(Error::value(format!(
+                "momentum is an SGD option; {:?} takes betas",
+                self.method
+            )));
+        }
+        if negative_or_nan(self.eps) {
+            return bad("epsilon value", self.eps);
+        }
+        if !(0.0..1.0).contains(&self.betas.0) {
+            return bad("beta parameter at index 0", self.betas.0);
+        }
+        if !(0.0..1.0).contains(&self.betas.1) {
+            return bad("beta parameter at index 1", self.betas.1);
+        }
+        Ok(())
+    }
+}
+
+fn negative_or_nan(v: f64) -> bool {
+    v.is_nan() || v < 0.0
+}
+
+/// Per-parameter state, named as in torch.optim's `state_dict`.
+#[derive(Default)]
+struct Slot {
+    momentum_buffer: Option<Tensor>,
+    exp_avg: Option<Tensor>,
+    exp_avg_sq: Option<Tensor>,
+}
+
+/// An optimizer over a fixed list of parameters.
+pub struct Optimizer {
+    cfg: OptimConfig,
+    /// Steps taken (torch keeps one per parameter; here every parameter steps together).
+    steps: i64,
+    slots: Vec<Slot>,
+}
+
+impl Optimizer {
+    pub fn new(cfg: OptimConfig, num_params: usize) -> Result<Optimizer> {
+        cfg.validate()?;
+        Ok(Optimizer {
+            cfg,
+            steps: 0,
+            slots: (0..num_params).map(|_| Slot::default()).collect(),
+        })
+    }
+
+    pub fn config(&self) -> &OptimConfig {
+        &self.cfg
+    }
+
+    pub fn lr(&self) -> f64 {
+        self.cfg.lr
+    }
+
+    /// Changes the learning rate from the next step on (as writing
+    /// `param_group["lr"]` does in torch).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if negative_or_nan(lr) {
+            return Err(Error::value(format!("Invalid learning rate: {lr}")));
+        }
+        self.cfg.lr = lr;
+        Ok(())
+    }
+
+    pub fn steps(&self) -> i64 {
+        self.steps
+    }
+
+    /// One update of every parameter from its gradient, in place.
+    pub fn step(&mut self, params: &[Tensor], grads: &[Tensor]) -> Result<()> {
+        if params.len() != self.slots.len() || grads.len() != self.slots.len() {
+            return Err(Error::shape(format!(
+                "the optimizer holds {} parameters, got {} parameters and {} gradients",
+                self.slots.len(),
+                params.len(),
+                grads.len()
+            )));
+        }
+        for (p, g) in params.iter().zip(grads) {
+            if p.size() != g.size() {
+                return Err(Error::shape(format!(
+                    "a gradient of shape {:?} for a parameter of shape {:?}",
+                    g.size(),
+                    p.size()
+                )));
+            }
+        }
+        let _guard = tch::no_grad_guard();
+        self.steps += 1;
+        let cfg = self.cfg.clone();
+        for ((p, g), slot) in params.iter().zip(grads).zip(&mut self.slots) {
+            let mut p = p.shallow_clone();
+            match cfg.method {
+                Method::Sgd => sgd(&cfg, &mut p, g, slot)?,
+                Method::Adam | Method::AdamW => adam(&cfg, self.steps, &mut p, g, slot)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The state tensors as `(kind, index, tensor)`: kind is `momentum_buffer`,
+    /// `exp_avg` or `exp_avg_sq`, index the parameter's position.
+    pub fn state(&self) -> Vec<(&'static str, usize, Tensor)> {
+        let mut out = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            for (kind, t) in [
+                ("momentum_buffer", &s.momentum_buffer),
+                ("exp_avg", &s.exp_avg),
+                ("exp_avg_sq", &s.exp_avg_sq),
+            ] {
+                if let Some(t) = t {
+                    out.push((kind, i, t.shallow_clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores what [`Optimizer::state`] returned, after `steps` steps.
+    /// Each tensor must match its parameter's shape, dtype and device.
+    pub fn load_state(
+        &mut self,
+        steps: i64,
+        state: Vec<(String, usize, Tensor)>,
+        params: &[Tensor],
+    ) -> Result<()> {
+        let mut slots: Vec<Slot> = (0..self.slots.len()).map(|_| Slot::default()).collect();
+        for (kind, i, t) in state {
+            let p = params
+                .get(i)
+                .ok_or_else(|| Error::value(format!("optimizer state for parameter {i}")))?;
+            if t.size() != p.size() || t.f_kind()? != p.f_kind()? {
+                return Err(Error::value(format!(
+                    "optimizer {kind} of parameter {i} has shape {:?} and dtype {:?}, \
+                     the parameter {:?} and {:?}",
+                    t.size(),
+                    t.f_kind()?,
+                    p.size(),
+                    p.f_kind()?
+                )));
+            }
+            let t = t.f_to_device(p.device())?;
+            let slot = &mut slots[i];
+            match kind.as_str() {
+                "momentum_buffer" => slot.momentum_buffer = Some(t),
+                "exp_avg" => slot.exp_avg = Some(t),
+                "exp_avg_sq" => slot.exp_avg_sq = Some(t),
+                other => return Err(Error::value(format!("unknown optimizer state '{other}'"))),
+            }
+        }
+        let want_adam = matches!(self.cfg.method, Method::Adam | Method::AdamW) && steps > 0;
+        let want_momentum = self.cfg.method == Method::Sgd && self.cfg.momentum != 0.0 && steps > 0;
+        for (i, s) in slots.iter().enumerate() {
+            if want_adam && (s.exp_avg.is_none() || s.exp_avg_sq.is_none()) {
+                return Err(Error::value(format!("missing Adam state of parameter {i}")));
+            }
+            if want_momentum && s.momentum_buffer.is_none() {
+                return Err(Error::value(format!(
+                    "missing momentum buffer of parameter {i}"
+                )));
+            }
+        }
+        self.slots = slots;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// torch.optim.SGD, single-tensor path.
+fn sgd(cfg: &OptimConfig, p: &mut Tensor, g: &Tensor, slot: &mut Slot) -> Result<()> {
+    let mut d = if cfg.weight_decay != 0.0 {
+        g.f_add(&p.f_mul_scalar(cfg.weight_decay)?)?
+    } else {
+        g.shallow_clone()
+    };
+    if cfg.momentum != 0.0 {
+        let buf = match slot.momentum_buffer.take() {
+            None => {
+                let mut b = d.f_empty_like()?;
+                b.f_copy_(&d)?;
+                b
+            }
+            Some(mut b) => {
+                // dampening 0: buf = momentum * buf + grad
+                _ = b.f_mul_scalar_(cfg.momentum)?;
+                _ = b.f_add_(&d)?;
+                b
+            }
+        };
+        d = buf.shallow_clone();
+        slot.momentum_buffer = Some(buf);
+    }
+    _ = p.f_sub_(&d.f_mul_scalar(cfg.lr)?)?;
+    Ok(())
+}
+
+/// torch.optim.Adam / AdamW, single-tensor path.
+fn adam(cfg: &OptimConfig, step: i64, p: &mut Tensor, g: &Tensor, slot: &mut Slot) -> Result<()> {
+    let (beta1, beta2) = cfg.betas;
+    let g = if cfg.method == Method::AdamW {
+        if cfg.weight_decay != 0.0 {
+            _ = p.f_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay)?;
+        }
+        g.shallow_clone()
+    } else if cfg.weight_decay != 0.0 {
+        g.f_add(&p.f_mul_scalar(cfg.weight_decay)?)?
+    } else {
+        g.shallow_clone()
+    };
+    let mut m = match slot.exp_avg.take() {
+        Some(m) => m,
+        None => p.f_zeros_like()?,
+    };
+    let mut v = match slot.exp_avg_sq.take() {
+        Some(v) => v,
+        None => p.f_zeros_like()?,
+    };
+    _ = m.f_lerp_(&g, 1.0 - beta1)?;
+    _ = v.f_mul_scalar_(beta2)?;
+    _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - beta2)?)?;
+    let bias_correction1 = 1.0 - beta1.powi(step as i32);
+    let bias_correction2 = 1.0 - beta2.powi(step as i32);
+    let step_size = cfg.lr / bias_correction1;
+    let denom = v
+        .f_sqrt()?
+        .f_div_scalar(bias_correction2.sqrt())?
+        .f_add_scalar(cfg.eps)?;
+    _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(step_size)?)?;
+    slot.exp_avg = Some(m);
+    slot.exp_avg_sq = Some(v);
+    Ok(())
+}
+
+/// Scales the gradients in place so their global L2 norm is at most
+/// `max_norm`, exactly as `torch.nn.utils.clip_grad_norm_`: the factor is
+/// `max_norm / (norm + 1e-6)`, clamped to 1. Returns the norm before clipping
+/// (which may be infinite or NaN; the grads are then scaled as torch would).
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let total = grad_norm_tensor(grads)?;
+    let Some(total) = total else {
+        return Ok(0.0);
+    };
+    let coef = total
+        .f_add_scalar(1e-6)?
+        .f_reciprocal()?
+        .f_mul_scalar(max_norm)?
+        .f_clamp_max(1.0)?;
+    for g in grads {
+        let mut g = g.shallow_clone();
+        _ = g.f_mul_(&coef.f_to_device(g.device())?)?;
+    }
+    Ok(total.f_double_value(&[])?)
+}
+
+/// The global L2 norm of the gradients, as torch computes it (a norm of norms).
+pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    match grad_norm_tensor(grads)? {
+        Some(t) => Ok(t.f_double_value(&[])?),
+        None => Ok(0.0),
+    }
+}
+
+fn grad_norm_tensor(grads: &[Tensor]) -> Result<Option<Tensor>> {
+    if grads.is_empty() {
+        return Ok(None);
+    }
+    let device = grads[0].device();
+    let norms = grads
+        .iter()
+        .map(|g| g.f_norm()?.f_to_device(device))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+    debug_assert!(matches!(
+        total.kind(),
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+    ));
+    Ok(Some(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_without_momentum_is_p_minus_lr_g() {
+        let p = Tensor::from_slice(&[1.0f64, 2.0, 3.0]);
+        let g = Tensor::from_slice(&[0.5f64, -1.0, 2.0]);
+        let mut opt = Optimizer::new(OptimConfig::new(Method::Sgd, 0.1), 1).unwrap();
+        opt.step(&[p.shallow_clone()], &[g]).unwrap();
+        let want = Tensor::from_slice(&[0.95f64, 2.1, 2.8]);
+        assert!(p.allclose(&want, 1e-15, 1e-15, false));
+    }
+
+    #[test]
+    fn clipping_scales_to_the_max_norm() {
+        let g = Tensor::from_slice(&[3.0f64, 4.0]);
+        let n = clip_grad_norm(&[g.shallow_clone()], 1.0).unwrap();
+        assert_eq!(n, 5.0);
+        let norm = g.norm().double_value(&[]);
+        assert!((norm - 5.0 / (5.0 + 1e-6)).abs() < 1e-12);
+        // Below the threshold nothing changes.
+        let h = Tensor::from_slice(&[0.3f64, 0.4]);
+        clip_grad_norm(&[h.shallow_clone()], 1.0).unwrap();
+        assert!(h.equal(&Tensor::from_slice(&[0.3f64, 0.4])));
+    }
+
+    #[test]
+    fn rejects_what_torch_rejects() {
+        assert!(Optimizer::new(OptimConfig::new(Method::Adam, -1.0), 1).is_err());
+        let mut c = OptimConfig::new(Method::Adam, 1.0);
+        c.betas = (1.0, 0.9);
+        assert!(Optimizer::new(c, 1).is_err());
+    }
+}

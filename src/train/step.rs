@@ -1,0 +1,187 @@
+//! One training step of the language model, top to bottom, and the evaluation
+//! pass.
+//!
+//! The embedding, the dropouts, the head and the loss are ordinary libtorch ops
+//! recorded by autograd; the recurrent stack runs its own hand-written
+//! backward in between:
+//!
+//! ```text
+//! ids ─embedding─dropout─▶ x ─(detach)─▶ stack ─▶ out ─(leaf)─dropout─head─▶ loss
+//!      └─ autograd ─────┘   └ stack::backward ┘        └──── autograd ─────┘
+//! ```
+//!
+//! 1. `loss` is back-propagated by autograd to the head and to the stack's
+//!    output (a fresh leaf);
+//! 2. `stack::backward` turns that gradient into the stack weights' gradients
+//!    and the gradient `dx` of the stack's input;
+//! 3. autograd carries `dx` from `x` back to the embedding (through the
+//!    dropout), as the gradient of `sum(x * dx)`.
+//!
+//! Gradients are returned, never accumulated into `.grad`: the autograd passes
+//! run on detached leaves that share the parameters' storage.
+
+use tch::{Kind, Reduction, Tensor};
+
+use super::LmParams;
+use crate::error::{Error, Result};
+use crate::rnn::{stack, Mode, RnnConfig};
+
+/// The recurrent state carried from one window to the next (detached).
+pub struct State {
+    pub h: Tensor,
+    pub c: Option<Tensor>,
+}
+
+impl State {
+    pub fn zeros(cfg: &RnnConfig, batch: i64, like: &Tensor) -> Result<State> {
+        let layers = cfg.num_layers * cfg.num_directions();
+        let opts = (like.f_kind()?, like.device());
+        Ok(State {
+            h: Tensor::f_zeros([layers, batch, cfg.real_hidden_size()], opts)?,
+            c: match cfg.mode {
+                Mode::Lstm => Some(Tensor::f_zeros([layers, batch, cfg.hidden_size], opts)?),
+                _ => None,
+            },
+        })
+    }
+
+    pub fn shallow_clone(&self) -> State {
+        State {
+            h: self.h.shallow_clone(),
+            c: self.c.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+}
+
+/// What one step computed.
+pub struct StepOutput {
+    /// Mean cross-entropy over the window's `T * B` targets.
+    pub loss: f64,
+    /// One per trainable parameter, in [`LmParams::trainable`]'s order.
+    pub grads: Vec<Tensor>,
+    /// The final state, to carry into the next window.
+    pub state: State,
+}
+
+fn leaf(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_detach()?.f_set_requires_grad(true)?)
+}
+
+/// Forward and backward over one window: `x`, `y` are `[T, B]` ids (targets
+/// are the next tokens), `state` the state carried in.
+pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Result<StepOutput> {
+    let p = model.config.dropout;
+    let vocab = model.vocab_size();
+    let emb_w = leaf(model.embedding())?;
+    let head_w = if model.config.tie_weights {
+        emb_w.shallow_clone()
+    } else {
+        leaf(model.head_weight())?
+    };
+    let head_b = leaf(model.head_bias())?;
+
+    // Embedding and its dropout, recorded by autograd.
+    let emb = Tensor::f_embedding(&emb_w, x, -1, false, false)?.f_dropout(p, true)?;
+
+    // The recurrent stack, with its own tape.
+    let out = stack::forward(
+        &model.rnn,
+        &emb.f_detach()?,
+        Some(&state.h),
+        state.c.as_ref(),
+        model.stack(),
+        true,
+        true,
+    )?;
+    let tape = out
+        .tape
+        .ok_or_else(|| Error::shape("the stack kept no tape"))?;
+
+    // Dropout, head and loss, recorded by autograd from a fresh leaf.
+    let out_leaf = leaf(&out.output)?;
+    let logits = out_leaf
+        .f_dropout(p, true)?
+        .f_linear(&head_w, Some(&head_b))?;
+    let loss = logits.f_view([-1, vocab])?.f_cross_entropy_loss::<Tensor>(
+        &y.f_reshape([-1])?,
+        None,
+        Reduction::Mean,
+        -100,
+        0.0,
+    )?;
+    let loss_value = loss.f_double_value(&[])?;
+
+    // 1. autograd: head and the stack's output.
+    let mut g = Tensor::f_run_backward(&[&loss], &[&head_w, &head_b, &out_leaf], false, false)?;
+    let d_out = g.pop().unwrap_or_default();
+    let g_head_b = g.pop().unwrap_or_default();
+    let g_head_w = g.pop().unwrap_or_default();
+
+    // 2. the stack's hand-written backward; nothing flows back into the carried state.
+    let d_hn = out.h_n.f_zeros_like()?;
+    let d_cn = out.c_n.as_ref().map(Tensor::f_zeros_like).transpose()?;
+    let sg = stack::backward(&tape, &d_out, &d_hn, d_cn.as_ref(), true)?;
+    drop(tape);
+    let dx = sg
+        .input
+        .ok_or_else(|| Error::shape("the stack returned no input gradient"))?;
+
+    // 3. autograd again: from the embedding output back to the embedding matrix.
+    let mut g_emb = Tensor::f_run_backward(
+        &[&emb.f_mul(&dx)?.f_sum(None::<Kind>)?],
+        &[&emb_w],
+        false,
+        false,
+    )?
+    .pop()
+    .unwrap_or_default();
+
+    let mut grads = Vec::with_capacity(sg.weights.len() + 3);
+    if model.config.tie_weights {
+        g_emb = g_emb.f_add(&g_head_w)?;
+        grads.push(g_emb);
+        grads.extend(sg.weights);
+    } else {
+        grads.push(g_emb);
+        grads.extend(sg.weights);
+        grads.push(g_head_w);
+    }
+    grads.push(g_head_b);
+    Ok(StepOutput {
+        loss: loss_value,
+        grads,
+        state: State {
+            h: out.h_n,
+            c: out.c_n,
+        },
+    })
+}
+
+/// The summed cross-entropy of one window in eval mode (no dropout, no
+/// gradients), and the final state.
+pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Result<(f64, State)> {
+    let _guard = tch::no_grad_guard();
+    let emb = Tensor::f_embedding(model.embedding(), x, -1, false, false)?;
+    let out = stack::forward(
+        &model.rnn,
+        &emb,
+        Some(&state.h),
+        state.c.as_ref(),
+        model.stack(),
+        false,
+        false,
+    )?;
+    let logits = out
+        .output
+        .f_linear(model.head_weight(), Some(model.head_bias()))?;
+    let loss = logits
+        .f_view([-1, model.vocab_size()])?
+        .f_cross_entropy_loss::<Tensor>(&y.f_reshape([-1])?, None, Reduction::Mean, -100, 0.0)?;
+    Ok((
+        loss.f_double_value(&[])? * y.numel() as f64,
+        State {
+            h: out.h_n,
+            c: out.c_n,
+        },
+    ))
+}

@@ -1,0 +1,757 @@
+//! The training loop: epochs of `bptt` windows over the streams, the carried
+//! (detached) state, clipping and the optimizer, evaluation with learning-rate
+//! decay on plateau, the stopping rules, and resumable training checkpoints.
+//!
+//! A training checkpoint (`last.safetensors`, `best.safetensors`) is a model
+//! checkpoint (see `crate::checkpoint`) plus
+//!
+//! * `optimizer.<state>.<parameter name>`: `exp_avg`, `exp_avg_sq` (Adam, AdamW)
+//!   or `momentum_buffer` (SGD with momentum);
+//! * `rng.<name>`: the random generators' states, from [`Hooks::rng_state`];
+//! * `state.h`, `state.c`: the state carried into the next window (absent at
+//!   an epoch boundary, where the state restarts from zeros);
+//! * the `training` metadata field: [`Progress`] as JSON (step, epoch, position
+//!   in the epoch, learning rate, best validation perplexity, history, ...).
+//!
+//! `last` is written after every evaluation, at every epoch's end, when the
+//! loop stops (its limits reached or interrupted by a hook); `best` whenever
+//! the validation perplexity improves. Weights that are not finite are never
+//! written.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::{
+    clip_grad_norm, eval_step, grad_norm, train_step, EvalInfo, History, Hooks, LmParams, Method,
+    Optimizer, State, StepInfo, Stop, Streams, TrainOptions,
+};
+use crate::checkpoint::{Checkpoint, FileKind};
+use crate::error::{Error, Result};
+use crate::vocab::Vocab;
+
+/// Where a run stands: everything besides tensors that resuming needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Progress {
+    /// Steps done.
+    step: i64,
+    /// The current epoch (0-based) and the windows of it already trained on.
+    epoch: i64,
+    position: i64,
+    lr: f64,
+    best_valid_ppl: Option<f64>,
+    bad_evals: i64,
+    /// An evaluation is due (after an `eval_every` step or an epoch's end) and
+    /// has not run yet: kept in checkpoints so a resumed run makes it too.
+    eval_pending: bool,
+    optimizer_steps: i64,
+    /// What a resumed run must share with this one.
+    method: Method,
+    batch_size: i64,
+    bptt: i64,
+    world_size: i64,
+    train_tokens: i64,
+    history: History,
+}
+
+/// A training run over fixed data, resumable from its checkpoints.
+pub struct Trainer {
+    model: LmParams,
+    vocab: Vocab,
+    opts: TrainOptions,
+    train: Streams,
+    valid: Option<Streams>,
+    /// The parameters the optimizer updates (those that require grad), with
+    /// their index in [`LmParams::distinct`].
+    trainable: Vec<(usize, String, Tensor)>,
+    optimizer: Optimizer,
+    progress: Progress,
+    state: Option<State>,
+}
+
+fn check_ids(ids: &Tensor, vocab_size: i64, what: &str) -> Result<()> {
+    if ids.f_kind()? != Kind::Int64 {
+        return Err(Error::Type(format!(
+            "the {what} ids must be an int64 tensor, got {:?}",
+            ids.f_kind()?
+        )));
+    }
+    if ids.numel() > 0 {
+        let lo = ids.f_min()?.f_int64_value(&[])?;
+        let hi = ids.f_max()?.f_int64_value(&[])?;
+        if lo < 0 || hi >= vocab_size {
+            return Err(Error::Index(format!(
+                "{what} id {} is outside the vocabulary of size {vocab_size}",
+                if lo < 0 { lo } else { hi }
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn streams(
+    model: &LmParams,
+    ids: &Tensor,
+    batch: i64,
+    bptt: i64,
+    rank: i64,
+    world: i64,
+    what: &str,
+) -> Result<Streams> {
+    check_ids(ids, model.vocab_size(), what)?;
+    Streams::new(
+        &ids.f_to_device(model.embedding().device())?,
+        batch,
+        bptt,
+        rank,
+        world,
+        what,
+    )
+}
+
+/// Perplexity `exp(mean cross-entropy)` of `model` over `streams` in eval
+/// mode, the state carried across windows from zeros; `poll` runs between
+/// windows (an error stops the evaluation).
+fn perplexity(
+    model: &LmParams,
+    streams: &Streams,
+    poll: &mut dyn FnMut() -> Result<()>,
+) -> Result<f64> {
+    let mut state = State::zeros(&model.rnn, streams.batch_size(), model.embedding())?;
+    let mut total = 0.0;
+    for i in 0..streams.windows() {
+        poll()?;
+        let (x, y) = streams.window(i)?;
+        let (sum, next) = eval_step(model, &x, &y, &state)?;
+        total += sum;
+        state = next;
+    }
+    Ok((total / streams.targets() as f64).exp())
+}
+
+/// The perplexity of `model` on the 1-D `ids`, read as `batch_size` streams in
+/// windows of `bptt` (fewer streams when the data is short).
+pub fn evaluate(
+    model: &LmParams,
+    ids: &Tensor,
+    batch_size: i64,
+    bptt: i64,
+    poll: &mut dyn FnMut() -> Result<()>,
+) -> Result<f64> {
+    let batch = batch_size.min(ids.numel() as i64 / 2).max(1);
+    let s = streams(model, ids, batch, bptt, 0, 1, "evaluation")?;
+    perplexity(model, &s, poll)
+}
+
+impl Trainer {
+    /// Prepares a run: validates the options and the data (1-D int64 ids
+    /// within the vocabulary) and cuts the data into streams.
+    pub fn new(
+        model: LmParams,
+        vocab: Vocab,
+        train: &Tensor,
+        valid: Option<&Tensor>,
+        opts: TrainOptions,
+    ) -> Result<Trainer> {
+        opts.validate()?;
+        if vocab.len() as i64 != model.vocab_size() {
+            return Err(Error::value(format!(
+                "the vocabulary has {} tokens but the embedding {} rows",
+                vocab.len(),
+                model.vocab_size()
+            )));
+        }
+        let train_streams = streams(
+            &model,
+            train,
+            opts.batch_size,
+            opts.bptt,
+            opts.rank,
+            opts.world_size,
+            "training",
+        )?;
+        let valid = match valid {
+            Some(v) => {
+                // Every rank evaluates all of it, as one process on the combined batch would.
+                let global = opts.batch_size * opts.world_size;
+                let batch = global.min(v.numel() as i64 / 2).max(1);
+                Some(streams(&model, v, batch, opts.bptt, 0, 1, "validation")?)
+            }
+            None => None,
+        };
+        let trainable: Vec<(usize, String, Tensor)> = model
+            .distinct()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (_, t))| t.requires_grad())
+            .map(|(i, (n, t))| (i, n, t))
+            .collect();
+        let optimizer = Optimizer::new(opts.optimizer.clone(), trainable.len())?;
+        let progress = Progress {
+            step: 0,
+            epoch: 0,
+            position: 0,
+            lr: opts.optimizer.lr,
+            best_valid_ppl: None,
+            bad_evals: 0,
+            eval_pending: false,
+            optimizer_steps: 0,
+            method: opts.optimizer.method,
+            batch_size: opts.batch_size,
+            bptt: opts.bptt,
+            world_size: opts.world_size,
+            train_tokens: train.numel() as i64,
+            history: History::default(),
+        };
+        Ok(Trainer {
+            model,
+            vocab,
+            opts,
+            train: train_streams,
+            valid,
+            trainable,
+            optimizer,
+            progress,
+            state: None,
+        })
+    }
+
+    pub fn history(&self) -> &History {
+        &self.progress.history
+    }
+
+    /// Steps done so far (resumed ones included).
+    pub fn steps_done(&self) -> i64 {
+        self.progress.step
+    }
+
+    pub fn lr(&self) -> f64 {
+        self.optimizer.lr()
+    }
+
+    /// Changes the learning rate from the next step on.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.optimizer.set_lr(lr)
+    }
+
+    /// Runs until the epochs, `max_steps` or the time budget are used up.
+    ///
+    /// On a hook's error (an interrupt) the loop stops at a step boundary,
+    /// `last` is written (with a checkpoint directory) and the error returned.
+    /// On a non-finite loss or gradient norm it stops before updating the
+    /// weights and returns `Error::NonFinite`; no checkpoint is written then,
+    /// so the previous ones stay.
+    pub fn run(&mut self, hooks: &mut dyn Hooks) -> Result<Stop> {
+        let result = self.run_loop(hooks);
+        self.progress.history.stop_reason = Some(
+            match &result {
+                Ok(stop) => stop.name(),
+                Err(Error::Interrupted) => "interrupted",
+                Err(Error::NonFinite(_)) => "non_finite",
+                Err(_) => "error",
+            }
+            .to_string(),
+        );
+        match result {
+            Ok(stop) => {
+                self.save("last", hooks)?;
+                Ok(stop)
+            }
+            Err(Error::Interrupted) => {
+                self.save("last", hooks)?;
+                Err(Error::Interrupted)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn run_loop(&mut self, hooks: &mut dyn Hooks) -> Result<Stop> {
+        let start = Instant::now();
+        let per_epoch = self.train.windows();
+        let mut total = self.opts.epochs * per_epoch;
+        if let Some(m) = self.opts.max_steps {
+            total = total.min(m);
+        }
+        hooks.on_start(total, self.progress.step)?;
+        // One flat loop, each turn starting from a state a checkpoint can hold,
+        // so a resumed run takes exactly the turns the uninterrupted one would.
+        loop {
+            if self.progress.position >= per_epoch {
+                // The epoch's end: the next one starts from a zero state.
+                self.progress.epoch += 1;
+                self.progress.position = 0;
+                self.state = None;
+                if self.valid.is_some() {
+                    self.progress.eval_pending = true;
+                } else {
+                    self.save("last", hooks)?;
+                }
+            }
+            // A due evaluation (after an `eval_every` step or an epoch) comes
+            // before the stopping rules.
+            if self.progress.eval_pending {
+                self.evaluate(hooks)?;
+            }
+            if self.progress.epoch >= self.opts.epochs {
+                return Ok(Stop::Epochs);
+            }
+            if self.opts.max_steps.is_some_and(|m| self.progress.step >= m) {
+                return Ok(Stop::MaxSteps);
+            }
+            if self
+                .opts
+                .time_budget
+                .is_some_and(|b| start.elapsed().as_secs_f64() >= b)
+            {
+                return Ok(Stop::TimeBudget);
+            }
+            self.step(hooks, total)?;
+        }
+    }
+
+    /// One window: forward and backward, all-reduce, clipping, the update.
+    fn step(&mut self, hooks: &mut dyn Hooks, total: i64) -> Result<()> {
+        let t0 = Instant::now();
+        let n = self.progress.step + 1;
+        let epoch = self.progress.epoch;
+        let (x, y) = self.train.window(self.progress.position)?;
+        let state = match &self.state {
+            Some(s) => s.shallow_clone(),
+            None => State::zeros(
+                &self.model.rnn,
+                self.train.batch_size(),
+                self.model.embedding(),
+            )?,
+        };
+        let out = train_step(&self.model, &x, &y, &state)?;
+        if !out.loss.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "the loss is {} at step {n} (epoch {}); training stopped before updating the \
+                 weights",
+                out.loss,
+                epoch + 1
+            )));
+        }
+        let grads: Vec<Tensor> = self
+            .trainable
+            .iter()
+            .map(|(i, _, _)| out.grads[*i].shallow_clone())
+            .collect();
+        hooks.all_reduce(&grads)?;
+        let norm = match self.opts.clip {
+            Some(c) => clip_grad_norm(&grads, c)?,
+            None => grad_norm(&grads)?,
+        };
+        if !norm.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "the gradient norm is {norm} at step {n} (epoch {}); training stopped before \
+                 updating the weights",
+                epoch + 1
+            )));
+        }
+        let lr = self.optimizer.lr();
+        let params: Vec<Tensor> = self
+            .trainable
+            .iter()
+            .map(|(_, _, t)| t.shallow_clone())
+            .collect();
+        self.optimizer.step(&params, &grads)?;
+        self.state = Some(out.state);
+        self.progress.position += 1;
+        self.progress.step = n;
+        // Marked before the hook runs, so an interrupt there leaves it due.
+        if self.valid.is_some() && self.opts.eval_every.is_some_and(|e| n % e == 0) {
+            self.progress.eval_pending = true;
+        }
+        let tokens = x.numel() as i64;
+        let secs = t0.elapsed().as_secs_f64();
+        let info = StepInfo {
+            step: n,
+            epoch,
+            loss: out.loss,
+            lr,
+            grad_norm: norm,
+            tokens,
+            tokens_per_sec: tokens as f64 / secs.max(1e-9),
+            total_steps: total,
+        };
+        let h = &mut self.progress.history;
+        h.steps.push(n);
+        h.epochs.push(epoch);
+        h.losses.push(out.loss);
+        h.lrs.push(lr);
+        h.grad_norms.push(norm);
+        h.tokens_per_sec.push(info.tokens_per_sec);
+        hooks.on_step(&info)
+    }
+
+    /// Validation perplexity; on a plateau the learning rate decays; `best`
+    /// and `last` are written.
+    fn evaluate(&mut self, hooks: &mut dyn Hooks) -> Result<()> {
+        let Some(valid) = &self.valid else {
+            return Ok(());
+        };
+        let ppl = perplexity(&self.model, valid, &mut || hooks.poll())?;
+        let p = &mut self.progress;
+        p.eval_pending = false;
+        p.history.eval_steps.push(p.step);
+        p.history.valid_ppls.push(ppl);
+        let improved = ppl.is_finite() && p.best_valid_ppl.is_none_or(|b| ppl < b);
+        if improved {
+            p.best_valid_ppl = Some(ppl);
+            p.history.best_valid_ppl = Some(ppl);
+            p.bad_evals = 0;
+        } else {
+            p.bad_evals += 1;
+            if p.bad_evals > self.opts.patience {
+                p.bad_evals = 0;
+                let lr = self.optimizer.lr() * self.opts.lr_decay;
+                self.optimizer.set_lr(lr)?;
+            }
+        }
+        let info = EvalInfo {
+            step: self.progress.step,
+            epoch: self.progress.epoch,
+            valid_ppl: ppl,
+            best_valid_ppl: self.progress.best_valid_ppl,
+            lr: self.optimizer.lr(),
+            improved,
+        };
+        if improved {
+            self.save("best", hooks)?;
+        }
+        self.save("last", hooks)?;
+        hooks.on_eval(&info)
+    }
+
+    /// Writes `<checkpoint_dir>/<name>.safetensors` (rank 0 only).
+    fn save(&mut self, name: &str, hooks: &mut dyn Hooks) -> Result<()> {
+        let Some(dir) = self.opts.checkpoint_dir.clone() else {
+            return Ok(());
+        };
+        if self.opts.rank != 0 {
+            return Ok(());
+        }
+        let path = dir.join(format!("{name}.safetensors"));
+        for (pname, t) in self.model.named() {
+            if t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
+                return Err(Error::NonFinite(format!(
+                    "{}: not written, parameter '{pname}' is not finite",
+                    path.display()
+                )));
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut extra = BTreeMap::new();
+        for (kind, i, t) in self.optimizer.state() {
+            extra.insert(format!("optimizer.{kind}.{}", self.trainable[i].1), t);
+        }
+        for (n, t) in hooks.rng_state()? {
+            extra.insert(format!("rng.{n}"), t);
+        }
+        if let Some(s) = &self.state {
+            extra.insert("state.h".to_string(), s.h.shallow_clone());
+            if let Some(c) = &s.c {
+                extra.insert("state.c".to_string(), c.shallow_clone());
+            }
+        }
+        self.progress.lr = self.optimizer.lr();
+        self.progress.optimizer_steps = self.optimizer.steps();
+        let training = serde_json::to_string(&self.progress)
+            .map_err(|e| Error::value(format!("cannot serialize the training state: {e}")))?;
+        let ckpt = Checkpoint {
+            kind: FileKind::Training,
+            config: self.model.config.clone(),
+            vocab: self.vocab.clone(),
+            params: self
+                .model
+                .named()
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect(),
+            extra,
+            training: Some(training),
+        };
+        ckpt.save(&path)
+    }
+
+    /// Continues the run saved in `path` (a training checkpoint of the same
+    /// model, vocabulary, data, batch size, bptt and optimizer): restores the
+    /// weights, the optimizer state and learning rate, the carried state, the
+    /// RNG (through [`Hooks::set_rng_state`]), the position and the history.
+    /// Everything is checked before anything is changed.
+    pub fn resume(&mut self, path: &Path, hooks: &mut dyn Hooks) -> Result<()> {
+        let ckpt = Checkpoint::load(path)?;
+        self.restore(ckpt, hooks).map_err(|e| match e {
+            Error::Value(m) | Error::Shape(m) => Error::format(path, m),
+            other => other,
+        })
+    }
+
+    fn restore(&mut self, ckpt: Checkpoint, hooks: &mut dyn Hooks) -> Result<()> {
+        let Some(training) = ckpt
+            .training
+            .as_deref()
+            .filter(|_| ckpt.kind == FileKind::Training)
+        else {
+            return Err(Error::value(
+                "a model checkpoint, not a training checkpoint: there is no run to resume",
+            ));
+        };
+        if ckpt.config != self.model.config {
+            return Err(Error::value(format!(
+                "the checkpoint's model config {} differs from this model's {}",
+                ckpt.config.to_json(),
+                self.model.config.to_json()
+            )));
+        }
+        if ckpt.vocab != self.vocab {
+            return Err(Error::value(
+                "the checkpoint's vocabulary differs from this model's",
+            ));
+        }
+        let model_kind = self.model.embedding().f_kind()?;
+        if ckpt.dtype()? != model_kind {
+            return Err(Error::value(format!(
+                "the checkpoint holds {:?} weights, the model is {model_kind:?}",
+                ckpt.dtype()?
+            )));
+        }
+        let mut progress: Progress = serde_json::from_str(training)
+            .map_err(|e| Error::value(format!("invalid training state: {e}")))?;
+        let now = (
+            self.opts.optimizer.method,
+            self.opts.batch_size,
+            self.opts.bptt,
+            self.opts.world_size,
+            self.progress.train_tokens,
+        );
+        let then = (
+            progress.method,
+            progress.batch_size,
+            progress.bptt,
+            progress.world_size,
+            progress.train_tokens,
+        );
+        if now != then {
+            return Err(Error::value(format!(
+                "the run in the checkpoint used (optimizer, batch_size, bptt, world_size, \
+                 training tokens) = {then:?}; resuming needs the same, got {now:?}"
+            )));
+        }
+        if progress.position > self.train.windows() {
+            return Err(Error::value(
+                "the checkpoint's position is past the epoch's end",
+            ));
+        }
+
+        // The optimizer, checked against the parameters it updates.
+        let params: Vec<Tensor> = self
+            .trainable
+            .iter()
+            .map(|(_, _, t)| t.shallow_clone())
+            .collect();
+        let mut opt_state = Vec::new();
+        let mut rng = Vec::new();
+        let mut carried: BTreeMap<&str, Tensor> = BTreeMap::new();
+        for (name, t) in &ckpt.extra {
+            if let Some(rest) = name.strip_prefix("optimizer.") {
+                let (kind, pname) = rest
+                    .split_once('.')
+                    .ok_or_else(|| Error::value(format!("unexpected tensor '{name}'")))?;
+                let idx = self
+                    .trainable
+                    .iter()
+                    .position(|(_, n, _)| n == pname)
+                    .ok_or_else(|| {
+                        Error::value(format!(
+                            "optimizer state '{name}' for a parameter that is not trained"
+                        ))
+                    })?;
+                opt_state.push((kind.to_string(), idx, t.shallow_clone()));
+            } else if let Some(rest) = name.strip_prefix("rng.") {
+                rng.push((rest.to_string(), t.shallow_clone()));
+            } else if name == "state.h" || name == "state.c" {
+                carried.insert(name.as_str(), t.shallow_clone());
+            } else {
+                return Err(Error::value(format!("unexpected tensor '{name}'")));
+            }
+        }
+        let mut optimizer = Optimizer::new(self.opts.optimizer.clone(), params.len())?;
+        optimizer.load_state(progress.optimizer_steps, opt_state, &params)?;
+        optimizer.set_lr(progress.lr)?;
+
+        // The carried state: present mid-epoch only.
+        let zeros = State::zeros(
+            &self.model.rnn,
+            self.train.batch_size(),
+            self.model.embedding(),
+        )?;
+        let state = if progress.position == 0 {
+            None
+        } else {
+            let device = self.model.embedding().device();
+            let mut get = |key: &str, like: &Tensor| -> Result<Tensor> {
+                let t = carried
+                    .remove(key)
+                    .ok_or_else(|| Error::value(format!("missing tensor '{key}'")))?;
+                if t.size() != like.size() || t.f_kind()? != like.f_kind()? {
+                    return Err(Error::value(format!(
+                        "tensor '{key}' has shape {:?}, expected {:?}",
+                        t.size(),
+                        like.size()
+                    )));
+                }
+                Ok(t.f_to_device(device)?)
+            };
+            let h = get("state.h", &zeros.h)?;
+            let c = match &zeros.c {
+                Some(c) => Some(get("state.c", c)?),
+                None => None,
+            };
+            Some(State { h, c })
+        };
+
+        // All checked: change things.
+        if !rng.is_empty() {
+            hooks.set_rng_state(rng)?;
+        }
+        {
+            let _guard = tch::no_grad_guard();
+            for ((_, dst), (_, src)) in self.model.named().iter().zip(&ckpt.params) {
+                dst.shallow_clone().f_copy_(src)?;
+            }
+        }
+        progress.history.stop_reason = None;
+        self.optimizer = optimizer;
+        self.progress = progress;
+        self.state = state;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::LmConfig;
+    use crate::rnn::Mode;
+    use crate::train::{NoHooks, OptimConfig};
+    use crate::vocab::{BuildOptions, Level};
+    use tch::Device;
+
+    const TEXT: &str = "abcabcabdabcabcabd";
+
+    /// Weights from a fixed formula (not torch's global generator, which the
+    /// tests running in parallel share), different for each `seed`.
+    fn model(seed: i64) -> (LmParams, Vocab) {
+        let vocab = Vocab::build(TEXT, Level::Char, &BuildOptions::default()).unwrap();
+        let config = LmConfig {
+            embed_size: 5,
+            hidden_size: 6,
+            num_layers: 2,
+            cell: Mode::Lstm,
+            dropout: 0.0,
+            tie_weights: false,
+        };
+        let named = config
+            .param_specs(vocab.len() as i64)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let n: i64 = s.shape.iter().product();
+                let t = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * (1.7 + seed as f64))
+                    .sin()
+                    .g_mul_scalar(0.4)
+                    .reshape(s.shape.as_slice())
+                    .set_requires_grad(true);
+                (s.name, t)
+            })
+            .collect();
+        (
+            LmParams::new(config, vocab.len() as i64, named).unwrap(),
+            vocab,
+        )
+    }
+
+    fn ids(vocab: &Vocab) -> Tensor {
+        vocab.encode(&TEXT.repeat(8)).unwrap()
+    }
+
+    fn options(dir: Option<&Path>, max_steps: i64) -> TrainOptions {
+        TrainOptions {
+            batch_size: 3,
+            bptt: 5,
+            epochs: 100,
+            max_steps: Some(max_steps),
+            time_budget: None,
+            optimizer: OptimConfig::new(Method::Adam, 0.02),
+            clip: Some(1.0),
+            lr_decay: 0.25,
+            patience: 0,
+            eval_every: None,
+            checkpoint_dir: dir.map(Path::to_path_buf),
+            rank: 0,
+            world_size: 1,
+        }
+    }
+
+    struct StopAt(i64);
+
+    impl Hooks for StopAt {
+        fn on_step(&mut self, info: &StepInfo) -> Result<()> {
+            if info.step == self.0 {
+                Err(Error::Interrupted)
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("rustrnn-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn the_loss_goes_down_on_a_repeating_pattern() {
+        let (m, vocab) = model(0);
+        let data = ids(&vocab);
+        let mut t = Trainer::new(m, vocab, &data, None, options(None, 60)).unwrap();
+        assert_eq!(t.run(&mut NoHooks).unwrap(), Stop::MaxSteps);
+        let l = &t.history().losses;
+        assert_eq!(l.len(), 60);
+        let head: f64 = l[..5].iter().sum::<f64>() / 5.0;
+        let tail: f64 = l[55..].iter().sum::<f64>() / 5.0;
+        assert!(tail < 0.5 * head, "{head} -> {tail}");
+    }
+
+    #[test]
+    fn an_interrupt_stops_at_a_step_and_resume_continues_exactly() {
+        let dir = tmp("resume");
+        let (m, vocab) = model(1);
+        let data = ids(&vocab);
+        let mut full = Trainer::new(m, vocab.clone(), &data, None, options(None, 9)).unwrap();
+        full.run(&mut NoHooks).unwrap();
+
+        let (m, _) = model(1);
+        let mut first =
+            Trainer::new(m, vocab.clone(), &data, None, options(Some(&dir), 9)).unwrap();
+        assert!(matches!(first.run(&mut StopAt(4)), Err(Error::Interrupted)));
+        assert_eq!(first.history().steps, [1, 2, 3, 4]);
+        assert_eq!(first.history().stop_reason.as_deref(), Some("interrupted"));
+
+        let (m, _) = model(2);
+        let mut rest = Trainer::new(m, vocab, &data, None, options(Some(&dir), 9)).unwrap();
+        rest.resume(&dir.join("last.safetensors"), &mut NoHooks)
+            .unwrap();
+        assert_eq!(rest.steps_done(), 4);
+        rest.run(&mut NoHooks).unwrap();
+        assert_eq!(rest.history().losses, full.history().losses);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -15,6 +15,7 @@ format:
 lint:
 	cargo fmt --check
 	cargo clippy --release --features python -- -D warnings
+	cargo clippy --release --all-targets -- -D warnings
 	ruff check python tests bench
 	ruff format --check python tests bench
 

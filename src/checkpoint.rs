@@ -25,10 +25,9 @@
 //! is a `Format` error (Python `ValueError`) naming the file and the problem.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
 use serde::{Deserialize, Serialize};
@@ -188,7 +187,7 @@ impl Checkpoint {
     /// interrupted write leaves any previous file at `path` intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = self.to_bytes()?;
-        write_atomic(path, |f| f.write_all(&bytes))
+        crate::atomic::write(path, |f| f.write_all(&bytes))
     }
 
     /// The file's bytes (see the module documentation for the layout).
@@ -464,46 +463,6 @@ impl View for Bytes {
     }
 }
 
-/// Writes `path` atomically: `write` fills a temporary file in the same
-/// directory, which is flushed, fsynced and renamed over `path`. On any
-/// failure the temporary file is removed and `path` is left as it was.
-pub(crate) fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> io::Result<()>,
-) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::io(path, io::Error::other("not a file name")))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        write(&mut f)?;
-        f.flush()?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    // Make the rename itself durable; not every platform can open a directory.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,9 +581,9 @@ mod tests {
         let c = tiny(false);
         c.save(&path).unwrap();
         let bytes = c.to_bytes().unwrap();
-        let err = write_atomic(&path, |f| {
+        let err = crate::atomic::write(&path, |f| {
             f.write_all(&bytes[..bytes.len() / 2])?;
-            Err(io::Error::other("disk full"))
+            Err(std::io::Error::other("disk full"))
         });
         assert!(matches!(err, Err(Error::Io { .. })));
         let back = Checkpoint::load(&path).unwrap();

@@ -3,6 +3,7 @@
 //! The core modules know nothing of Python; `python` (behind the cargo feature
 //! of the same name) only converts arguments, releases the GIL and maps errors.
 
+pub mod atomic;
 pub mod checkpoint;
 pub mod error;
 pub mod lm;

@@ -15,11 +15,10 @@
 //! The file format is versioned JSON, see [`Vocab::to_json`].
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -511,7 +510,7 @@ impl Vocab {
     /// Writes [`Vocab::to_json`] to `path` atomically: a temporary file in the
     /// same directory, flushed and fsynced, then renamed over `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, self.to_json().as_bytes())
+        crate::atomic::write(path, |f| f.write_all(self.to_json().as_bytes()))
     }
 
     /// Reads a file written by [`Vocab::save`]. A missing or unreadable file is
@@ -1018,40 +1017,6 @@ struct VocabFile {
     lower: bool,
     specials: Vec<String>,
     tokens: Vec<String>,
-}
-
-/// Writes `bytes` to a fresh file beside `path`, fsyncs it and renames it over
-/// `path`, so readers see the old file or the new one, never a partial one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::io(path, std::io::Error::other("not a file name")))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.flush()?;
-        f.sync_all()
-    };
-    if let Err(e) = write().and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    // Make the rename itself durable; not every platform can open a directory.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub fn interrupt_poller(every: u32) -> impl FnMut() -> bool {
     let mut calls = 0u32;
     move || {
         calls = calls.wrapping_add(1);
-        if calls % every.max(1) != 0 {
+        if !calls.is_multiple_of(every.max(1)) {
             return false;
         }
         Python::with_gil(|py| py.check_signals().is_err())

@@ -9,6 +9,9 @@ use tch::Tensor;
 
 use crate::rnn::{cell, stack, Mode, RnnConfig, Tape};
 
+/// `(d_input or None, d_hx, d_cx or None, [d_weight, ...])`, as `Tape.backward` returns them.
+type StackGrads = (Option<PyTensor>, PyTensor, Option<PyTensor>, Vec<PyTensor>);
+
 fn unwrap_all(v: Vec<PyTensor>) -> Vec<Tensor> {
     v.into_iter().map(|t| t.0).collect()
 }
@@ -97,6 +100,7 @@ impl PyRnnSpec {
     /// Returns:
     ///     `(output, h_n, c_n or None, tape or None)`.
     #[pyo3(signature = (input, hx, cx, weights, train, keep_tape))]
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         py: Python<'_>,
@@ -156,7 +160,7 @@ impl PyTape {
         d_hn: PyTensor,
         d_cn: Option<PyTensor>,
         need_input_grad: bool,
-    ) -> PyResult<(Option<PyTensor>, PyTensor, Option<PyTensor>, Vec<PyTensor>)> {
+    ) -> PyResult<StackGrads> {
         // A shallow copy lets the work run without the GIL and keeps the tape
         // usable for a second backward (retain_graph=True).
         let tape = self

@@ -119,6 +119,7 @@ fn flat(t: &Tensor) -> Result<Tensor> {
 
 /// Weight, bias and input gradients from gate gradients of all timesteps, as
 /// a handful of large matrix products instead of one small one per step.
+/// Returns the input gradient and the parameter gradients (`w_hr` left unset).
 ///
 /// `dgx` are the gradients of the input-side pre-activations, `dgh` of the
 /// hidden-side ones (the same tensor except for the GRU's candidate gate).
@@ -129,13 +130,7 @@ pub fn sequence_grads(
     dgx: &Tensor,
     dgh: &Tensor,
     need_dx: bool,
-) -> Result<(
-    Option<Tensor>,
-    Tensor,
-    Tensor,
-    Option<Tensor>,
-    Option<Tensor>,
-)> {
+) -> Result<(Option<Tensor>, DirGrads)> {
     let dgx2 = flat(dgx)?;
     let dgh2 = flat(dgh)?;
     let dw_ih = dgx2.f_tr()?.f_mm(&flat(x)?)?;
@@ -154,7 +149,14 @@ pub fn sequence_grads(
     } else {
         None
     };
-    Ok((dx, dw_ih, dw_hh, db_ih, db_hh))
+    let grads = DirGrads {
+        w_ih: dw_ih,
+        w_hh: dw_hh,
+        b_ih: db_ih,
+        b_hh: db_hh,
+        w_hr: None,
+    };
+    Ok((dx, grads))
 }
 
 /// `s ⊙ (1 - s)`: the derivative of σ at the point where it returned `s`.

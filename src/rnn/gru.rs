@@ -11,7 +11,7 @@ use tch::Tensor;
 
 use super::direction::{
     dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads, time_order,
-    DirBackward, DirGrads, DirOutput, DirWeights,
+    DirBackward, DirOutput, DirWeights,
 };
 use crate::error::Result;
 
@@ -104,18 +104,12 @@ pub fn backward(
         _ = dx_g[2].f_mul_out(&dh_g[2], r)?;
         dh = dgh.f_select(0, t)?.f_mm(w.w_hh)?.f_addcmul_(&dht, z)?;
     }
-    let (dx, w_ih, w_hh, b_ih, b_hh) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
+    let (dx, grads) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
     Ok(DirBackward {
         dx,
         dh0: dh,
         dc0: None,
-        grads: DirGrads {
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-            w_hr: None,
-        },
+        grads,
     })
 }
 

@@ -10,7 +10,7 @@ use tch::Tensor;
 
 use super::direction::{
     bias_sum, dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads,
-    time_order, DirBackward, DirGrads, DirOutput, DirWeights,
+    time_order, DirBackward, DirOutput, DirWeights,
 };
 use crate::error::Result;
 
@@ -146,30 +146,17 @@ pub fn backward(
         dh = dgates.f_select(0, t)?.f_mm(w.w_hh)?;
     }
     let h_prev = previous_states(&s.out, &s.h0, s.reverse)?;
-    let (dx, w_ih, w_hh, b_ih, b_hh) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
-    let w_hr = match (&dh_all, &s.hf) {
-        (Some(dh_all), Some(hf)) => {
-            let (rows, p) = (dh_all.size()[0] * dh_all.size()[1], dh_all.size()[2]);
-            Some(
-                dh_all
-                    .f_reshape([rows, p])?
-                    .f_tr()?
-                    .f_mm(&hf.f_reshape([rows, hid])?)?,
-            )
-        }
-        _ => None,
-    };
+    let (dx, mut grads) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
+    if let (Some(dh_all), Some(hf)) = (&dh_all, &s.hf) {
+        let (rows, p) = (dh_all.size()[0] * dh_all.size()[1], dh_all.size()[2]);
+        let dh2 = dh_all.f_reshape([rows, p])?;
+        grads.w_hr = Some(dh2.f_tr()?.f_mm(&hf.f_reshape([rows, hid])?)?);
+    }
     Ok(DirBackward {
         dx,
         dh0: dh,
         dc0: Some(dc),
-        grads: DirGrads {
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-            w_hr,
-        },
+        grads,
     })
 }
 

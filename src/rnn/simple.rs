@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use super::direction::{
     bias_sum, dtanh, previous_states, project_inputs, sequence_grads, time_order, DirBackward,
-    DirGrads, DirOutput, DirWeights,
+    DirOutput, DirWeights,
 };
 use crate::error::Result;
 
@@ -78,18 +78,12 @@ pub fn backward(
         dh = dpt.f_mm(w.w_hh)?;
     }
     let h_prev = previous_states(&s.out, &s.h0, s.reverse)?;
-    let (dx, w_ih, w_hh, b_ih, b_hh) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
+    let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
     Ok(DirBackward {
         dx,
         dh0: dh,
         dc0: None,
-        grads: DirGrads {
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-            w_hr: None,
-        },
+        grads,
     })
 }
 

@@ -106,7 +106,7 @@ fn check(cfg: RnnConfig, kind: Kind, tol: f64) {
     let mut loss = (&r_out * &g_out).sum(kind) + (&r_h * &g_h).sum(kind);
     if lstm {
         assert!(out.c_n.as_ref().unwrap().allclose(&r_c, tol, tol, false));
-        loss = loss + (&r_c * &g_c).sum(kind);
+        loss += (&r_c * &g_c).sum(kind);
     }
     let mut inputs = vec![&x, &h0];
     if lstm {

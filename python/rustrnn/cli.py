@@ -59,43 +59,44 @@ def _build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a language model (default corpus if no FILES)")
     t.add_argument("files", nargs="*", help="UTF-8 text files; none: the embedded pydoc corpus")
-    t.add_argument("--level", choices=("char", "word"), default="char")
-    t.add_argument("--cell", choices=CELLS, default="lstm")
-    t.add_argument("--embed", type=_positive_int, default=64)
-    t.add_argument("--hidden", type=_positive_int, default=256)
-    t.add_argument("--layers", type=_positive_int, default=2)
-    t.add_argument("--dropout", type=_non_negative_float, default=0.1)
+    t.add_argument("--level", choices=("char", "word"), default="char", help="token level")
+    t.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell")
+    t.add_argument("--embed", type=_positive_int, default=64, help="embedding width")
+    t.add_argument("--hidden", type=_positive_int, default=256, help="hidden state width")
+    t.add_argument("--layers", type=_positive_int, default=2, help="recurrent layers")
+    t.add_argument("--dropout", type=_non_negative_float, default=0.1, help="dropout rate")
     t.add_argument("--tied", action="store_true", help="tie embedding and head weights")
-    t.add_argument("--bptt", type=_positive_int, default=64)
-    t.add_argument("--batch-size", type=_positive_int, default=32)
+    t.add_argument("--bptt", type=_positive_int, default=64, help="tokens per window")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="parallel streams")
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adam")
-    t.add_argument("--lr", type=_non_negative_float, default=3e-3)
-    t.add_argument("--clip", type=_non_negative_float, default=0.25)
-    t.add_argument("--epochs", type=_positive_int, default=1000)
-    t.add_argument("--max-steps", type=_positive_int, default=None)
+    t.add_argument("--lr", type=_non_negative_float, default=3e-3, help="learning rate")
+    t.add_argument("--clip", type=_non_negative_float, default=0.25, help="max gradient norm")
+    t.add_argument("--epochs", type=_positive_int, default=1000, help="epochs at most")
+    t.add_argument("--max-steps", type=_positive_int, default=None, help="steps at most")
     t.add_argument(
         "--time-budget",
         type=_non_negative_float,
         default=60.0,
-        help="seconds of training (default: 60)",
+        help="seconds of training at most (default: 60; 0 for no limit)",
     )
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--eval-every", type=_positive_int, default=200, help="validate every N steps")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     t.add_argument("--out", default="runs/default", help="checkpoint directory")
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--prompt", default=None, help="prompt for the sample printed at the end")
 
     g = sub.add_parser("generate", help="continue a prompt with a trained model")
     g.add_argument("checkpoint")
-    g.add_argument("--prompt", default="The ")
-    g.add_argument("--max-tokens", type=_positive_int, default=200)
+    g.add_argument("--prompt", default="The ", help="text to continue")
+    g.add_argument("--max-tokens", type=_positive_int, default=200, help="tokens to generate")
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--greedy", action="store_true")
-    g.add_argument("--num-samples", type=_positive_int, default=1)
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    g.add_argument("--num-samples", type=_positive_int, default=1, help="continuations")
+    g.add_argument("--seed", type=int, default=None, help="random seed")
 
     p = sub.add_parser("perplexity", help="perplexity of a model on text files")
     p.add_argument("checkpoint")
@@ -158,6 +159,7 @@ def _cmd_train(args) -> int:
         epochs=args.epochs,
         max_steps=args.max_steps,
         time_budget=args.time_budget or None,
+        eval_every=args.eval_every,
         optimizer=args.optimizer,
         lr=args.lr,
         clip=args.clip,

@@ -50,14 +50,31 @@ class History:
 
     @classmethod
     def from_json(cls, text: str) -> History:
+        """Rebuilds a History from the JSON that checkpoints store (``to_dict`` as JSON).
+
+        Args:
+            text: the JSON document.
+        """
         return cls(**json.loads(text))
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain Python lists and numbers (JSON-ready)."""
         return asdict(self)
 
     @property
     def interrupted(self) -> bool:
+        """Whether training stopped on Ctrl-C (KeyboardInterrupt)."""
         return self.stop_reason == "interrupted"
+
+    def __repr__(self) -> str:
+        # The per-step lists run to thousands of entries: summarise them.
+        last = f"{self.losses[-1]:.4f}" if self.losses else None
+        best = f"{self.best_valid_ppl:.3f}" if self.best_valid_ppl is not None else None
+        return (
+            f"History(steps={len(self.losses)}, last_loss={last}, "
+            f"evaluations={len(self.valid_ppls)}, best_valid_ppl={best}, "
+            f"stop_reason={self.stop_reason!r})"
+        )
 
     @property
     def evals(self) -> list[tuple[int, float]]:

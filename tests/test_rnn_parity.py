@@ -104,3 +104,22 @@ def test_matches_torch_float32(config):
     for a, b in zip(ours["grads"], ref["grads"]):
         assert_close(a, b, 1e-5)
     assert_close(ours["dx"], ref["dx"], 1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_matches_torch_on_cuda(kind):
+    ours, ref = make_pair(kind, IN, H, dtype=torch.float32, num_layers=2, bidirectional=True)
+    ours.cuda()
+    ref.cuda()
+    x = torch.randn(T, B, IN, device="cuda", requires_grad=True)
+    out, _ = ours(x)
+    (out * out).sum().backward()
+    ref_out, _ = ref(x.detach())
+    torch.testing.assert_close(out, ref_out, rtol=1e-4, atol=1e-4)
+    ref_x = x.detach().clone().requires_grad_()
+    ref_out, _ = ref(ref_x)
+    (ref_out * ref_out).sum().backward()
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-3, atol=1e-4)

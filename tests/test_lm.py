@@ -225,3 +225,23 @@ def test_word_level_log_prob_reads_after_eos():
     total, per_token = model.log_prob(text)
     torch.testing.assert_close(per_token, ref, rtol=1e-5, atol=1e-5)
     assert len(per_token) == len(vocab.tokenize(text))
+
+
+def test_ctrl_c_stops_a_long_generation(vocab):
+    """A signal handler raising KeyboardInterrupt (what Ctrl-C does) ends the Rust loop."""
+    import signal
+
+    model = rustrnn.LanguageModel(vocab, 8, 16, 1)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.generate("the ", 50_000_000)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert model.generate("the ", 5, greedy=True), "the model must stay usable"

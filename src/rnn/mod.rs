@@ -7,6 +7,7 @@
 //! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
 //!   forward and hand-written backward.
 //! * `lstm_onednn` – the LSTM direction on oneDNN's fused kernel (float32 CPU).
+//! * `product` – inference matrix products on MKL or oneDNN, whichever is faster.
 //! * `step`    – one timestep of a whole stack for generation, weights prepared once.
 //! * `stack`   – layers chained with dropout between them, the reverse direction,
 //!   and the tape that carries the forward's activations to the backward.
@@ -18,6 +19,7 @@ mod direction;
 mod gru;
 mod lstm;
 mod lstm_onednn;
+mod product;
 mod simple;
 pub mod stack;
 pub mod step;

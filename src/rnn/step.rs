@@ -6,22 +6,17 @@
 use tch::Tensor;
 
 use super::config::{Mode, RnnConfig};
+use super::product::Product;
 use crate::error::{Error, Result};
 
 enum LayerWeights {
-    /// `[x, h] @ w_t + bias` gives all gates at once (LSTM, plain RNN).
+    /// `[x, h] W^T + b` gives all gates at once (LSTM, plain RNN).
     Joint {
-        w_t: Tensor,
-        bias: Option<Tensor>,
+        gates: Product,
         w_hr_t: Option<Tensor>,
     },
     /// The GRU keeps the two products apart: r scales only the recurrent one.
-    Split {
-        w_ih_t: Tensor,
-        w_hh_t: Tensor,
-        b_ih: Option<Tensor>,
-        b_hh: Option<Tensor>,
-    },
+    Split { ih: Product, hh: Product },
 }
 
 /// A unidirectional stack prepared for stepping.
@@ -35,13 +30,6 @@ pub struct Stepper {
 pub struct StepState {
     pub h: Vec<Tensor>,
     pub c: Vec<Tensor>,
-}
-
-fn addmm(bias: Option<&Tensor>, x: &Tensor, w_t: &Tensor) -> Result<Tensor> {
-    Ok(match bias {
-        Some(b) => b.f_addmm(x, w_t)?,
-        None => x.f_mm(w_t)?,
-    })
 }
 
 impl Stepper {
@@ -64,17 +52,17 @@ impl Stepper {
             let w_hr = (cfg.proj_size > 0).then(|| &chunk[per - 1]);
             layers.push(match cfg.mode {
                 Mode::Gru => LayerWeights::Split {
-                    w_ih_t: w_ih.f_tr()?.f_contiguous()?,
-                    w_hh_t: w_hh.f_tr()?.f_contiguous()?,
-                    b_ih: b_ih.map(Tensor::shallow_clone),
-                    b_hh: b_hh.map(Tensor::shallow_clone),
+                    ih: Product::new(w_ih, b_ih.map(Tensor::shallow_clone))?,
+                    hh: Product::new(w_hh, b_hh.map(Tensor::shallow_clone))?,
                 },
                 _ => LayerWeights::Joint {
-                    w_t: Tensor::f_cat(&[w_ih, w_hh], 1)?.f_tr()?.f_contiguous()?,
-                    bias: match (b_ih, b_hh) {
-                        (Some(a), Some(b)) => Some(a.f_add(b)?),
-                        _ => None,
-                    },
+                    gates: Product::new(
+                        &Tensor::f_cat(&[w_ih, w_hh], 1)?,
+                        match (b_ih, b_hh) {
+                            (Some(a), Some(b)) => Some(a.f_add(b)?),
+                            _ => None,
+                        },
+                    )?,
                     w_hr_t: w_hr.map(|w| w.f_tr()?.f_contiguous()).transpose()?,
                 },
             });
@@ -94,8 +82,8 @@ impl Stepper {
         for (l, weights) in self.layers.iter().enumerate() {
             let h = &state.h[l];
             let h_next = match (self.mode, weights) {
-                (Mode::Lstm, LayerWeights::Joint { w_t, bias, w_hr_t }) => {
-                    let g = addmm(bias.as_ref(), &Tensor::f_cat(&[&input, h], 1)?, w_t)?;
+                (Mode::Lstm, LayerWeights::Joint { gates, w_hr_t }) => {
+                    let g = gates.apply(&Tensor::f_cat(&[&input, h], 1)?)?;
                     let _ = g.f_narrow(1, 0, 2 * hid)?.f_sigmoid_()?;
                     let _ = g.f_narrow(1, 2 * hid, hid)?.f_tanh_()?;
                     let _ = g.f_narrow(1, 3 * hid, hid)?.f_sigmoid_()?;
@@ -109,25 +97,17 @@ impl Stepper {
                         None => h_full,
                     }
                 }
-                (_, LayerWeights::Joint { w_t, bias, .. }) => {
-                    let mut pre = addmm(bias.as_ref(), &Tensor::f_cat(&[&input, h], 1)?, w_t)?;
+                (_, LayerWeights::Joint { gates, .. }) => {
+                    let mut pre = gates.apply(&Tensor::f_cat(&[&input, h], 1)?)?;
                     if self.mode == Mode::RnnRelu {
                         pre.f_relu_()?
                     } else {
                         pre.f_tanh_()?
                     }
                 }
-                (
-                    _,
-                    LayerWeights::Split {
-                        w_ih_t,
-                        w_hh_t,
-                        b_ih,
-                        b_hh,
-                    },
-                ) => {
-                    let gi = addmm(b_ih.as_ref(), &input, w_ih_t)?;
-                    let gh = addmm(b_hh.as_ref(), h, w_hh_t)?;
+                (_, LayerWeights::Split { ih, hh }) => {
+                    let gi = ih.apply(&input)?;
+                    let gh = hh.apply(h)?;
                     let mut rz = gi.f_narrow(1, 0, 2 * hid)?;
                     let _ = rz.f_add_(&gh.f_narrow(1, 0, 2 * hid)?)?.f_sigmoid_()?;
                     let mut n = gi.f_narrow(1, 2 * hid, hid)?;

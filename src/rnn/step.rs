@@ -85,12 +85,14 @@ impl Stepper {
                 (Mode::Lstm, LayerWeights::Joint { gates, w_hr_t }) => {
                     let g = gates.apply(&Tensor::f_cat(&[&input, h], 1)?)?;
                     let _ = g.f_narrow(1, 0, 2 * hid)?.f_sigmoid_()?;
-                    let _ = g.f_narrow(1, 2 * hid, hid)?.f_tanh_()?;
-                    let _ = g.f_narrow(1, 3 * hid, hid)?.f_sigmoid_()?;
-                    let gs = g.f_chunk(4, 1)?;
-                    let mut c = gs[1].f_mul(&state.c[l])?;
-                    let _ = c.f_addcmul_(&gs[0], &gs[2])?;
-                    let h_full = gs[3].f_mul(&c.f_tanh()?)?;
+                    let (i, f) = (g.f_narrow(1, 0, hid)?, g.f_narrow(1, hid, hid)?);
+                    let (mut cand, mut o) =
+                        (g.f_narrow(1, 2 * hid, hid)?, g.f_narrow(1, 3 * hid, hid)?);
+                    let cand = cand.f_tanh_()?;
+                    let o = o.f_sigmoid_()?;
+                    let mut c = f.f_mul(&state.c[l])?;
+                    let _ = c.f_addcmul_(&i, &cand)?;
+                    let h_full = o.f_mul(&c.f_tanh()?)?;
                     state.c[l] = c;
                     match w_hr_t {
                         Some(p) => h_full.f_mm(p)?,

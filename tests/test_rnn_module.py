@@ -261,3 +261,24 @@ def test_rss_stays_flat_over_1000_training_steps():
     growth = _rss_bytes() - before
     # One step's activations are ~50 KB; a leak of one tape per step would add > 50 MB.
     assert growth < 8 * 1024 * 1024, f"RSS grew by {growth / 1e6:.1f} MB over 1000 steps"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_strided_parameters_give_the_same_results(kind):
+    """A parameter that is a transposed view (same shape, other strides) must not be read
+    as if it were dense."""
+    ours, ref = make_pair(kind, 6, 6, dtype=torch.float32, num_layers=2)
+    with torch.no_grad():
+        w = ours.weight_hh_l0.detach()
+        strided = w.t().contiguous().t()  # same values and shape, column-major strides
+        assert not strided.is_contiguous()
+        ours.weight_hh_l0 = torch.nn.Parameter(strided)
+    x = torch.randn(5, 3, 6, requires_grad=True)
+    out, _ = ours(x)
+    out.sum().backward()
+    ref_x = x.detach().clone().requires_grad_()
+    ref_out, _ = ref(ref_x)
+    ref_out.sum().backward()
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(x.grad, ref_x.grad)
+    torch.testing.assert_close(ours.weight_hh_l0.grad, ref.weight_hh_l0.grad)

@@ -67,8 +67,10 @@ pub fn forward(
     let empty: [i64; 0] = [];
     // The kernel keeps its workspace only while grad mode is on; on detached
     // tensors that records no graph.
-    let (w_ih, w_hh) = (w.w_ih.f_detach()?, w.w_hh.f_detach()?);
-    let (b_ih, b_hh) = (b_ih.f_detach()?, b_hh.f_detach()?);
+    // oneDNN reads raw memory: hand it dense copies of any strided parameter.
+    let dense = |t: &Tensor| -> Result<Tensor> { Ok(t.f_contiguous()?.f_detach()?) };
+    let (w_ih, w_hh) = (dense(w.w_ih)?, dense(w.w_hh)?);
+    let (b_ih, b_hh) = (dense(&b_ih)?, dense(&b_hh)?);
     let run = || {
         x.f_mkldnn_rnn_layer(
             &w_ih, &w_hh, &b_ih, &b_hh, &h0, &c0, reverse, empty, MODE_LSTM, hidden, 1, has_bias,
@@ -106,10 +108,10 @@ pub fn backward(
     let (b_ih, b_hh, has_bias) = biases(w)?;
     let empty: [i64; 0] = [];
     let (dx, dw_ih, dw_hh, db, _, dh0, dc0) = s.x.f_mkldnn_rnn_layer_backward(
-        w.w_ih,
-        w.w_hh,
-        &b_ih,
-        &b_hh,
+        &w.w_ih.f_contiguous()?,
+        &w.w_hh.f_contiguous()?,
+        &b_ih.f_contiguous()?,
+        &b_hh.f_contiguous()?,
         &s.h0,
         &s.c0,
         &s.out,

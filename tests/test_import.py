@@ -1,0 +1,28 @@
+"""`import rustrnn` loads torch first and refuses a torch it was not built for."""
+
+import subprocess
+import sys
+
+
+def run(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_import_loads_torch_first():
+    r = run("import rustrnn, sys; print('torch' in sys.modules, rustrnn.__version__)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "True"
+
+
+def test_a_torch_version_mismatch_is_a_clear_import_error():
+    r = run(
+        "import torch\n"
+        "torch.__version__ = '2.99.0+cpu'\n"
+        "try:\n"
+        "    import rustrnn\n"
+        "except ImportError as e:\n"
+        "    print('ImportError:', e)\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "ImportError:" in r.stdout
+    assert "2.13.0" in r.stdout and "2.99.0" in r.stdout

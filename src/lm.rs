@@ -7,7 +7,8 @@
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::rnn::check::{check_weights, Layout, Prepared};
+use crate::rnn::check::check_weights;
+use crate::rnn::product::Product;
 use crate::rnn::step::{StepState, Stepper};
 use crate::rnn::{stack, RnnConfig};
 
@@ -36,63 +37,22 @@ pub struct Generated {
     pub lengths: Vec<i64>,
 }
 
-struct State {
-    h: Tensor,
-    c: Option<Tensor>,
-}
-
-fn head(w: &LmWeights, hidden: &Tensor) -> Result<Tensor> {
-    Ok(match w.head_bias {
-        Some(b) => b.f_addmm(hidden, &w.head_weight.f_tr()?)?,
-        None => hidden.f_mm(&w.head_weight.f_tr()?)?,
-    })
-}
-
-/// Runs `ids` (`[T, B]`) through the stack from `state`; returns the logits of
-/// the last timestep `[B, V]` and the new state.
-fn advance(
+/// Runs the prompt `[P]` once through the stack from zero states; returns the
+/// top layer's last output `[1, H_out]` and the final `h_n`, `c_n`.
+fn prime(
     cfg: &RnnConfig,
     w: &LmWeights,
-    ids: &Tensor,
-    state: Option<&State>,
-) -> Result<(Tensor, State)> {
-    let (len, batch) = (ids.size()[0], ids.size()[1]);
-    let x = w
-        .embedding
-        .f_index_select(0, &ids.f_reshape([-1])?)?
-        .f_view([len, batch, -1])?;
-    let layers = cfg.num_layers * cfg.num_directions();
-    let opts = (w.embedding.f_kind()?, w.embedding.device());
-    let (h0, c0) = match state {
-        Some(s) => (s.h.shallow_clone(), s.c.as_ref().map(Tensor::shallow_clone)),
-        None => (
-            Tensor::f_zeros([layers, batch, cfg.real_hidden_size()], opts)?,
-            match cfg.mode {
-                crate::rnn::Mode::Lstm => {
-                    Some(Tensor::f_zeros([layers, batch, cfg.hidden_size], opts)?)
-                }
-                _ => None,
-            },
-        ),
+    prompt: &Tensor,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let x = w.embedding.f_index_select(0, prompt)?.f_unsqueeze(1)?;
+    // The prompt is laid out time-major whatever layout the stack was built for.
+    let cfg = RnnConfig {
+        batch_first: false,
+        ..cfg.clone()
     };
-    let prep = Prepared {
-        input: x,
-        h0,
-        c0,
-        layout: Layout {
-            batch_first: false,
-            unbatched: false,
-        },
-    };
-    let out = stack::run(cfg, prep, vec![len, batch], w.stack, false, false)?;
-    let last = out.output.f_select(0, len - 1)?;
-    Ok((
-        head(w, &last)?,
-        State {
-            h: out.h_n,
-            c: out.c_n,
-        },
-    ))
+    let out = stack::forward(&cfg, &x, None, None, w.stack, false, false)?;
+    let last = out.output.f_select(0, prompt.size()[0] - 1)?;
+    Ok((last, out.h_n, out.c_n))
 }
 
 fn check(cfg: &RnnConfig, w: &LmWeights, prompt: &Tensor, opts: &GenerateOptions) -> Result<()> {
@@ -157,21 +117,22 @@ pub fn generate(
     let prompt = prompt.f_to_device(device)?;
     // The prompt is the same for every sample: run it once as a sequence, then
     // widen the state to `n` rows and step token by token.
-    let (logits, state) = advance(cfg, w, &prompt.f_unsqueeze(1)?, None)?;
+    let (last, h_n, c_n) = prime(cfg, w, &prompt)?;
     let widen = |t: &Tensor| -> Result<Vec<Tensor>> {
         let s = t.size();
         let wide = t.f_expand([s[0], n, s[2]], false)?.f_contiguous()?;
         Ok(wide.f_unbind(0)?)
     };
     let mut state = StepState {
-        h: widen(&state.h)?,
-        c: match &state.c {
+        h: widen(&h_n)?,
+        c: match &c_n {
             Some(c) => widen(c)?,
             None => Vec::new(),
         },
     };
     let stepper = Stepper::new(cfg, w.stack)?;
-    let head_t = w.head_weight.f_tr()?.f_contiguous()?;
+    let head = Product::new(w.head_weight, w.head_bias.map(Tensor::shallow_clone))?;
+    let logits = head.apply(&last)?;
     let mut logits = logits
         .f_expand([n, logits.size()[1]], false)?
         .f_contiguous()?;
@@ -208,10 +169,7 @@ pub fn generate(
         }
         let x = w.embedding.f_index_select(0, &next)?;
         let top = stepper.step(&x, &mut state)?;
-        logits = match w.head_bias {
-            Some(b) => b.f_addmm(&top, &head_t)?,
-            None => top.f_mm(&head_t)?,
-        };
+        logits = head.apply(&top)?;
     }
     let steps = out.len() as i64;
     for len in lengths.iter_mut().filter(|l| **l < 0) {

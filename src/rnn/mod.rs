@@ -19,7 +19,7 @@ mod direction;
 mod gru;
 mod lstm;
 mod lstm_onednn;
-mod product;
+pub mod product;
 mod simple;
 pub mod stack;
 pub mod step;

@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use super::check::{prepare, Layout, Prepared};
+use super::check::{prepare, Layout};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirOutput, DirWeights};
 use super::{gru, lstm, lstm_onednn, simple};
@@ -100,20 +100,6 @@ pub fn forward(
 ) -> Result<RnnOutput> {
     let _guard = tch::no_grad_guard();
     let prep = prepare(cfg, input, hx, cx, weights)?;
-    run(cfg, prep, input.size(), weights, train, keep_tape)
-}
-
-/// The stack on inputs `prepare` already validated and made time-major.
-/// Generation calls this directly, once per token, having checked the weights once.
-pub fn run(
-    cfg: &RnnConfig,
-    prep: Prepared,
-    input_shape: Vec<i64>,
-    weights: &[Tensor],
-    train: bool,
-    keep_tape: bool,
-) -> Result<RnnOutput> {
-    let _guard = tch::no_grad_guard();
     let per_dir = cfg.params_per_direction();
     let dirs = cfg.num_directions();
     let mut layer_input = prep.input.f_contiguous()?;
@@ -175,7 +161,7 @@ pub fn run(
         weights: weights.iter().map(|w| w.shallow_clone()).collect(),
         layers: tapes,
         layout,
-        input_shape,
+        input_shape: input.size(),
     });
     Ok(RnnOutput {
         output,

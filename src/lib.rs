@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod checkpoint;
 pub mod error;
+pub mod kernel;
 pub mod lm;
 pub mod rnn;
 pub mod sampler;

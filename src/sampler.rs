@@ -57,6 +57,12 @@ const WORK_PER_THREAD: usize = 1 << 16;
 pub trait UniformSource {
     /// A float64 tensor of `shape` on `device`, uniform in `[0, 1)`.
     fn uniform(&mut self, shape: &[i64], device: Device) -> Result<Tensor>;
+
+    /// `[steps, rows]` uniforms for `steps` successive draws of `rows` values
+    /// each: the same values as `steps` calls asking for `[rows]`.
+    fn uniform_steps(&mut self, steps: i64, rows: i64, device: Device) -> Result<Tensor> {
+        self.uniform(&[steps, rows], device)
+    }
 }
 
 /// libtorch's default generator of each device (what `torch.manual_seed` seeds).
@@ -977,6 +983,12 @@ fn logits_error(row_max: &Tensor, batched: bool) -> Result<Error> {
         .f_to_device(Device::Cpu)?
         .f_contiguous()?
         .f_copy_data(&mut m, rows)?;
+    Ok(nonfinite_logits(&m, batched))
+}
+
+/// The error for logits whose row maxima `m` are not all finite: the first
+/// row with nan, else with `+inf`, else with no finite logit.
+pub(crate) fn nonfinite_logits(m: &[f64], batched: bool) -> Error {
     let where_ = |row: usize| {
         if batched {
             format!(" (row {row})")
@@ -995,7 +1007,7 @@ fn logits_error(row_max: &Tensor, batched: bool) -> Result<Error> {
             where_(row)
         )
     };
-    Ok(Error::Shape(msg))
+    Error::Shape(msg)
 }
 
 #[cfg(test)]

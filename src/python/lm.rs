@@ -1,4 +1,4 @@
-//! Binding for text generation (`crate::lm::generate`).
+//! Binding for text generation (`crate::lm::generate_sampled`).
 
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
@@ -6,7 +6,7 @@ use pyo3_tch::PyTensor;
 use super::gil::interrupt_poller;
 use super::rnn::PyRnnSpec;
 use crate::lm::{self, GenerateOptions, LmWeights, Pregenerated};
-use crate::sampler::{sample_logits, DefaultGenerator, SampleOptions, UniformSource};
+use crate::sampler::{DefaultGenerator, SampleOptions, UniformSource};
 
 /// Generates `num_samples` continuations of `prompt` in one batch, in Rust,
 /// without the GIL and without autograd.
@@ -73,12 +73,13 @@ pub fn generate(
             Some(table) => Box::new(Pregenerated::new(table)),
             None => Box::new(DefaultGenerator),
         };
-        lm::generate(
+        lm::generate_sampled(
             &cfg,
             &weights,
             &prompt,
             &opts,
-            |logits, _| sample_logits(logits, &sample, rng.as_mut()),
+            &sample,
+            rng.as_mut(),
             interrupt_poller(16),
         )
     })?;

@@ -4,6 +4,11 @@
 //! How the next token is chosen is the caller's: `generate` hands each step's
 //! logits to a `draw` function (multinomial sampling, greedy argmax, ...).
 
+mod draw;
+mod fused;
+#[cfg(test)]
+mod tests;
+
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
@@ -11,6 +16,7 @@ use crate::rnn::check::check_weights;
 use crate::rnn::product::Product;
 use crate::rnn::step::{StepState, Stepper};
 use crate::rnn::{stack, RnnConfig};
+use crate::sampler::{sample_logits, SampleOptions, UniformSource};
 
 /// The parameters of a language model, borrowed from the Python module.
 pub struct LmWeights<'a> {
@@ -183,6 +189,35 @@ pub fn generate(
     Ok(Generated { ids, lengths })
 }
 
+/// [`generate`] with each token drawn by `sample`'s rule (see
+/// [`sample_logits`]) from `rng`'s uniforms, one per row and token. float32
+/// models on the CPU run on the fused kernels (`crate::kernel`), others on
+/// libtorch ops; both draw the same way from the same uniforms.
+pub fn generate_sampled(
+    cfg: &RnnConfig,
+    w: &LmWeights,
+    prompt: &Tensor,
+    opts: &GenerateOptions,
+    sample: &SampleOptions,
+    rng: &mut dyn UniformSource,
+    interrupted: impl FnMut() -> bool,
+) -> Result<Generated> {
+    sample.validate()?;
+    if fused::supports(cfg, w) {
+        let _guard = tch::no_grad_guard();
+        check(cfg, w, prompt, opts)?;
+        return fused::generate(cfg, w, prompt, opts, sample, rng, interrupted);
+    }
+    generate(
+        cfg,
+        w,
+        prompt,
+        opts,
+        |logits, _| sample_logits(logits, sample, rng),
+        interrupted,
+    )
+}
+
 /// Uniforms drawn up front (`[steps, N]`, float64), handed out one row per
 /// token: how an explicit `torch.Generator` reaches a loop that runs without
 /// Python.
@@ -197,16 +232,25 @@ impl Pregenerated {
     }
 }
 
-impl crate::sampler::UniformSource for Pregenerated {
-    fn uniform(&mut self, shape: &[i64], device: tch::Device) -> Result<Tensor> {
+impl Pregenerated {
+    /// The next `take` rows.
+    fn rows(&mut self, take: i64) -> Result<Tensor> {
         let rows = self.table.size()[0];
-        if self.next >= rows {
+        if self.next + take > rows {
             return Err(Error::shape(format!(
                 "the uniform table has only {rows} rows"
             )));
         }
-        let row = self.table.f_select(0, self.next)?;
-        self.next += 1;
+        let out = self.table.f_narrow(0, self.next, take)?;
+        self.next += take;
+        Ok(out)
+    }
+}
+
+impl crate::sampler::UniformSource for Pregenerated {
+    /// One row of the table, whatever the shape asked for.
+    fn uniform(&mut self, shape: &[i64], device: tch::Device) -> Result<Tensor> {
+        let row = self.rows(1)?;
         let numel: i64 = shape.iter().product();
         if row.numel() as i64 != numel {
             return Err(Error::shape(format!(
@@ -215,5 +259,16 @@ impl crate::sampler::UniformSource for Pregenerated {
             )));
         }
         Ok(row.f_reshape(shape)?.f_to_device(device)?)
+    }
+
+    fn uniform_steps(&mut self, steps: i64, rows: i64, device: tch::Device) -> Result<Tensor> {
+        let table = self.rows(steps)?;
+        if table.size()[1] != rows {
+            return Err(Error::shape(format!(
+                "the uniform table has rows of {} values, {rows} were asked for",
+                table.size()[1]
+            )));
+        }
+        Ok(table.f_to_device(device)?)
     }
 }

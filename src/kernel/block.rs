@@ -1,0 +1,270 @@
+//! One phase of a token: every row's product with a range of packed blocks,
+//! followed in registers by the layer's pointwise step (gates, state update),
+//! written straight to where the next phase reads it.
+
+use std::ops::Range;
+
+use super::lanes::{self, Lanes, LANES};
+use super::packed::{PackedLayer, SLOTS};
+use super::team::SharedBuf;
+
+/// Rows computed together: each loaded weight vector serves this many.
+const ROW_TILE: usize = 4;
+
+/// What follows the product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pointwise {
+    /// Slots i, f, g, o of 16 units; updates `c` in the state buffer.
+    Lstm,
+    /// Slots r, z, n_x, n_h of 16 units: `n = tanh(n_x + r n_h)`,
+    /// `h' = (1 - z) n + z h`, with `h` read from the input's recurrent part.
+    Gru,
+    /// Four slots of 16 units each.
+    Tanh,
+    Relu,
+    /// The product itself (the output layer's logits).
+    Linear,
+}
+
+impl Pointwise {
+    /// Output units per block.
+    pub fn units(self) -> usize {
+        match self {
+            Pointwise::Lstm | Pointwise::Gru => LANES,
+            _ => SLOTS * LANES,
+        }
+    }
+}
+
+/// Where results go: row `r`'s unit `u` lands at `buf[r * stride + offset + u]`.
+#[derive(Clone, Copy)]
+pub struct Dest<'a> {
+    pub buf: &'a SharedBuf,
+    pub stride: usize,
+    pub offset: usize,
+}
+
+pub struct Job<'a> {
+    pub layer: &'a PackedLayer,
+    pub pointwise: Pointwise,
+    /// `[rows, layer.k]`.
+    pub input: &'a SharedBuf,
+    pub rows: usize,
+    /// The LSTM's cell state `[rows, stride]`, updated in place.
+    pub cell: Option<Dest<'a>>,
+    /// One or two places the outputs are written to.
+    pub out: [Option<Dest<'a>>; 2],
+}
+
+/// The instruction sets the kernels are compiled for, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                return Isa::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+}
+
+/// Runs `job` for `blocks` (a range of the layer's blocks).
+///
+/// # Safety
+/// Within the current barrier phase, no other thread writes `job.input` or
+/// touches the parts of `job.cell` and `job.out` that belong to `blocks`.
+pub unsafe fn run(isa: Isa, job: &Job, blocks: Range<usize>) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => run_avx512(job, blocks),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => run_avx2(job, blocks),
+        // aarch64 has fused multiply-add in its base set; elsewhere `mul_add`
+        // without hardware support would be a slow library call.
+        _ => run_body::<{ cfg!(target_arch = "aarch64") }, false>(job, blocks),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+unsafe fn run_avx512(job: &Job, blocks: Range<usize>) {
+    run_body::<true, true>(job, blocks)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2(job: &Job, blocks: Range<usize>) {
+    run_body::<true, false>(job, blocks)
+}
+
+/// `AVX512`: compiled inside `run_avx512`, so the intrinsics tile may be used.
+#[inline(always)]
+unsafe fn run_body<const FMA: bool, const AVX512: bool>(job: &Job, blocks: Range<usize>) {
+    let k = job.layer.k;
+    let input = job.input.get(0..job.rows * k);
+    for b in blocks {
+        let (panel, bias) = job.layer.block(b);
+        let mut r0 = 0;
+        while r0 < job.rows {
+            let n = (job.rows - r0).min(ROW_TILE);
+            let row = |i: usize| &input[(r0 + i) * k..(r0 + i + 1) * k];
+            macro_rules! tile {
+                ($r:literal, $rows:expr) => {{
+                    #[cfg(target_arch = "x86_64")]
+                    if AVX512 {
+                        finish(job, b, r0, &tile_avx512::<$r>(panel, bias, $rows));
+                        r0 += $r;
+                        continue;
+                    }
+                    finish(job, b, r0, &tile::<$r, FMA>(panel, bias, $rows));
+                }};
+            }
+            match n {
+                4 => tile!(4, [row(0), row(1), row(2), row(3)]),
+                3 => tile!(3, [row(0), row(1), row(2)]),
+                2 => tile!(2, [row(0), row(1)]),
+                _ => tile!(1, [row(0)]),
+            }
+            r0 += n;
+        }
+    }
+}
+
+/// `bias + Σ_k panel[k] x[k]` for `R` input rows, in portable Rust.
+#[inline(always)]
+fn tile<const R: usize, const FMA: bool>(
+    panel: &[Lanes],
+    bias: &[Lanes],
+    rows: [&[f32]; R],
+) -> [[Lanes; SLOTS]; R] {
+    let bias: [Lanes; SLOTS] = [bias[0], bias[1], bias[2], bias[3]];
+    let mut acc = [bias; R];
+    for (kk, w) in panel.chunks_exact(SLOTS).enumerate() {
+        for r in 0..R {
+            let x = rows[r][kk];
+            for s in 0..SLOTS {
+                for l in 0..LANES {
+                    acc[r][s][l] = if FMA {
+                        w[s][l].mul_add(x, acc[r][s][l])
+                    } else {
+                        w[s][l] * x + acc[r][s][l]
+                    };
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// [`tile`] in AVX-512 intrinsics: the accumulators (`4 R` registers) stay in
+/// registers and each weight vector is loaded once for all `R` rows. Written
+/// out because LLVM's vectorizer, given the portable loop, sometimes keeps
+/// the accumulators in memory or gathers along `k` instead.
+///
+/// # Safety
+/// AVX-512F is available; `bias.len() == SLOTS`; every row holds at least
+/// `panel.len() / SLOTS` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile_avx512<const R: usize>(
+    panel: &[Lanes],
+    bias: &[Lanes],
+    rows: [&[f32]; R],
+) -> [[Lanes; SLOTS]; R] {
+    use std::arch::x86_64::*;
+    let k = panel.len() / SLOTS;
+    let b = [0, 1, 2, 3].map(|s| _mm512_loadu_ps(bias[s].as_ptr()));
+    let mut acc = [b; R];
+    let w = panel.as_ptr() as *const f32;
+    let x = rows.map(<[f32]>::as_ptr);
+    for kk in 0..k {
+        let p = w.add(kk * SLOTS * LANES);
+        let ws = [0, 1, 2, 3].map(|s| _mm512_loadu_ps(p.add(s * LANES)));
+        for r in 0..R {
+            let xb = _mm512_set1_ps(*x[r].add(kk));
+            for s in 0..SLOTS {
+                acc[r][s] = _mm512_fmadd_ps(ws[s], xb, acc[r][s]);
+            }
+        }
+    }
+    let mut out = [[[0.0f32; LANES]; SLOTS]; R];
+    for r in 0..R {
+        for s in 0..SLOTS {
+            _mm512_storeu_ps(out[r][s].as_mut_ptr(), acc[r][s]);
+        }
+    }
+    out
+}
+
+/// The pointwise step for rows `r0..r0 + R` of block `b`, and the writes.
+#[inline(always)]
+unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; SLOTS]; R]) {
+    let units = job.pointwise.units();
+    for (i, gates) in acc.iter().enumerate() {
+        let r = r0 + i;
+        let mut outs = [[0.0f32; LANES]; SLOTS];
+        let used = match job.pointwise {
+            Pointwise::Lstm => {
+                let cell = job.cell.expect("the LSTM kernel has a cell state");
+                let at = r * cell.stride + cell.offset + b * LANES;
+                let c = cell.buf.get_mut(at..at + LANES);
+                for l in 0..LANES {
+                    let i = lanes::sigmoid(gates[0][l]);
+                    let f = lanes::sigmoid(gates[1][l]);
+                    let g = lanes::tanh(gates[2][l]);
+                    let o = lanes::sigmoid(gates[3][l]);
+                    c[l] = f * c[l] + i * g;
+                    outs[0][l] = o * lanes::tanh(c[l]);
+                }
+                1
+            }
+            Pointwise::Gru => {
+                let k = job.layer.k;
+                let at = r * k + job.layer.x_width + b * LANES;
+                let h = job.input.get(at..at + LANES);
+                for l in 0..LANES {
+                    let reset = lanes::sigmoid(gates[0][l]);
+                    let z = lanes::sigmoid(gates[1][l]);
+                    let n = lanes::tanh(gates[2][l] + reset * gates[3][l]);
+                    outs[0][l] = (1.0 - z) * n + z * h[l];
+                }
+                1
+            }
+            Pointwise::Tanh => {
+                for (o, g) in outs.iter_mut().zip(gates) {
+                    *o = lanes::map(g, lanes::tanh);
+                }
+                SLOTS
+            }
+            Pointwise::Relu => {
+                for (o, g) in outs.iter_mut().zip(gates) {
+                    *o = lanes::map(g, |x| x.max(0.0));
+                }
+                SLOTS
+            }
+            Pointwise::Linear => {
+                outs = *gates;
+                SLOTS
+            }
+        };
+        for dest in job.out.iter().flatten() {
+            let at = r * dest.stride + dest.offset + b * units;
+            let out = dest.buf.get_mut(at..at + used * LANES);
+            for (chunk, o) in out.chunks_exact_mut(LANES).zip(&outs[..used]) {
+                chunk.copy_from_slice(o);
+            }
+        }
+    }
+}

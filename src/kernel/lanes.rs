@@ -1,0 +1,81 @@
+//! Sixteen float32 lanes and the functions the fused kernels apply to them.
+//!
+//! Plain arrays and plain loops: inside a `#[target_feature]` function LLVM
+//! turns each lane loop into one AVX-512 instruction (two AVX2 ones), and on
+//! other CPUs it is still correct scalar or NEON code.
+
+pub const LANES: usize = 16;
+pub type Lanes = [f32; LANES];
+
+/// `e^x` to within about 2 ulp (Cephes' `expf`: `x = n ln2 + r`, a degree-6
+/// polynomial for `e^r`, `2^n` put into the exponent bits). `x` is clamped to
+/// `[-87, 88]`, where `e^x` is a normal float: the gates only ever need
+/// `1 / (1 + e^x)`, for which that range is exact to float32.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without
+    // needing a rounding instruction.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let p = p * r * r + r + 1.0;
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh x = 2 σ(2x) - 1`: within 1e-7 of the true value everywhere.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    2.0 / (1.0 + exp(-2.0 * x)) - 1.0
+}
+
+#[inline(always)]
+pub fn map(v: &Lanes, f: impl Fn(f32) -> f32) -> Lanes {
+    let mut out = [0.0; LANES];
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = f(*x);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_match_the_standard_library() {
+        let mut worst = [0f64; 3];
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 1e-4; // [-20, 20]
+            let pairs = [
+                (exp(x.min(80.0)) as f64, (x.min(80.0) as f64).exp()),
+                (sigmoid(x) as f64, 1.0 / (1.0 + (-x as f64).exp())),
+                (tanh(x) as f64, (x as f64).tanh()),
+            ];
+            for (j, (got, want)) in pairs.into_iter().enumerate() {
+                // exp is judged relative to its value, the bounded functions absolutely.
+                let err = (got - want).abs() / if j == 0 { want } else { 1.0 };
+                worst[j] = worst[j].max(err);
+            }
+        }
+        assert!(worst[0] < 3e-7, "exp relative error {}", worst[0]);
+        assert!(worst[1] < 2e-7, "sigmoid absolute error {}", worst[1]);
+        assert!(worst[2] < 3e-7, "tanh absolute error {}", worst[2]);
+        assert!((0.0..1e-37).contains(&sigmoid(-200.0)));
+        assert_eq!(sigmoid(200.0), 1.0);
+        assert_eq!(tanh(100.0), 1.0);
+        assert_eq!(tanh(-100.0), -1.0);
+    }
+}

@@ -1,0 +1,490 @@
+//! Generation on the fused CPU kernels (`crate::kernel`): float32 weights on
+//! the CPU, a unidirectional stack without projections. The prompt's tokens
+//! are fed first (the same in every row), then each token runs, on a small
+//! team of threads in lock step:
+//!
+//! 1. the output layer over the top layer's state (vocabulary blocks split
+//!    between the threads), then a barrier;
+//! 2. the draw for each row (rows split), which also writes the drawn
+//!    token's embedding into the first layer's input, then a barrier;
+//! 3. each layer in turn (hidden-unit blocks split), a barrier after each.
+//!
+//! The prompt goes through the same kernels rather than libtorch's sequence
+//! kernel: that one's OpenMP threads keep spinning after it returns and would
+//! compete with the team for the cores.
+//!
+//! Layer `l` reads `[x, h]` from `input[l][p]` and writes its new `h` both to
+//! `input[l][1 - p]` (its own next step) and to the next layer's `x` in
+//! `input[l + 1][p]` (or to `top`), so no thread ever writes what another is
+//! reading in the same phase; `p` flips every token.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use tch::{Device, Kind, Tensor};
+
+use super::draw::RowDraw;
+use super::{GenerateOptions, Generated, LmWeights};
+use crate::error::{Error, Result};
+use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
+use crate::kernel::lanes::LANES;
+use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
+use crate::kernel::team::{split, SharedBuf, SpinBarrier};
+use crate::rnn::{Mode, RnnConfig};
+use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
+
+/// Tokens whose uniforms are fetched from the generator at once.
+const UNIFORM_CHUNK: usize = 256;
+/// Most threads a team uses: past this the barriers cost more than they save.
+const MAX_THREADS: usize = 8;
+/// Below this many weights per token one thread is faster than a team.
+const MIN_WEIGHTS_PER_THREAD: usize = 1 << 15;
+
+/// Whether [`generate`] can run this model.
+pub fn supports(cfg: &RnnConfig, w: &LmWeights) -> bool {
+    let float_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
+    cfg.proj_size == 0
+        && !cfg.bidirectional
+        && float_cpu(w.embedding)
+        && float_cpu(w.head_weight)
+        && w.head_bias.is_none_or(float_cpu)
+        && w.stack.iter().all(float_cpu)
+}
+
+/// A float32 CPU tensor's elements in row-major order, read in place.
+struct Floats(Tensor);
+
+impl Floats {
+    fn new(t: &Tensor) -> Result<Self> {
+        Ok(Floats(t.f_contiguous()?))
+    }
+
+    fn get(&self) -> &[f32] {
+        // SAFETY: `supports` checked that the tensor holds float32 on the CPU;
+        // it is contiguous and kept alive (and its storage with it) by `self`.
+        unsafe { std::slice::from_raw_parts(self.0.data_ptr() as *const f32, self.0.numel()) }
+    }
+}
+
+fn pointwise(mode: Mode) -> Pointwise {
+    match mode {
+        Mode::Lstm => Pointwise::Lstm,
+        Mode::Gru => Pointwise::Gru,
+        Mode::RnnTanh => Pointwise::Tanh,
+        Mode::RnnRelu => Pointwise::Relu,
+    }
+}
+
+/// Hidden units rounded up to whole blocks.
+fn padded(units: usize, pw: Pointwise) -> usize {
+    units.div_ceil(pw.units()) * pw.units()
+}
+
+/// Packs one layer; `x_width` is its (padded) input width.
+fn pack_layer(cfg: &RnnConfig, chunk: &[Tensor], x_width: usize) -> Result<PackedLayer> {
+    let hidden = cfg.hidden_size as usize;
+    let pw = pointwise(cfg.mode);
+    let hp = padded(hidden, pw);
+    let (w_ih, w_hh) = (Floats::new(&chunk[0])?, Floats::new(&chunk[1])?);
+    let (b_ih, b_hh) = if cfg.bias {
+        (Some(Floats::new(&chunk[2])?), Some(Floats::new(&chunk[3])?))
+    } else {
+        (None, None)
+    };
+    let input = Dense {
+        weight: w_ih.get(),
+        cols: chunk[0].size()[1] as usize,
+        bias: b_ih.as_ref().map(Floats::get),
+    };
+    let recurrent = Dense {
+        weight: w_hh.get(),
+        cols: hidden,
+        bias: b_hh.as_ref().map(Floats::get),
+    };
+    let mode = cfg.mode;
+    let column = |b: usize, slot: usize, lane: usize| {
+        let (unit, row, source) = match mode {
+            // Slots are the gates of 16 units, in torch's gate order.
+            Mode::Lstm => {
+                let u = b * LANES + lane;
+                (u, slot * hidden + u, Source::Both)
+            }
+            Mode::Gru => {
+                let u = b * LANES + lane;
+                match slot {
+                    0 => (u, u, Source::Both),
+                    1 => (u, hidden + u, Source::Both),
+                    2 => (u, 2 * hidden + u, Source::Input),
+                    _ => (u, 2 * hidden + u, Source::Recurrent),
+                }
+            }
+            Mode::RnnTanh | Mode::RnnRelu => {
+                let u = (b * SLOTS + slot) * LANES + lane;
+                (u, u, Source::Both)
+            }
+        };
+        (unit < hidden).then_some((row, source))
+    };
+    Ok(PackedLayer::new(
+        hp / pw.units(),
+        x_width,
+        hp,
+        input,
+        Some(recurrent),
+        column,
+    ))
+}
+
+/// The output layer as a packed "layer" whose input is the top state.
+fn pack_head(w: &LmWeights, hp: usize) -> Result<PackedLayer> {
+    let (vocab, hidden) = w.head_weight.size2()?;
+    let weight = Floats::new(w.head_weight)?;
+    let bias = w.head_bias.map(Floats::new).transpose()?;
+    let width = SLOTS * LANES;
+    let blocks = (vocab as usize).div_ceil(width);
+    let dense = Dense {
+        weight: weight.get(),
+        cols: hidden as usize,
+        bias: bias.as_ref().map(Floats::get),
+    };
+    Ok(PackedLayer::new(
+        blocks,
+        hp,
+        0,
+        dense,
+        None,
+        |b, slot, lane| {
+            let row = (b * SLOTS + slot) * LANES + lane;
+            (row < vocab as usize).then_some((row, Source::Input))
+        },
+    ))
+}
+
+/// What the team shares.
+struct Shared<'a> {
+    isa: Isa,
+    threads: usize,
+    rows: usize,
+    vocab: usize,
+    max_tokens: usize,
+    /// Fed before the first draw.
+    prompt: &'a [usize],
+    greedy: bool,
+    barrier: SpinBarrier,
+    /// `[parity][layer]`.
+    jobs: [Vec<Job<'a>>; 2],
+    head: Job<'a>,
+    /// `[rows, vocab padded]`.
+    logits: &'a SharedBuf,
+    /// The first layer's inputs `[parity]`, `[rows, k]`, whose `x` the draw writes.
+    first: [&'a SharedBuf; 2],
+    embedding: &'a [f32],
+    embed: usize,
+    /// `[UNIFORM_CHUNK, rows]`, refilled by thread 0 during the head phase.
+    uniforms: &'a SharedBuf<f64>,
+    tokens: Vec<AtomicUsize>,
+    stop: &'a [i64],
+    sample: SampleOptions,
+    /// Rows whose logits were not finite, with their maximum.
+    faults: Mutex<Vec<(usize, f32)>>,
+    /// Set by thread 0: interrupted, or the generator failed.
+    abort: AtomicBool,
+}
+
+/// What only thread 0 does: talk to the generator and the interrupt poller,
+/// and keep the output.
+struct Lead<'r, I> {
+    rng: &'r mut dyn UniformSource,
+    interrupted: I,
+    error: Option<Error>,
+    out: Vec<i64>,
+    lengths: Vec<i64>,
+}
+
+fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut Lead<I>>) {
+    let my_rows = split(s.rows, s.threads, tid);
+    let mut draw = RowDraw::new(s.sample);
+    let mut stopped = vec![false; s.rows];
+    let vp = s.head.layer.blocks * SLOTS * LANES;
+    let mut p = 0;
+    let forced = s.prompt.len();
+    for pos in 0..forced + s.max_tokens {
+        // `step`: the index of the token being generated, once past the prompt.
+        let step = pos.checked_sub(forced);
+
+        // 1. Logits, and the uniforms for the next chunk of tokens.
+        if let Some(step) = step {
+            // SAFETY (all `block::run` and buffer calls below): each phase
+            // writes only this thread's blocks or rows; barriers separate phases.
+            unsafe { block::run(s.isa, &s.head, split(s.head.layer.blocks, s.threads, tid)) };
+            if let Some(lead) = lead.as_deref_mut() {
+                if !s.greedy && step % UNIFORM_CHUNK == 0 {
+                    let n = UNIFORM_CHUNK.min(s.max_tokens - step);
+                    let fetched = lead
+                        .rng
+                        .uniform_steps(n as i64, s.rows as i64, Device::Cpu)
+                        .and_then(|u| Ok(u.f_to_kind(Kind::Double)?.f_contiguous()?))
+                        .and_then(|u| {
+                            let dst = unsafe { s.uniforms.get_mut(0..n * s.rows) };
+                            Ok(u.f_copy_data(dst, n * s.rows)?)
+                        });
+                    if let Err(e) = fetched {
+                        lead.error = Some(e);
+                        s.abort.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            s.barrier.wait();
+            if s.abort.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+
+        // 2. The draw (or the prompt's token), and its embedding into the first layer.
+        let first = s.first[p];
+        let k0 = first.len() / s.rows;
+        for r in my_rows.clone() {
+            let token = match step {
+                None => Ok(s.prompt[pos]),
+                Some(step) => {
+                    let logits = unsafe { s.logits.get(r * vp..r * vp + s.vocab) };
+                    let u = if s.greedy {
+                        0.0
+                    } else {
+                        let at = (step % UNIFORM_CHUNK) * s.rows + r;
+                        unsafe { s.uniforms.get(at..at + 1)[0] }
+                    };
+                    draw.draw(logits, u)
+                }
+            };
+            match token {
+                Ok(token) => {
+                    s.tokens[r].store(token, Ordering::Relaxed);
+                    let x = unsafe { first.get_mut(r * k0..r * k0 + s.embed) };
+                    x.copy_from_slice(&s.embedding[token * s.embed..(token + 1) * s.embed]);
+                }
+                Err(max) => s
+                    .faults
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((r, max)),
+            }
+        }
+        if let Some(lead) = lead.as_deref_mut() {
+            if (lead.interrupted)() {
+                lead.error = Some(Error::Interrupted);
+                s.abort.store(true, Ordering::Relaxed);
+            }
+        }
+        s.barrier.wait();
+        let faulted = !s
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if faulted || s.abort.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(step) = step {
+            // Every thread follows the stop rule itself, so all leave together.
+            for (r, done) in stopped.iter_mut().enumerate() {
+                let token = s.tokens[r].load(Ordering::Relaxed) as i64;
+                let hit = s.stop.contains(&token);
+                if let Some(lead) = lead.as_deref_mut() {
+                    lead.out.push(token);
+                    if !*done && hit {
+                        lead.lengths[r] = step as i64 + 1;
+                    }
+                }
+                *done |= hit;
+            }
+            if step + 1 == s.max_tokens || (!s.stop.is_empty() && stopped.iter().all(|&d| d)) {
+                return;
+            }
+        }
+
+        // 3. The layers.
+        for job in &s.jobs[p] {
+            unsafe { block::run(s.isa, job, split(job.layer.blocks, s.threads, tid)) };
+            s.barrier.wait();
+        }
+        p = 1 - p;
+    }
+}
+
+/// Feeds `prompt` (checked by the caller) from zero states and generates as
+/// [`super::generate`] does, drawing each token by `sample`'s rule.
+pub fn generate(
+    cfg: &RnnConfig,
+    w: &LmWeights,
+    prompt: &Tensor,
+    opts: &GenerateOptions,
+    sample: &SampleOptions,
+    rng: &mut dyn UniformSource,
+    interrupted: impl FnMut() -> bool,
+) -> Result<Generated> {
+    let prompt: Vec<usize> = Vec::<i64>::try_from(prompt)?
+        .into_iter()
+        .map(|t| t as usize)
+        .collect();
+    let rows = opts.num_samples as usize;
+    let max_tokens = opts.max_tokens as usize;
+    let pw = pointwise(cfg.mode);
+    let hp = padded(cfg.hidden_size as usize, pw);
+    let embed = cfg.input_size as usize;
+    let n_layers = cfg.num_layers as usize;
+
+    let per = cfg.params_per_direction();
+    let layers = w
+        .stack
+        .chunks(per)
+        .enumerate()
+        .map(|(l, chunk)| pack_layer(cfg, chunk, if l == 0 { embed } else { hp }))
+        .collect::<Result<Vec<_>>>()?;
+    let head = pack_head(w, hp)?;
+    let vocab = w.head_weight.size()[0] as usize;
+    let vp = head.blocks * SLOTS * LANES;
+
+    // Zero states: the prompt is fed first.
+    let inputs: Vec<[SharedBuf; 2]> = layers
+        .iter()
+        .map(|layer| {
+            [
+                SharedBuf::new(rows * layer.k),
+                SharedBuf::new(rows * layer.k),
+            ]
+        })
+        .collect();
+    let cells: Vec<SharedBuf> = match cfg.mode {
+        Mode::Lstm => (0..n_layers).map(|_| SharedBuf::new(rows * hp)).collect(),
+        _ => Vec::new(),
+    };
+    let top = SharedBuf::new(rows * hp);
+    let logits = SharedBuf::new(rows * vp);
+    let uniforms = SharedBuf::new(UNIFORM_CHUNK.min(max_tokens.max(1)) * rows);
+    let embedding = Floats::new(w.embedding)?;
+
+    let make_jobs = |p: usize| -> Vec<Job> {
+        (0..n_layers)
+            .map(|l| {
+                let layer = &layers[l];
+                let next = if l + 1 < n_layers {
+                    Dest {
+                        buf: &inputs[l + 1][p],
+                        stride: layers[l + 1].k,
+                        offset: 0,
+                    }
+                } else {
+                    Dest {
+                        buf: &top,
+                        stride: hp,
+                        offset: 0,
+                    }
+                };
+                Job {
+                    layer,
+                    pointwise: pw,
+                    input: &inputs[l][p],
+                    rows,
+                    cell: cells.get(l).map(|c| Dest {
+                        buf: c,
+                        stride: hp,
+                        offset: 0,
+                    }),
+                    out: [
+                        Some(Dest {
+                            buf: &inputs[l][1 - p],
+                            stride: layer.k,
+                            offset: layer.x_width,
+                        }),
+                        Some(next),
+                    ],
+                }
+            })
+            .collect()
+    };
+    let weights_per_token: usize =
+        layers.iter().map(|l| l.blocks * l.k).sum::<usize>() * SLOTS * LANES
+            + head.blocks * head.k * SLOTS * LANES;
+    let threads = (tch::get_num_threads().max(1) as usize)
+        .min(MAX_THREADS)
+        .min((weights_per_token * rows / MIN_WEIGHTS_PER_THREAD).max(1));
+    let shared = Shared {
+        isa: Isa::detect(),
+        threads,
+        rows,
+        vocab,
+        max_tokens,
+        prompt: &prompt,
+        greedy: sample.greedy,
+        barrier: SpinBarrier::new(threads),
+        jobs: [make_jobs(0), make_jobs(1)],
+        head: Job {
+            layer: &head,
+            pointwise: Pointwise::Linear,
+            input: &top,
+            rows,
+            cell: None,
+            out: [
+                Some(Dest {
+                    buf: &logits,
+                    stride: vp,
+                    offset: 0,
+                }),
+                None,
+            ],
+        },
+        logits: &logits,
+        first: [&inputs[0][0], &inputs[0][1]],
+        embedding: embedding.get(),
+        embed,
+        uniforms: &uniforms,
+        tokens: (0..rows).map(|_| AtomicUsize::new(0)).collect(),
+        stop: &opts.stop,
+        sample: *sample,
+        faults: Mutex::new(Vec::new()),
+        abort: AtomicBool::new(false),
+    };
+    let mut lead = Lead {
+        rng,
+        interrupted,
+        error: None,
+        out: Vec::with_capacity(max_tokens * rows),
+        lengths: vec![-1; rows],
+    };
+    if max_tokens > 0 {
+        std::thread::scope(|scope| {
+            for tid in 1..threads {
+                let shared = &shared;
+                scope.spawn(move || token_loop::<fn() -> bool>(shared, tid, None));
+            }
+            token_loop(&shared, 0, Some(&mut lead));
+        });
+    }
+    let faults = shared
+        .faults
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if !faults.is_empty() {
+        let mut maxima = vec![0.0f64; rows];
+        for (r, m) in faults {
+            maxima[r] = m as f64;
+        }
+        return Err(nonfinite_logits(&maxima, true));
+    }
+    if let Some(e) = lead.error {
+        return Err(e);
+    }
+    let steps = lead.out.len() / rows.max(1);
+    for len in lead.lengths.iter_mut().filter(|l| **l < 0) {
+        *len = steps as i64;
+    }
+    let ids = Tensor::f_from_slice(&lead.out)?
+        .f_view([steps as i64, rows as i64])?
+        .f_tr()?
+        .f_contiguous()?;
+    Ok(Generated {
+        ids,
+        lengths: lead.lengths,
+    })
+}

@@ -1,0 +1,70 @@
+//! The fused float32 generation against the libtorch-op path (float64) for
+//! every recurrence, greedy and sampled from the same uniforms.
+
+use tch::{Device, Kind, Tensor};
+
+use super::{generate, generate_sampled, GenerateOptions, LmWeights, Pregenerated};
+use crate::rnn::{Mode, RnnConfig};
+use crate::sampler::{sample_logits, SampleOptions};
+
+fn run(mode: Mode, kind: Kind, sample: SampleOptions, fused: bool) -> Vec<i64> {
+    tch::manual_seed(11);
+    let (vocab, embed, hidden, rows, steps) = (30, 7, 40, 5, 20);
+    let cfg = RnnConfig::new(mode, embed, hidden, 2).unwrap();
+    let rand =
+        |shape: &[i64]| (Tensor::rand(shape, (Kind::Float, Device::Cpu)) - 0.5).to_kind(kind);
+    let stack: Vec<Tensor> = cfg.param_specs().iter().map(|p| rand(&p.shape)).collect();
+    let (embedding, head_w, head_b) = (
+        rand(&[vocab, embed]),
+        rand(&[vocab, hidden]),
+        rand(&[vocab]),
+    );
+    let w = LmWeights {
+        embedding: &embedding,
+        stack: &stack,
+        head_weight: &head_w,
+        head_bias: Some(&head_b),
+    };
+    let prompt = Tensor::from_slice(&[1i64, 4, 2]);
+    let opts = GenerateOptions {
+        max_tokens: steps,
+        num_samples: rows,
+        stop: Vec::new(),
+    };
+    let table = Tensor::rand([steps, rows], (Kind::Double, Device::Cpu));
+    let mut rng = Pregenerated::new(table);
+    let out = if fused {
+        generate_sampled(&cfg, &w, &prompt, &opts, &sample, &mut rng, || false)
+    } else {
+        generate(
+            &cfg,
+            &w,
+            &prompt,
+            &opts,
+            |l, _| sample_logits(l, &sample, &mut rng),
+            || false,
+        )
+    };
+    Vec::<i64>::try_from(out.unwrap().ids.flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn fused_generation_matches_the_libtorch_path() {
+    let greedy = SampleOptions {
+        greedy: true,
+        ..Default::default()
+    };
+    let sampled = SampleOptions {
+        temperature: 0.9,
+        top_k: Some(20),
+        top_p: Some(0.95),
+        greedy: false,
+    };
+    for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu] {
+        for sample in [greedy, sampled] {
+            let fused = run(mode, Kind::Float, sample, true);
+            let reference = run(mode, Kind::Double, sample, false);
+            assert_eq!(fused, reference, "{mode:?} {sample:?}");
+        }
+    }
+}

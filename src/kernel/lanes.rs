@@ -17,7 +17,7 @@ pub fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without
     // needing a rounding instruction.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.max(-87.0).min(88.0);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = 1.987_569_1e-4;
@@ -27,7 +27,11 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let p = p * r * r + r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n without a float-to-int conversion (Rust's saturating `as` keeps LLVM
+    // from vectorizing): in `n + 127 + 2^23` the low mantissa bits are `n + 127`,
+    // and shifting them into the exponent field builds the float `2^n`.
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits();
+    p * f32::from_bits(biased << 23)
 }
 
 #[inline(always)]

@@ -316,3 +316,9 @@ def test_generation_reports_non_finite_logits(vocab):
         model.generate("the ", 5)
     with pytest.raises(RuntimeError, match="nan"):
         model.double().generate("the ", 5)
+    # A nan inside the recurrence reaches the logits too (the gate functions keep it).
+    model = rustrnn.LanguageModel(vocab, 8, 16, 1)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0[0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match="nan"):
+        model.generate("the ", 5)

@@ -268,3 +268,76 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::packed::{Dense, Source};
+
+    /// Every instruction set this CPU has gives the plain product (linear
+    /// output, 5 rows: a full tile and a remainder; 3 blocks, the last padded).
+    #[test]
+    fn every_isa_computes_the_product() {
+        let (rows, cols, outs) = (5usize, 37usize, 150usize);
+        let value = |i: usize| ((i * 7919) % 23) as f32 / 23.0 - 0.5;
+        let weight: Vec<f32> = (0..outs * cols).map(value).collect();
+        let bias: Vec<f32> = (0..outs).map(|i| value(i + 3)).collect();
+        let x: Vec<f32> = (0..rows * cols).map(|i| value(i + 11)).collect();
+        let width = SLOTS * LANES;
+        let blocks = outs.div_ceil(width);
+        let dense = Dense {
+            weight: &weight,
+            cols,
+            bias: Some(&bias),
+        };
+        let layer = PackedLayer::new(blocks, cols, 0, dense, None, |b, s, l| {
+            let o = (b * SLOTS + s) * LANES + l;
+            (o < outs).then_some((o, Source::Input))
+        });
+        let input = SharedBuf::new(rows * cols);
+        unsafe { input.get_mut(0..rows * cols) }.copy_from_slice(&x);
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                isas.push(Isa::Avx2);
+            }
+            if Isa::detect() == Isa::Avx512 {
+                isas.push(Isa::Avx512);
+            }
+        }
+        for isa in isas {
+            let out = SharedBuf::new(rows * blocks * width);
+            let job = Job {
+                layer: &layer,
+                pointwise: Pointwise::Linear,
+                input: &input,
+                rows,
+                cell: None,
+                out: [
+                    Some(Dest {
+                        buf: &out,
+                        stride: blocks * width,
+                        offset: 0,
+                    }),
+                    None,
+                ],
+            };
+            unsafe { run(isa, &job, 0..blocks) };
+            let got = unsafe { out.get(0..rows * blocks * width) };
+            for r in 0..rows {
+                for o in 0..outs {
+                    let want: f64 = bias[o] as f64
+                        + (0..cols)
+                            .map(|c| weight[o * cols + c] as f64 * x[r * cols + c] as f64)
+                            .sum::<f64>();
+                    let g = got[r * blocks * width + o] as f64;
+                    assert!(
+                        (g - want).abs() < 1e-5,
+                        "{isa:?} row {r} out {o}: {g} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -39,23 +39,17 @@ impl RowDraw {
             return Ok(logits.iter().position(|&x| x == max).unwrap_or(0));
         }
         let t = self.opts.temperature;
-        let z = |x: f32| -> f64 {
-            if t < TINY_TEMPERATURE {
-                (x as f64 - max as f64) / t
-            } else {
-                ((x - max) / t as f32) as f64
-            }
-        };
         let vocab = logits.len();
         let top_k = self.opts.top_k.map(|k| k as usize).filter(|&k| k < vocab);
         let top_p = self.opts.top_p.filter(|&p| p < 1.0);
         self.order.clear();
         self.order.extend(0..vocab);
+        // exp((x - max) / T), in float32 like the tensor path unless T is tiny.
         let weight = |x: f32| -> f64 {
             if t < TINY_TEMPERATURE {
-                z(x).exp()
+                ((x as f64 - max as f64) / t).exp()
             } else {
-                (z(x) as f32).exp() as f64
+                ((x - max) / t as f32).exp() as f64
             }
         };
         let desc = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);

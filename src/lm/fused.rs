@@ -176,8 +176,6 @@ struct Shared<'a> {
     head: Job<'a>,
     /// `[rows, vocab padded]`.
     logits: &'a SharedBuf,
-    /// The first layer's inputs `[parity]`, `[rows, k]`, whose `x` the draw writes.
-    first: [&'a SharedBuf; 2],
     embedding: &'a [f32],
     embed: usize,
     /// `[UNIFORM_CHUNK, rows]`, refilled by thread 0 during the head phase.
@@ -187,7 +185,7 @@ struct Shared<'a> {
     sample: SampleOptions,
     /// Rows whose logits were not finite, with their maximum.
     faults: Mutex<Vec<(usize, f32)>>,
-    /// Set by thread 0: interrupted, or the generator failed.
+    /// Set when the loop must end early: a fault, an interrupt, or the generator failed.
     abort: AtomicBool,
 }
 
@@ -241,8 +239,8 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
         }
 
         // 2. The draw (or the prompt's token), and its embedding into the first layer.
-        let first = s.first[p];
-        let k0 = first.len() / s.rows;
+        // The draw writes the `x` part of the first layer's input.
+        let (first, k0) = (s.jobs[p][0].input, s.jobs[p][0].layer.k);
         for r in my_rows.clone() {
             let token = match step {
                 None => Ok(s.prompt[pos]),
@@ -263,11 +261,13 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
                     let x = unsafe { first.get_mut(r * k0..r * k0 + s.embed) };
                     x.copy_from_slice(&s.embedding[token * s.embed..(token + 1) * s.embed]);
                 }
-                Err(max) => s
-                    .faults
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((r, max)),
+                Err(max) => {
+                    s.faults
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((r, max));
+                    s.abort.store(true, Ordering::Relaxed);
+                }
             }
         }
         if let Some(lead) = lead.as_deref_mut() {
@@ -277,12 +277,7 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
             }
         }
         s.barrier.wait();
-        let faulted = !s
-            .faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
-        if faulted || s.abort.load(Ordering::Relaxed) {
+        if s.abort.load(Ordering::Relaxed) {
             return;
         }
         if let Some(step) = step {
@@ -435,7 +430,6 @@ pub fn generate(
             ],
         },
         logits: &logits,
-        first: [&inputs[0][0], &inputs[0][1]],
         embedding: embedding.get(),
         embed,
         uniforms: &uniforms,

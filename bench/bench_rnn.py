@@ -7,9 +7,11 @@ this one process on this machine.
 
 import argparse
 import platform
+import sys
 import time
 
 import rustrnn
+import steady_malloc
 import torch
 from torch import nn
 
@@ -89,7 +91,9 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best kept")
     ap.add_argument("--kinds", default="lstm,gru,rnn")
+    ap.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     args = ap.parse_args()
+    allocator = steady_malloc.ensure(sys.argv)
     torch.manual_seed(0)
     print(
         f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
@@ -99,6 +103,7 @@ def main():
         f"{'kind':5} {'path':10} {'train ms':>9} {'train tok/s':>12} "
         f"{'infer ms':>9} {'infer tok/s':>12}"
     )
+    print(allocator)
     print(header)
     for kind in args.kinds.split(","):
         ours_cls, torch_cls, cell_cls = KINDS[kind]

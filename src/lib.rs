@@ -5,6 +5,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod dropout;
 pub mod error;
 pub mod kernel;
 pub mod lm;

@@ -40,7 +40,8 @@ def torch_run(ref, ids, *, batch_size, bptt, steps, opt, clip):
         loss.backward()
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
-        opt.step()
+        if opt is not None:
+            opt.step()
         losses.append(loss.item())
     return losses
 
@@ -115,12 +116,72 @@ def test_a_tbptt_run_matches_word_language_model(cell, tie, optimizer, kw, clip)
         torch.testing.assert_close(model.state_dict()[name], p, rtol=0, atol=1e-8)
 
 
-def test_dropout_draws_from_torchs_generator_like_nn_dropout():
-    """One layer: the only dropouts are on the embeddings and before the head, which
-    draw from torch's generator exactly as nn.Dropout does in the plain model."""
-    model = tiny_lm("lstm", layers=1, dropout=0.3)
-    ref = plain_copy(model).train()
+class LayerwiseLM(torch.nn.Module):
+    """word_language_model's model from single-layer torch.nn recurrences, with every
+    dropout drawn by rustrnn.functional.dropout in the order the trainer draws them:
+    the embeddings, each layer's input after the first, the head's input."""
+
+    def __init__(self, model):
+        super().__init__()
+        cfg, sd = model.config, model.state_dict()
+        ref = plain_copy(model)
+        self.p = cfg["dropout"]
+        self.embedding, self.head = ref.embedding, ref.head
+        cls = type(ref.rnn)
+        self.layers = torch.nn.ModuleList()
+        for k in range(cfg["num_layers"]):
+            width = cfg["embed_size"] if k == 0 else cfg["hidden_size"]
+            layer = cls(width, cfg["hidden_size"]).to(torch.float64)
+            own = {n.split(".", 1)[1]: v for n, v in sd.items() if n.startswith("rnn.")}
+            layer.load_state_dict(
+                {n.replace(f"_l{k}", "_l0"): v for n, v in own.items() if n.endswith(f"_l{k}")}
+            )
+            self.layers.append(layer)
+
+    def forward(self, ids, state=None):
+        drop = rustrnn.functional.dropout
+        x = drop(self.embedding(ids), self.p)
+        finals = []
+        for k, layer in enumerate(self.layers):
+            if k > 0:
+                x = drop(x, self.p)
+            if state is None:
+                x, s = layer(x)
+            elif isinstance(state, tuple):
+                x, s = layer(x, (state[0][k : k + 1], state[1][k : k + 1]))
+            else:
+                x, s = layer(x, state[k : k + 1])
+            finals.append(s)
+        if isinstance(finals[0], tuple):
+            state = tuple(torch.cat(parts) for parts in zip(*finals))
+        else:
+            state = torch.cat(finals)
+        return self.head(drop(x, self.p)), state
+
+
+def layerwise_run(model, ids, seed, opt=True):
+    ref = LayerwiseLM(model).train()
+    torch.manual_seed(seed)
+    losses = torch_run(
+        ref,
+        ids,
+        batch_size=4,
+        bptt=7,
+        steps=4,
+        opt=torch.optim.SGD(ref.parameters(), lr=0.5) if opt else None,
+        clip=0.25,
+    )
+    return ref, losses
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_dropout_masks_are_drawn_and_applied_like_a_layerwise_reference(cell):
+    """Two layers, dropout 0.3 on the embeddings, between the layers and before the
+    head: the losses and weights equal a plain-torch run whose dropouts are the same
+    masks (one seed each from torch's generator, in the same order)."""
+    model = tiny_lm(cell, layers=2, dropout=0.3)
     ids = model.vocab.encode(TEXT)
+    ref, want = layerwise_run(model, ids, seed=123)
     torch.manual_seed(123)
     hist = rustrnn.train(
         model,
@@ -133,16 +194,14 @@ def test_dropout_draws_from_torchs_generator_like_nn_dropout():
         clip=0.25,
         progress=False,
     )
-    torch.manual_seed(123)
-    want = torch_run(
-        ref,
-        ids,
-        batch_size=4,
-        bptt=7,
-        steps=4,
-        opt=torch.optim.SGD(ref.parameters(), lr=0.5),
-        clip=0.25,
-    )
     assert hist.losses == pytest.approx(want, rel=1e-10)
-    for name, p in ref.state_dict().items():
-        torch.testing.assert_close(model.state_dict()[name], p, rtol=0, atol=1e-8)
+    got = model.state_dict()
+    for k, layer in enumerate(ref.layers):
+        for n, p in layer.state_dict().items():
+            name = "rnn." + n.replace("_l0", f"_l{k}")
+            torch.testing.assert_close(got[name], p, rtol=0, atol=1e-8)
+    for n in ["embedding.weight", "head.weight", "head.bias"]:
+        torch.testing.assert_close(got[n], ref.state_dict()[n], rtol=0, atol=1e-8)
+    # Other masks give other losses: the comparison can fail.
+    _, other = layerwise_run(tiny_lm(cell, layers=2, dropout=0.3), ids, seed=124, opt=False)
+    assert other[0] != pytest.approx(want[0], rel=1e-6)

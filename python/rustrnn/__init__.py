@@ -25,6 +25,7 @@ if _rustrnn.TORCH_VERSION != _BUILT_FOR_TORCH:  # pragma: no cover - a broken bu
         f"its Python package for torch {_BUILT_FOR_TORCH}; reinstall rustrnn"
     )
 
+from . import functional  # noqa: E402
 from ._rustrnn import (  # noqa: E402
     Vocab,  # noqa: E402
     multinomial,
@@ -50,4 +51,5 @@ __all__ = [
     "History",
     "multinomial",
     "sample",
+    "functional",
 ]

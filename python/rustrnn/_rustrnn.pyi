@@ -20,6 +20,7 @@ _Ids: TypeAlias = Tensor | npt.NDArray[np.integer[Any]] | Sequence[int]
 
 __all__ = [
     "TORCH_VERSION",
+    "dropout_mask",
     "Optimizer",
     "RnnSpec",
     "Tape",
@@ -190,6 +191,9 @@ def save_model(
 
 def load_model(path: _Path) -> tuple[str, str, str, str, list[tuple[str, Tensor]]]:
     """Reads and validates a checkpoint: ``(kind, config_json, vocab_json, dtype, tensors)``."""
+
+def dropout_mask(input: Tensor, p: float) -> Tensor:
+    """A dropout mask shaped like ``input``: ``1 / (1 - p)`` with probability ``1 - p``, else 0."""
 
 def multinomial(
     input: Tensor,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _rustrnn
-from .nn import GRU, LSTM, RNN
+from .nn import GRU, LSTM, RNN, Dropout
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 TextOrIds = Union[str, Tensor, Sequence[int]]
@@ -77,7 +77,7 @@ class LanguageModel(nn.Module):
             tie_weights=tie_weights,
         )
         self.embedding = nn.Embedding(len(vocab), embed_size)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.rnn = _make_stack(cell, embed_size, hidden_size, num_layers, dropout)
         self.head = nn.Linear(hidden_size, len(vocab))
         if tie_weights:

@@ -2,6 +2,7 @@
 //! GIL around long work and maps errors. No algorithm lives here.
 
 mod checkpoint;
+mod dropout;
 mod errors;
 mod gil;
 mod lm;
@@ -24,6 +25,7 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rnn::cell_forward, m)?)?;
     m.add_function(wrap_pyfunction!(lm::generate, m)?)?;
     checkpoint::register(m)?;
+    dropout::register(m)?;
     sampler::register(m)?;
     train::register(m)?;
     vocab::register(m)?;

@@ -108,7 +108,7 @@ pub fn forward(
     let mut tapes = Vec::new();
     for layer in 0..cfg.num_layers {
         let mask = if layer > 0 && train && cfg.dropout > 0.0 {
-            Some(dropout_mask(&layer_input, cfg.dropout)?)
+            Some(crate::dropout::mask(&layer_input, cfg.dropout)?)
         } else {
             None
         };
@@ -169,17 +169,6 @@ pub fn forward(
         c_n,
         tape,
     })
-}
-
-/// Bernoulli(1 - p) mask scaled by 1/(1 - p), drawn from torch's default
-/// generator so `torch.manual_seed` governs it.
-fn dropout_mask(like: &Tensor, p: f64) -> Result<Tensor> {
-    let mut mask = like.f_empty_like()?;
-    if p >= 1.0 {
-        return Ok(mask.f_zero_()?);
-    }
-    _ = mask.f_bernoulli_float_(1.0 - p)?;
-    Ok(mask.f_div_scalar_(1.0 - p)?)
 }
 
 fn check_grad(name: &str, grad: &Tensor, want: &[i64]) -> Result<()> {

@@ -10,6 +10,7 @@
 //! The core knows nothing of Python: the caller observes and steers the loop
 //! through [`Hooks`] (progress, interrupts, the RNG state, gradient all-reduce).
 
+mod adam_fused;
 mod batch;
 pub mod optim;
 mod step;

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::adam_fused;
 use crate::error::{Error, Result};
 
 /// The update rule.
@@ -285,37 +286,62 @@ fn sgd(cfg: &OptimConfig, p: &mut Tensor, g: &Tensor, slot: &mut Slot) -> Result
 /// torch.optim.Adam / AdamW, single-tensor path.
 fn adam(cfg: &OptimConfig, step: i64, p: &mut Tensor, g: &Tensor, slot: &mut Slot) -> Result<()> {
     let (beta1, beta2) = cfg.betas;
-    let g = if cfg.method == Method::AdamW {
-        if cfg.weight_decay != 0.0 {
-            _ = p.f_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay)?;
-        }
-        g.shallow_clone()
-    } else if cfg.weight_decay != 0.0 {
-        g.f_add(&p.f_mul_scalar(cfg.weight_decay)?)?
-    } else {
-        g.shallow_clone()
-    };
-    let mut m = match slot.exp_avg.take() {
+    let m = match slot.exp_avg.take() {
         Some(m) => m,
         None => p.f_zeros_like()?,
     };
-    let mut v = match slot.exp_avg_sq.take() {
+    let v = match slot.exp_avg_sq.take() {
         Some(v) => v,
         None => p.f_zeros_like()?,
     };
-    _ = m.f_lerp_(&g, 1.0 - beta1)?;
-    _ = v.f_mul_scalar_(beta2)?;
-    _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - beta2)?)?;
     let bias_correction1 = 1.0 - beta1.powi(step as i32);
     let bias_correction2 = 1.0 - beta2.powi(step as i32);
-    let step_size = cfg.lr / bias_correction1;
-    let denom = v
-        .f_sqrt()?
-        .f_div_scalar(bias_correction2.sqrt())?
-        .f_add_scalar(cfg.eps)?;
-    _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(step_size)?)?;
+    let adamw = cfg.method == Method::AdamW;
+    let coefs = adam_fused::Coefs {
+        beta1,
+        beta2,
+        eps: cfg.eps,
+        l2: if adamw { 0.0 } else { cfg.weight_decay },
+        decay: if adamw {
+            1.0 - cfg.lr * cfg.weight_decay
+        } else {
+            1.0
+        },
+        step_size: cfg.lr / bias_correction1,
+        bc2_sqrt: bias_correction2.sqrt(),
+    };
+    if adam_fused::applies(p, g, &m, &v) {
+        adam_fused::step(p, g, &m, &v, &coefs)?;
+    } else {
+        adam_ops(p, g, &m, &v, &coefs)?;
+    }
     slot.exp_avg = Some(m);
     slot.exp_avg_sq = Some(v);
+    Ok(())
+}
+
+/// [`adam`] op by op, for any device and dtype.
+fn adam_ops(
+    p: &mut Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    c: &adam_fused::Coefs,
+) -> Result<()> {
+    let (mut m, mut v) = (m.shallow_clone(), v.shallow_clone());
+    if c.decay != 1.0 {
+        _ = p.f_mul_scalar_(c.decay)?;
+    }
+    let g = if c.l2 != 0.0 {
+        g.f_add(&p.f_mul_scalar(c.l2)?)?
+    } else {
+        g.shallow_clone()
+    };
+    _ = m.f_lerp_(&g, 1.0 - c.beta1)?;
+    _ = v.f_mul_scalar_(c.beta2)?;
+    _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - c.beta2)?)?;
+    let denom = v.f_sqrt()?.f_div_scalar(c.bc2_sqrt)?.f_add_scalar(c.eps)?;
+    _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(c.step_size)?)?;
     Ok(())
 }
 
@@ -392,6 +418,41 @@ mod tests {
         let h = Tensor::from_slice(&[0.3f64, 0.4]);
         clip_grad_norm(&[h.shallow_clone()], 1.0).unwrap();
         assert!(h.equal(&Tensor::from_slice(&[0.3f64, 0.4])));
+    }
+
+    /// The fused pass and the op-by-op path agree, for Adam and AdamW with
+    /// weight decay, in both precisions, over several steps.
+    #[test]
+    fn fused_adam_equals_the_op_path() {
+        for kind in [Kind::Float, Kind::Double] {
+            for adamw in [false, true] {
+                tch::manual_seed(1);
+                let p0 = Tensor::randn([257], (kind, tch::Device::Cpu));
+                let (pa, mut pb) = (p0.copy(), p0.copy());
+                let (ma, va) = (p0.zeros_like(), p0.zeros_like());
+                let (mb, vb) = (p0.zeros_like(), p0.zeros_like());
+                for step in 1..=4 {
+                    let g = Tensor::randn([257], (kind, tch::Device::Cpu));
+                    let c = adam_fused::Coefs {
+                        beta1: 0.9,
+                        beta2: 0.99,
+                        eps: 1e-8,
+                        l2: if adamw { 0.0 } else { 0.1 },
+                        decay: if adamw { 1.0 - 0.01 * 0.1 } else { 1.0 },
+                        step_size: 0.01 / (1.0 - 0.9f64.powi(step)),
+                        bc2_sqrt: (1.0 - 0.99f64.powi(step)).sqrt(),
+                    };
+                    assert!(adam_fused::applies(&pa, &g, &ma, &va));
+                    adam_fused::step(&pa, &g, &ma, &va, &c).unwrap();
+                    adam_ops(&mut pb, &g, &mb, &vb, &c).unwrap();
+                }
+                let tol = if kind == Kind::Float { 1e-6 } else { 1e-14 };
+                for (a, b) in [(&pa, &pb), (&ma, &mb), (&va, &vb)] {
+                    assert!(a.allclose(b, tol, tol, false), "{kind:?} adamw={adamw}");
+                }
+                assert!(!pa.allclose(&p0, 1e-4, 1e-4, false));
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 use tch::{Kind, Reduction, Tensor};
 
 use super::LmParams;
+use crate::dropout;
 use crate::error::{Error, Result};
 use crate::rnn::{stack, Mode, RnnConfig};
 
@@ -81,7 +82,7 @@ pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Re
     let head_b = leaf(model.head_bias())?;
 
     // Embedding and its dropout, recorded by autograd.
-    let emb = Tensor::f_embedding(&emb_w, x, -1, false, false)?.f_dropout(p, true)?;
+    let emb = dropout::apply(&Tensor::f_embedding(&emb_w, x, -1, false, false)?, p)?;
 
     // The recurrent stack, with its own tape.
     let out = stack::forward(
@@ -99,9 +100,7 @@ pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Re
 
     // Dropout, head and loss, recorded by autograd from a fresh leaf.
     let out_leaf = leaf(&out.output)?;
-    let logits = out_leaf
-        .f_dropout(p, true)?
-        .f_linear(&head_w, Some(&head_b))?;
+    let logits = dropout::apply(&out_leaf, p)?.f_linear(&head_w, Some(&head_b))?;
     let loss = logits.f_view([-1, vocab])?.f_cross_entropy_loss::<Tensor>(
         &y.f_reshape([-1])?,
         None,

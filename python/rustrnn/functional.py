@@ -1,0 +1,32 @@
+"""Functions in the manner of ``torch.nn.functional``, computed by rustrnn's core."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from . import _rustrnn
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zeroes each element with probability ``p`` and scales the rest by ``1 / (1 - p)``,
+    as :func:`torch.nn.functional.dropout` does, differentiably.
+
+    The mask comes from a vectorized counter-based generator (on the CPU, for float32
+    and float64; elsewhere from torch's ``bernoulli_``) whose seed is one draw from
+    torch's default generator, so ``torch.manual_seed`` makes it repeat. The masks
+    differ from ``torch.nn.functional.dropout``'s; this is the dropout that
+    :class:`rustrnn.LanguageModel`, the stacks and :func:`rustrnn.train` use.
+
+    Args:
+        input: any floating-point tensor.
+        p: probability of an element being zeroed, in [0, 1].
+        training: apply dropout only if True.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1].
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    return input * _rustrnn.dropout_mask(input, p)

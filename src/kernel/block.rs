@@ -44,6 +44,17 @@ pub struct Dest<'a> {
     pub offset: usize,
 }
 
+/// Where the GRU's activated gates go for a backward pass: row `r`'s unit `u`
+/// of slot `s` (r, z, n, and the recurrent candidate part `W_hn h + b_hn`)
+/// lands at `buf[r * stride + offset + s * slot_stride + u]`.
+#[derive(Clone, Copy)]
+pub struct GateSave<'a> {
+    pub buf: &'a SharedBuf,
+    pub stride: usize,
+    pub offset: usize,
+    pub slot_stride: usize,
+}
+
 pub struct Job<'a> {
     pub layer: &'a PackedLayer,
     pub pointwise: Pointwise,
@@ -54,6 +65,8 @@ pub struct Job<'a> {
     pub cell: Option<Dest<'a>>,
     /// One or two places the outputs are written to.
     pub out: [Option<Dest<'a>>; 2],
+    /// The GRU's gates, kept when a backward pass will need them.
+    pub gates: Option<GateSave<'a>>,
 }
 
 /// The instruction sets the kernels are compiled for, best first.
@@ -234,11 +247,23 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
                 let k = job.layer.k;
                 let at = r * k + job.layer.x_width + b * LANES;
                 let h = job.input.get(at..at + LANES);
+                let mut act = [[0.0f32; LANES]; SLOTS];
                 for l in 0..LANES {
                     let reset = lanes::sigmoid(gates[0][l]);
                     let z = lanes::sigmoid(gates[1][l]);
                     let n = lanes::tanh(gates[2][l] + reset * gates[3][l]);
                     outs[0][l] = (1.0 - z) * n + z * h[l];
+                    act[0][l] = reset;
+                    act[1][l] = z;
+                    act[2][l] = n;
+                }
+                if let Some(save) = job.gates {
+                    act[3] = gates[3];
+                    for (slot, values) in act.iter().enumerate() {
+                        let at =
+                            r * save.stride + save.offset + slot * save.slot_stride + b * LANES;
+                        save.buf.get_mut(at..at + LANES).copy_from_slice(values);
+                    }
                 }
                 1
             }
@@ -322,6 +347,7 @@ mod tests {
                     }),
                     None,
                 ],
+                gates: None,
             };
             unsafe { run(isa, &job, 0..blocks) };
             let got = unsafe { out.get(0..rows * blocks * width) };

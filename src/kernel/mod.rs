@@ -11,9 +11,11 @@
 //! * `lanes`  – sixteen-lane float vectors and exp, sigmoid, tanh on them.
 //! * `packed` – the weights rearranged into column panels.
 //! * `block`  – the product of a range of panels and the pointwise step after it.
-//! * `team`   – the spin barrier and the buffers the threads share.
+//! * `team`   – the spin barrier, the buffers the threads share, and running a team.
+//! * `omp`    – libtorch's OpenMP threads, borrowed to run a team.
 
 pub mod block;
 pub mod lanes;
+mod omp;
 pub mod packed;
 pub mod team;

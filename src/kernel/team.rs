@@ -6,7 +6,6 @@
 //! the work; the threads spin instead, and yield only after a long wait (an
 //! oversubscribed machine).
 
-use std::cell::UnsafeCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,45 +51,106 @@ impl SpinBarrier {
     }
 }
 
-/// A buffer the team shares. Between two barriers each element is
-/// written by at most one thread and then read by none, or only read; the
-/// callers of the `unsafe` accessors keep to that.
+/// A buffer the team shares: its own memory, or memory it borrows (a
+/// tensor's, so results land where the caller wants them). Between two
+/// barriers each element is written by at most one thread and then read by
+/// none, or only read; the callers of the `unsafe` accessors keep to that.
 pub struct SharedBuf<T = f32> {
-    data: UnsafeCell<Vec<T>>,
+    ptr: *mut T,
+    len: usize,
+    /// The storage of an owned buffer (empty when borrowed); its heap block,
+    /// which `ptr` points into, does not move with the struct.
+    _owned: Vec<T>,
 }
 
 // SAFETY: access is coordinated by the discipline above and the barriers'
 // acquire/release ordering.
 unsafe impl<T: Send> Sync for SharedBuf<T> {}
+unsafe impl<T: Send> Send for SharedBuf<T> {}
 
 impl<T: Copy + Default> SharedBuf<T> {
     pub fn new(len: usize) -> Self {
+        let mut owned = vec![T::default(); len];
         SharedBuf {
-            data: UnsafeCell::new(vec![T::default(); len]),
+            ptr: owned.as_mut_ptr(),
+            len,
+            _owned: owned,
+        }
+    }
+
+    /// A buffer over `len` elements at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points to `len` initialised elements that stay valid while the
+    /// buffer is used, and nothing outside the team touches them meanwhile.
+    pub unsafe fn borrowed(ptr: *mut T, len: usize) -> Self {
+        SharedBuf {
+            ptr,
+            len,
+            _owned: Vec::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        // SAFETY: the length never changes after construction.
-        unsafe { (*self.data.get()).len() }
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    fn check(&self, range: &Range<usize>) {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "range {range:?} outside a buffer of {}",
+            self.len
+        );
+    }
+
+    /// A buffer over `range` of this one, under the same discipline.
+    ///
+    /// # Safety
+    /// The window is used only while this buffer's memory is valid.
+    pub unsafe fn window(&self, range: Range<usize>) -> SharedBuf<T> {
+        self.check(&range);
+        SharedBuf::borrowed(self.ptr.add(range.start), range.len())
     }
 
     /// # Safety
     /// No thread may write `range` until the next barrier.
     pub unsafe fn get(&self, range: Range<usize>) -> &[T] {
-        &(&*self.data.get())[range]
+        self.check(&range);
+        std::slice::from_raw_parts(self.ptr.add(range.start), range.len())
     }
 
     /// # Safety
     /// No other thread may read or write `range` until the next barrier.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn get_mut(&self, range: Range<usize>) -> &mut [T] {
-        &mut (&mut *self.data.get())[range]
+        self.check(&range);
+        std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len())
     }
+}
+
+/// Runs `body(tid)` for `tid` in `0..threads` at once, the caller's thread
+/// being 0: on libtorch's OpenMP threads when the runtime can be borrowed
+/// (see `omp`), else on threads of our own. Returns when all are done.
+pub fn run<F: Fn(usize) + Sync>(threads: usize, body: F) {
+    if threads <= 1 {
+        return body(0);
+    }
+    if let Some(omp) = super::omp::runtime() {
+        if omp.run(threads, &body) {
+            return;
+        }
+    }
+    std::thread::scope(|scope| {
+        for tid in 1..threads {
+            let body = &body;
+            scope.spawn(move || body(tid));
+        }
+        body(0);
+    });
 }
 
 /// The `part`-th of `parts` nearly equal consecutive pieces of `0..len`.
@@ -110,6 +170,25 @@ mod tests {
                 assert_eq!(pieces, (0..len).collect::<Vec<_>>());
             }
         }
+    }
+
+    /// Every tid runs once, all at the same time (they meet at a barrier),
+    /// on the OpenMP runtime and, nested inside it, on threads of our own.
+    #[test]
+    fn run_starts_each_member_once_and_together() {
+        let _torch = tch::Tensor::zeros([1], tch::kind::FLOAT_CPU); // loads libtorch's runtime
+        let check = |threads: usize| {
+            let seen: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+            let barrier = SpinBarrier::new(threads);
+            run(threads, |tid| {
+                seen[tid].fetch_add(1, Ordering::Relaxed);
+                barrier.wait();
+            });
+            assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
+        };
+        check(1);
+        check(3);
+        run(2, |_| check(2));
     }
 
     #[test]

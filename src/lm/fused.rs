@@ -30,6 +30,7 @@ use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{split, SharedBuf, SpinBarrier};
+use crate::rnn::packing::{pack_layer, padded, pointwise, Floats, LayerWeights};
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
 
@@ -49,90 +50,6 @@ pub fn supports(cfg: &RnnConfig, w: &LmWeights) -> bool {
         && float_cpu(w.head_weight)
         && w.head_bias.is_none_or(float_cpu)
         && w.stack.iter().all(float_cpu)
-}
-
-/// A float32 CPU tensor's elements in row-major order, read in place.
-struct Floats(Tensor);
-
-impl Floats {
-    fn new(t: &Tensor) -> Result<Self> {
-        Ok(Floats(t.f_contiguous()?))
-    }
-
-    fn get(&self) -> &[f32] {
-        // SAFETY: `supports` checked that the tensor holds float32 on the CPU;
-        // it is contiguous and kept alive (and its storage with it) by `self`.
-        unsafe { std::slice::from_raw_parts(self.0.data_ptr() as *const f32, self.0.numel()) }
-    }
-}
-
-fn pointwise(mode: Mode) -> Pointwise {
-    match mode {
-        Mode::Lstm => Pointwise::Lstm,
-        Mode::Gru => Pointwise::Gru,
-        Mode::RnnTanh => Pointwise::Tanh,
-        Mode::RnnRelu => Pointwise::Relu,
-    }
-}
-
-/// Hidden units rounded up to whole blocks.
-fn padded(units: usize, pw: Pointwise) -> usize {
-    units.div_ceil(pw.units()) * pw.units()
-}
-
-/// Packs one layer; `x_width` is its (padded) input width.
-fn pack_layer(cfg: &RnnConfig, chunk: &[Tensor], x_width: usize) -> Result<PackedLayer> {
-    let hidden = cfg.hidden_size as usize;
-    let pw = pointwise(cfg.mode);
-    let hp = padded(hidden, pw);
-    let (w_ih, w_hh) = (Floats::new(&chunk[0])?, Floats::new(&chunk[1])?);
-    let (b_ih, b_hh) = if cfg.bias {
-        (Some(Floats::new(&chunk[2])?), Some(Floats::new(&chunk[3])?))
-    } else {
-        (None, None)
-    };
-    let input = Dense {
-        weight: w_ih.get(),
-        cols: chunk[0].size()[1] as usize,
-        bias: b_ih.as_ref().map(Floats::get),
-    };
-    let recurrent = Dense {
-        weight: w_hh.get(),
-        cols: hidden,
-        bias: b_hh.as_ref().map(Floats::get),
-    };
-    let mode = cfg.mode;
-    let column = |b: usize, slot: usize, lane: usize| {
-        let (unit, row, source) = match mode {
-            // Slots are the gates of 16 units, in torch's gate order.
-            Mode::Lstm => {
-                let u = b * LANES + lane;
-                (u, slot * hidden + u, Source::Both)
-            }
-            Mode::Gru => {
-                let u = b * LANES + lane;
-                match slot {
-                    0 => (u, u, Source::Both),
-                    1 => (u, hidden + u, Source::Both),
-                    2 => (u, 2 * hidden + u, Source::Input),
-                    _ => (u, 2 * hidden + u, Source::Recurrent),
-                }
-            }
-            Mode::RnnTanh | Mode::RnnRelu => {
-                let u = (b * SLOTS + slot) * LANES + lane;
-                (u, u, Source::Both)
-            }
-        };
-        (unit < hidden).then_some((row, source))
-    };
-    Ok(PackedLayer::new(
-        hp / pw.units(),
-        x_width,
-        hp,
-        input,
-        Some(recurrent),
-        column,
-    ))
 }
 
 /// The output layer as a packed "layer" whose input is the top state.
@@ -334,7 +251,21 @@ pub fn generate(
         .stack
         .chunks(per)
         .enumerate()
-        .map(|(l, chunk)| pack_layer(cfg, chunk, if l == 0 { embed } else { hp }))
+        .map(|(l, chunk)| {
+            let (b_ih, b_hh) = if cfg.bias {
+                (Some(&chunk[2]), Some(&chunk[3]))
+            } else {
+                (None, None)
+            };
+            let w = LayerWeights {
+                w_ih: &chunk[0],
+                w_hh: &chunk[1],
+                b_ih,
+                b_hh,
+            };
+            let x_width = if l == 0 { embed } else { hp };
+            pack_layer(cfg.mode, cfg.hidden_size as usize, &w, x_width)
+        })
         .collect::<Result<Vec<_>>>()?;
     let head = pack_head(w, hp)?;
     let vocab = w.head_weight.size()[0] as usize;
@@ -394,6 +325,7 @@ pub fn generate(
                         }),
                         Some(next),
                     ],
+                    gates: None,
                 }
             })
             .collect()
@@ -428,6 +360,7 @@ pub fn generate(
                 }),
                 None,
             ],
+            gates: None,
         },
         logits: &logits,
         embedding: embedding.get(),

@@ -13,6 +13,7 @@ use super::direction::{
     dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads, time_order,
     DirBackward, DirOutput, DirWeights,
 };
+use super::{fused, fused_backward, Mode};
 use crate::error::Result;
 
 pub struct Saved {
@@ -80,10 +81,21 @@ pub fn backward(
     dh_n: &Tensor,
     need_dx: bool,
 ) -> Result<DirBackward> {
+    let h_prev_all = previous_states(&s.out, &s.h0, s.reverse)?;
+    if fused::usable(Mode::Gru, w, &s.x) {
+        let (dgx, dgh, dh0) =
+            fused_backward::gru(w.w_hh, &s.gates, &s.hn, &h_prev_all, d_out, dh_n, s.reverse)?;
+        let (dx, grads) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
+        return Ok(DirBackward {
+            dx,
+            dh0,
+            dc0: None,
+            grads,
+        });
+    }
     let len = s.x.size()[0];
     let dgx = s.gates.f_zeros_like()?;
     let dgh = s.gates.f_zeros_like()?;
-    let h_prev_all = previous_states(&s.out, &s.h0, s.reverse)?;
     let mut dh = dh_n.shallow_clone();
     for t in time_order(len, !s.reverse) {
         let dht = d_out.f_select(0, t)?.f_add(&dh)?;
@@ -114,6 +126,26 @@ pub fn backward(
 }
 
 impl Saved {
+    /// What the backward needs from a forward on the fused kernels, which
+    /// kept its gates (`[T, B, 4H]`: r, z, n, then `W_hn h + b_hn`).
+    pub fn from_fused(
+        x: &Tensor,
+        h0: &Tensor,
+        reverse: bool,
+        out: &Tensor,
+        gates: &Tensor,
+    ) -> Result<Saved> {
+        let hid = out.size()[2];
+        Ok(Saved {
+            x: x.shallow_clone(),
+            gates: gates.f_narrow(2, 0, 3 * hid)?,
+            hn: gates.f_narrow(2, 3 * hid, hid)?,
+            out: out.shallow_clone(),
+            h0: h0.shallow_clone(),
+            reverse,
+        })
+    }
+
     pub fn shallow_clone(&self) -> Saved {
         Saved {
             x: self.x.shallow_clone(),

@@ -7,6 +7,9 @@
 //! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
 //!   forward and hand-written backward.
 //! * `lstm_onednn` – the LSTM direction on oneDNN's fused kernel (float32 CPU).
+//! * `fused`, `fused_backward` – GRU and RNN directions on rustrnn's fused
+//!   kernels (float32 CPU), forward and the backward recurrence.
+//! * `packing` – weights packed for those kernels (shared with generation).
 //! * `product` – inference matrix products on MKL or oneDNN, whichever is faster.
 //! * `step`    – one timestep of a whole stack for generation, weights prepared once.
 //! * `stack`   – layers chained with dropout between them, the reverse direction,
@@ -16,9 +19,12 @@ pub mod cell;
 pub mod check;
 pub mod config;
 mod direction;
+mod fused;
+mod fused_backward;
 mod gru;
 mod lstm;
 mod lstm_onednn;
+pub mod packing;
 pub mod product;
 mod simple;
 pub mod stack;

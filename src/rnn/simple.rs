@@ -8,6 +8,7 @@ use super::direction::{
     bias_sum, dtanh, previous_states, project_inputs, sequence_grads, time_order, DirBackward,
     DirOutput, DirWeights,
 };
+use super::{fused, fused_backward, Mode};
 use crate::error::Result;
 
 pub struct Saved {
@@ -61,6 +62,17 @@ pub fn backward(
     dh_n: &Tensor,
     need_dx: bool,
 ) -> Result<DirBackward> {
+    if fused::usable(Mode::RnnTanh, w, &s.x) {
+        let (dpre, dh0) = fused_backward::simple(w.w_hh, &s.out, d_out, dh_n, s.reverse, s.relu)?;
+        let h_prev = previous_states(&s.out, &s.h0, s.reverse)?;
+        let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
+        return Ok(DirBackward {
+            dx,
+            dh0,
+            dc0: None,
+            grads,
+        });
+    }
     let len = s.x.size()[0];
     // The activation's derivative depends only on its output, so it is taken
     // for all timesteps at once.
@@ -88,6 +100,17 @@ pub fn backward(
 }
 
 impl Saved {
+    /// What the backward needs from a forward on the fused kernels.
+    pub fn from_fused(x: &Tensor, h0: &Tensor, reverse: bool, relu: bool, out: &Tensor) -> Saved {
+        Saved {
+            x: x.shallow_clone(),
+            out: out.shallow_clone(),
+            h0: h0.shallow_clone(),
+            reverse,
+            relu,
+        }
+    }
+
     pub fn shallow_clone(&self) -> Saved {
         Saved {
             x: self.x.shallow_clone(),

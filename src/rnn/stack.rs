@@ -7,7 +7,7 @@ use tch::Tensor;
 use super::check::{prepare, Layout};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirOutput, DirWeights};
-use super::{gru, lstm, lstm_onednn, simple};
+use super::{fused, gru, lstm, lstm_onednn, simple};
 use crate::error::{Error, Result};
 
 /// Activations of one layer-direction, by recurrence.
@@ -16,6 +16,8 @@ enum Saved {
     LstmOneDnn(lstm_onednn::Saved),
     Gru(gru::Saved),
     Simple(simple::Saved),
+    /// Nothing kept: a forward without a tape.
+    Discarded,
 }
 
 struct LayerTape {
@@ -65,6 +67,21 @@ fn run_direction(
             c_n: o.c_n,
             saved: f(o.saved),
         }
+    }
+    if fused::usable(cfg.mode, w, x) {
+        let relu = cfg.mode == Mode::RnnRelu;
+        let f = fused::forward(cfg.mode, w, x, h0, reverse, keep_tape)?;
+        let saved = match (cfg.mode, &f.gates) {
+            (Mode::Gru, Some(g)) => Saved::Gru(gru::Saved::from_fused(x, h0, reverse, &f.out, g)?),
+            (Mode::Gru, None) => Saved::Discarded,
+            _ => Saved::Simple(simple::Saved::from_fused(x, h0, reverse, relu, &f.out)),
+        };
+        return Ok(DirOutput {
+            out: f.out,
+            h_n: f.h_n,
+            c_n: None,
+            saved,
+        });
     }
     Ok(match cfg.mode {
         Mode::Lstm => {
@@ -244,6 +261,9 @@ pub fn backward(
                 }
                 Saved::Gru(s) => gru::backward(&w, s, &d_dir, &dh, need_dx)?,
                 Saved::Simple(s) => simple::backward(&w, s, &d_dir, &dh, need_dx)?,
+                Saved::Discarded => {
+                    return Err(Error::shape("this forward call kept no activations"));
+                }
             };
             dh0.push((idx, b.dh0));
             if let Some(c) = b.dc0 {
@@ -324,6 +344,7 @@ impl Saved {
             Saved::LstmOneDnn(s) => Saved::LstmOneDnn(s.shallow_clone()),
             Saved::Gru(s) => Saved::Gru(s.shallow_clone()),
             Saved::Simple(s) => Saved::Simple(s.shallow_clone()),
+            Saved::Discarded => Saved::Discarded,
         }
     }
 }

@@ -1,0 +1,293 @@
+//! The backward recurrences of the GRU and the Elman RNN on the fused CPU
+//! kernels (float32): the per-step work of `gru::backward` and
+//! `simple::backward` without a libtorch call per op.
+//!
+//! Each step is two phases of the team, a barrier after each:
+//!
+//! 1. pointwise, rows split between the threads: the gradient reaching the
+//!    step's state (`d_out[t]` plus what the later step sent back) becomes
+//!    the gate gradients, written to the tensors `sequence_grads` reads;
+//! 2. the product of those gate gradients with `W_hh` (packed transposed),
+//!    output blocks split: the gradient sent back to the previous state.
+//!
+//! The weight and input gradients of all steps stay one large product each,
+//! in `direction::sequence_grads`.
+
+use tch::{Device, Kind, Tensor};
+
+use super::direction::time_order;
+use super::packing::Floats;
+use crate::error::{Error, Result};
+use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
+use crate::kernel::lanes::LANES;
+use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
+use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
+
+const MAX_THREADS: usize = 8;
+const MIN_WORK_PER_THREAD: usize = 1 << 16;
+
+/// `t` itself when its last dimension is dense, else a contiguous copy.
+fn dense_rows(t: &Tensor) -> Result<Tensor> {
+    Ok(if t.dim() == 3 && t.stride()[2] == 1 {
+        t.shallow_clone()
+    } else {
+        t.f_contiguous()?
+    })
+}
+
+/// A float32 CPU tensor `[T, B, C]` with a dense last dimension (see
+/// [`dense_rows`]), read in place: the GRU's gates are views into one
+/// `[T, B, 4H]` buffer.
+struct Rows<'a> {
+    data: &'a [f32],
+    s0: usize,
+    s1: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn new(t: &'a Tensor) -> Result<Rows<'a>> {
+        if t.device() != Device::Cpu
+            || t.f_kind()? != Kind::Float
+            || t.dim() != 3
+            || t.stride()[2] != 1
+        {
+            return Err(Error::value(
+                "the fused backward takes float32 CPU [T, B, C] tensors with dense rows",
+            ));
+        }
+        let (size, stride) = (t.size(), t.stride());
+        let span = if t.numel() == 0 {
+            0
+        } else {
+            (0..3).map(|d| (size[d] - 1) * stride[d]).sum::<i64>() as usize + 1
+        };
+        // SAFETY: float32 on the CPU; every element of the view lies within
+        // `span` elements of its first; `t` outlives `'a`.
+        let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, span) };
+        Ok(Rows {
+            data,
+            s0: stride[0] as usize,
+            s1: stride[1] as usize,
+        })
+    }
+
+    /// Row `(t, b)` from column `c0`, `n` long.
+    fn row(&self, t: usize, b: usize, c0: usize, n: usize) -> &[f32] {
+        let at = t * self.s0 + b * self.s1 + c0;
+        &self.data[at..at + n]
+    }
+}
+
+/// `W_hh` transposed and packed: the product `g W_hh` of a gate gradient
+/// `g` `[B, G]` as a linear "layer" with `hidden` outputs.
+fn pack_transposed(w_hh: &Tensor) -> Result<(PackedLayer, usize)> {
+    let (gates, hidden) = w_hh.size2()?;
+    let (gates, hidden) = (gates as usize, hidden as usize);
+    let wt = Floats::new(&w_hh.f_tr()?.f_contiguous()?)?;
+    let width = SLOTS * LANES;
+    let blocks = hidden.div_ceil(width);
+    let dense = Dense {
+        weight: wt.get(),
+        cols: gates,
+        bias: None,
+    };
+    let layer = PackedLayer::new(blocks, gates, 0, dense, None, |b, s, l| {
+        let o = (b * SLOTS + s) * LANES + l;
+        (o < hidden).then_some((o, Source::Input))
+    });
+    Ok((layer, blocks * width))
+}
+
+fn team_size(layer: &PackedLayer, rows: usize) -> usize {
+    let work = layer.blocks * layer.k * SLOTS * LANES * rows;
+    (tch::get_num_threads().max(1) as usize)
+        .min(MAX_THREADS)
+        .min(layer.blocks)
+        .min((work / MIN_WORK_PER_THREAD).max(1))
+}
+
+fn empty(shape: [usize; 3]) -> Result<Tensor> {
+    Ok(Tensor::f_empty(
+        shape.map(|d| d as i64),
+        (Kind::Float, Device::Cpu),
+    )?)
+}
+
+/// A fresh tensor as a buffer the team writes.
+fn buffer(t: &Tensor) -> SharedBuf {
+    // SAFETY: `t` is a fresh contiguous float32 CPU tensor the caller keeps
+    // alive while the buffer is used; only the team touches it meanwhile.
+    unsafe { SharedBuf::borrowed(t.data_ptr() as *mut f32, t.numel()) }
+}
+
+/// Runs the two-phase loop: `pointwise(t, row, prod_row, gate_grads_row)`
+/// turns the product of the later step (`prod_row`, `[H]`) into this step's
+/// gate gradients (`[G]`), which are then multiplied by `W_hh`. Returns the
+/// last product `[B, H]` (the gradient reaching the initial state, before
+/// any pointwise term the caller adds).
+fn run_loop(
+    w_hh: &Tensor,
+    len: usize,
+    rows: usize,
+    reverse: bool,
+    dh_n: &Tensor,
+    grads_for_product: &Tensor,
+    pointwise: impl Fn(usize, usize, &[f32], &mut [f32]) + Sync,
+) -> Result<Tensor> {
+    let (layer, hp) = pack_transposed(w_hh)?;
+    let (gates, hidden) = (layer.k, w_hh.size()[1] as usize);
+    let prod = SharedBuf::new(rows * hp);
+    let dh_n = Floats::new(dh_n)?;
+    // SAFETY: no thread runs yet.
+    unsafe {
+        let p = prod.get_mut(0..rows * hp);
+        for r in 0..rows {
+            p[r * hp..r * hp + hidden].copy_from_slice(&dh_n.get()[r * hidden..(r + 1) * hidden]);
+        }
+    }
+    let grads = buffer(grads_for_product);
+    let order: Vec<usize> = time_order(len as i64, !reverse)
+        .map(|t| t as usize)
+        .collect();
+    let threads = team_size(&layer, rows);
+    let barrier = SpinBarrier::new(threads);
+    let isa = Isa::detect();
+    team::run(threads, |tid| {
+        let my_rows = split(rows, threads, tid);
+        let my_blocks = split(layer.blocks, threads, tid);
+        for &t in &order {
+            // SAFETY (phase 1): each thread reads and writes only its rows of
+            // `prod` and of step t's gate gradients.
+            unsafe {
+                for r in my_rows.clone() {
+                    let p = prod.get(r * hp..r * hp + hidden);
+                    let at = (t * rows + r) * gates;
+                    pointwise(t, r, p, grads.get_mut(at..at + gates));
+                }
+            }
+            barrier.wait();
+            // SAFETY (phase 2): every thread reads step t's gate gradients;
+            // each writes its own blocks of `prod`.
+            let step_grads = unsafe { grads.window(t * rows * gates..(t + 1) * rows * gates) };
+            let job = Job {
+                layer: &layer,
+                pointwise: Pointwise::Linear,
+                input: &step_grads,
+                rows,
+                cell: None,
+                out: [
+                    Some(Dest {
+                        buf: &prod,
+                        stride: hp,
+                        offset: 0,
+                    }),
+                    None,
+                ],
+                gates: None,
+            };
+            unsafe { block::run(isa, &job, my_blocks.clone()) };
+            barrier.wait();
+        }
+    });
+    drop(grads);
+    // SAFETY: the team has finished.
+    let p = unsafe { prod.get(0..rows * hp) };
+    let mut out = Vec::with_capacity(rows * hidden);
+    for r in 0..rows {
+        out.extend_from_slice(&p[r * hp..r * hp + hidden]);
+    }
+    Ok(Tensor::f_from_slice(&out)?.f_view([rows as i64, hidden as i64])?)
+}
+
+/// The GRU's per-step backward: from the saved activated gates (r, z, n),
+/// `hn = W_hn h + b_hn`, the states each step started from `h_prev`, the
+/// output gradient and `dh_n`, returns the input-side and hidden-side gate
+/// gradients `[T, B, 3H]` and the initial state's gradient.
+pub fn gru(
+    w_hh: &Tensor,
+    gates: &Tensor,
+    hn: &Tensor,
+    h_prev: &Tensor,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (len, rows, three) = gates.size3()?;
+    let (len, rows, hid) = (len as usize, rows as usize, three as usize / 3);
+    let (g, hn, hp_, d_out) = (
+        Rows::new(gates)?,
+        Rows::new(hn)?,
+        Rows::new(h_prev)?,
+        Rows::new(d_out)?,
+    );
+    let dgx = empty([len, rows, 3 * hid])?;
+    let dgh = empty([len, rows, 3 * hid])?;
+    let dgx_buf = buffer(&dgx);
+    // What each step passes back to the previous state besides the product: dh ⊙ z.
+    let carry = SharedBuf::<f32>::new(rows * hid);
+    let pointwise = |t: usize, r: usize, prod: &[f32], out: &mut [f32]| {
+        let (gr, hnr) = (g.row(t, r, 0, 3 * hid), hn.row(t, r, 0, hid));
+        let (hpr, dor) = (hp_.row(t, r, 0, hid), d_out.row(t, r, 0, hid));
+        // SAFETY: row r of `carry` and of step t's `dgx` belong to this thread.
+        let (c, x) = unsafe {
+            (
+                carry.get_mut(r * hid..(r + 1) * hid),
+                dgx_buf.get_mut((t * rows + r) * 3 * hid..(t * rows + r + 1) * 3 * hid),
+            )
+        };
+        for u in 0..hid {
+            let (rg, z, n) = (gr[u], gr[hid + u], gr[2 * hid + u]);
+            let dh = dor[u] + prod[u] + c[u];
+            let dn = dh * (1.0 - z) * (1.0 - n * n);
+            let dr = dn * hnr[u] * (rg * (1.0 - rg));
+            let dz = dh * (hpr[u] - n) * (z * (1.0 - z));
+            x[u] = dr;
+            x[hid + u] = dz;
+            x[2 * hid + u] = dn;
+            out[u] = dr;
+            out[hid + u] = dz;
+            out[2 * hid + u] = dn * rg;
+            c[u] = dh * z;
+        }
+    };
+    let last = run_loop(w_hh, len, rows, reverse, dh_n, &dgh, pointwise)?;
+    drop(dgx_buf);
+    // SAFETY: the team has finished.
+    let c = Tensor::f_from_slice(unsafe { carry.get(0..rows * hid) })?
+        .f_view([rows as i64, hid as i64])?;
+    Ok((dgx, dgh, last.f_add(&c)?))
+}
+
+/// The Elman RNN's per-step backward from its outputs: returns the
+/// pre-activation gradients `[T, B, H]` and the initial state's gradient.
+pub fn simple(
+    w_hh: &Tensor,
+    out: &Tensor,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    reverse: bool,
+    relu: bool,
+) -> Result<(Tensor, Tensor)> {
+    let (len, rows, hid) = out.size3()?;
+    let (len, rows, hid) = (len as usize, rows as usize, hid as usize);
+    let (out, d_out) = (dense_rows(out)?, dense_rows(d_out)?);
+    let (o, d_out) = (Rows::new(&out)?, Rows::new(&d_out)?);
+    let dpre = empty([len, rows, hid])?;
+    let pointwise = |t: usize, r: usize, prod: &[f32], g: &mut [f32]| {
+        let (or, dor) = (o.row(t, r, 0, hid), d_out.row(t, r, 0, hid));
+        for u in 0..hid {
+            let act = if relu {
+                if or[u] > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                1.0 - or[u] * or[u]
+            };
+            g[u] = (dor[u] + prod[u]) * act;
+        }
+    };
+    let dh0 = run_loop(w_hh, len, rows, reverse, dh_n, &dpre, pointwise)?;
+    Ok((dpre, dh0))
+}

@@ -168,8 +168,7 @@ const ONEDNN_MIN_ROWS: i64 = 256;
 /// AMD EPYC, conversions included. The rounding order differs, not the result.
 fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let float_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
-    if a.size()[0] >= ONEDNN_MIN_ROWS && float_cpu(a) && float_cpu(b) && tch::utils::has_mkldnn()
-    {
+    if a.size()[0] >= ONEDNN_MIN_ROWS && float_cpu(a) && float_cpu(b) && tch::utils::has_mkldnn() {
         let y = a
             .f_contiguous()?
             .f_to_mkldnn(None)?

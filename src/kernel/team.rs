@@ -132,9 +132,10 @@ impl<T: Copy + Default> SharedBuf<T> {
     }
 }
 
-/// Runs `body(tid)` for `tid` in `0..threads` at once, the caller's thread
-/// being 0: on libtorch's OpenMP threads when the runtime can be borrowed
-/// (see `omp`), else on threads of our own. Returns when all are done.
+/// Runs `body(tid)` for `tid` in `0..threads` at once: on libtorch's OpenMP
+/// threads when the runtime can be borrowed (see `omp`), else on threads of
+/// our own. Member 0 always runs on the caller's thread (an OpenMP region's
+/// master is the thread that starts it). Returns when all are done.
 pub fn run<F: Fn(usize) + Sync>(threads: usize, body: F) {
     if threads <= 1 {
         return body(0);

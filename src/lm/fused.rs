@@ -1,7 +1,7 @@
 //! Generation on the fused CPU kernels (`crate::kernel`): float32 weights on
 //! the CPU, a unidirectional stack without projections. The prompt's tokens
 //! are fed first (the same in every row), then each token runs, on a small
-//! team of threads in lock step:
+//! team of threads in lock step (libtorch's OpenMP threads, see `kernel::omp`):
 //!
 //! 1. the output layer over the top layer's state (vocabulary blocks split
 //!    between the threads), then a barrier;
@@ -9,15 +9,15 @@
 //!    token's embedding into the first layer's input, then a barrier;
 //! 3. each layer in turn (hidden-unit blocks split), a barrier after each.
 //!
-//! The prompt goes through the same kernels rather than libtorch's sequence
-//! kernel: that one's OpenMP threads keep spinning after it returns and would
-//! compete with the team for the cores.
+//! The prompt goes through the same kernels: it is short, and a call of
+//! libtorch's sequence kernel would cost more than the tokens it saves.
 //!
 //! Layer `l` reads `[x, h]` from `input[l][p]` and writes its new `h` both to
 //! `input[l][1 - p]` (its own next step) and to the next layer's `x` in
 //! `input[l + 1][p]` (or to `top`), so no thread ever writes what another is
 //! reading in the same phase; `p` flips every token.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
-use crate::kernel::team::{split, SharedBuf, SpinBarrier};
+use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 use crate::rnn::packing::{pack_layer, padded, pointwise, Floats, LayerWeights};
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
@@ -114,6 +114,22 @@ struct Lead<'r, I> {
     error: Option<Error>,
     out: Vec<i64>,
     lengths: Vec<i64>,
+}
+
+/// What only team member 0 touches. `team::run` runs member 0 on the caller's
+/// own thread, so the generator and the interrupt poller (which need not be
+/// `Send`) stay on the thread that owns them.
+struct CallerOnly<T>(UnsafeCell<Option<T>>);
+
+// SAFETY: only member 0, on the creating thread, reads the cell (see above).
+unsafe impl<T> Sync for CallerOnly<T> {}
+
+impl<T> CallerOnly<T> {
+    /// # Safety
+    /// Called only on the thread that made `self`, by one member.
+    unsafe fn take(&self) -> Option<T> {
+        (*self.0.get()).take()
+    }
 }
 
 fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut Lead<I>>) {
@@ -380,12 +396,15 @@ pub fn generate(
         lengths: vec![-1; rows],
     };
     if max_tokens > 0 {
-        std::thread::scope(|scope| {
-            for tid in 1..threads {
-                let shared = &shared;
-                scope.spawn(move || token_loop::<fn() -> bool>(shared, tid, None));
+        let lead = CallerOnly(UnsafeCell::new(Some(&mut lead)));
+        team::run(threads, |tid| {
+            if tid == 0 {
+                // SAFETY: member 0 runs once, on this thread (`team::run`'s
+                // contract), so the lead is taken once and never crosses threads.
+                token_loop(&shared, 0, unsafe { lead.take() });
+            } else {
+                token_loop::<fn() -> bool>(&shared, tid, None);
             }
-            token_loop(&shared, 0, Some(&mut lead));
         });
     }
     let faults = shared

@@ -57,7 +57,10 @@ pub fn fill<T: MaskValue>(out: &mut [T], keep: f64, scale: T, seed: u64) {
     // that keep = 1 (threshold 2³²) keeps everything.
     let threshold = (keep.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64;
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
+    if is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512vl")
+    {
         // SAFETY: the features were just detected.
         return unsafe { fill_avx512(out, threshold, scale, seed) };
     }
@@ -105,7 +108,7 @@ pub fn mask(like: &Tensor, p: f64) -> Result<Tensor> {
     match kind {
         Kind::Float | Kind::Double if cpu => {
             let seed = torch_seed()?;
-            let mut m = Tensor::f_empty(like.size(), (kind, Device::Cpu))?;
+            let m = Tensor::f_empty(like.size(), (kind, Device::Cpu))?;
             let n = m.numel();
             if n > 0 {
                 // SAFETY: `m` is a fresh contiguous tensor of `n` elements of this kind.
@@ -119,7 +122,6 @@ pub fn mask(like: &Tensor, p: f64) -> Result<Tensor> {
                     }
                 }
             }
-            m = m.f_detach_()?;
             Ok(m)
         }
         _ => {

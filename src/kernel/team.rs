@@ -132,6 +132,20 @@ impl<T: Copy + Default> SharedBuf<T> {
     }
 }
 
+/// Most threads a team uses: past this the barriers cost more than they save.
+const MAX_THREADS: usize = 8;
+
+/// How many threads a team should have: no more than `available` (libtorch's
+/// intra-op setting), `MAX_THREADS` or `parts` (the pieces the work splits
+/// into), and few enough that each gets `min_work` of the step's `work`.
+pub fn size(available: usize, parts: usize, work: usize, min_work: usize) -> usize {
+    available
+        .min(MAX_THREADS)
+        .min(parts)
+        .min(work / min_work.max(1))
+        .max(1)
+}
+
 /// Runs `body(tid)` for `tid` in `0..threads` at once: on libtorch's OpenMP
 /// threads when the runtime can be borrowed (see `omp`), else on threads of
 /// our own. Member 0 always runs on the caller's thread (an OpenMP region's

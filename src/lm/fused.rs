@@ -36,8 +36,6 @@ use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
 
 /// Tokens whose uniforms are fetched from the generator at once.
 const UNIFORM_CHUNK: usize = 256;
-/// Most threads a team uses: past this the barriers cost more than they save.
-const MAX_THREADS: usize = 8;
 /// Below this many weights per token one thread is faster than a team.
 const MIN_WEIGHTS_PER_THREAD: usize = 1 << 15;
 
@@ -349,9 +347,12 @@ pub fn generate(
     let weights_per_token: usize =
         layers.iter().map(|l| l.blocks * l.k).sum::<usize>() * SLOTS * LANES
             + head.blocks * head.k * SLOTS * LANES;
-    let threads = (tch::get_num_threads().max(1) as usize)
-        .min(MAX_THREADS)
-        .min((weights_per_token * rows / MIN_WEIGHTS_PER_THREAD).max(1));
+    let threads = team::size(
+        tch::get_num_threads().max(1) as usize,
+        usize::MAX,
+        weights_per_token * rows,
+        MIN_WEIGHTS_PER_THREAD,
+    );
     let shared = Shared {
         isa: Isa::detect(),
         threads,

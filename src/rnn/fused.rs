@@ -24,8 +24,6 @@ use crate::kernel::lanes::LANES;
 use crate::kernel::packed::SLOTS;
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 
-/// Most threads a team uses.
-const MAX_THREADS: usize = 8;
 /// Below this many multiply-adds per step and thread, fewer threads are faster.
 const MIN_WORK_PER_THREAD: usize = 1 << 16;
 
@@ -116,10 +114,12 @@ pub fn forward(
         .map(|g| unsafe { SharedBuf::borrowed(g.data_ptr() as *mut f32, len * rows * 4 * hp) });
 
     let work = layer.blocks * k * SLOTS * LANES * rows;
-    let threads = (tch::get_num_threads().max(1) as usize)
-        .min(MAX_THREADS)
-        .min(layer.blocks)
-        .min((work / MIN_WORK_PER_THREAD).max(1));
+    let threads = team::size(
+        tch::get_num_threads().max(1) as usize,
+        layer.blocks,
+        work,
+        MIN_WORK_PER_THREAD,
+    );
     let barrier = SpinBarrier::new(threads);
     let isa = Isa::detect();
     let run = |tid: usize| {

@@ -23,7 +23,7 @@ use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 
-const MAX_THREADS: usize = 8;
+/// Below this many multiply-adds per step and thread, fewer threads are faster.
 const MIN_WORK_PER_THREAD: usize = 1 << 16;
 
 /// `t` itself when its last dimension is dense, else a contiguous copy.
@@ -100,10 +100,12 @@ fn pack_transposed(w_hh: &Tensor) -> Result<(PackedLayer, usize)> {
 
 fn team_size(layer: &PackedLayer, rows: usize) -> usize {
     let work = layer.blocks * layer.k * SLOTS * LANES * rows;
-    (tch::get_num_threads().max(1) as usize)
-        .min(MAX_THREADS)
-        .min(layer.blocks)
-        .min((work / MIN_WORK_PER_THREAD).max(1))
+    team::size(
+        tch::get_num_threads().max(1) as usize,
+        layer.blocks,
+        work,
+        MIN_WORK_PER_THREAD,
+    )
 }
 
 fn empty(shape: [usize; 3]) -> Result<Tensor> {

@@ -18,7 +18,7 @@ use tch::{Device, Kind, Tensor};
 use super::direction::DirWeights;
 use super::packing::{pack_layer, padded, pointwise, Floats, LayerWeights};
 use super::Mode;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, GateSave, Isa, Job};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::SLOTS;
@@ -65,6 +65,11 @@ pub fn forward(
 ) -> Result<Fused> {
     let (len, rows, in_w) = x.size3()?;
     let (len, rows, in_w) = (len as usize, rows as usize, in_w as usize);
+    if len == 0 {
+        return Err(Error::value(
+            "the fused recurrence needs at least one timestep",
+        ));
+    }
     let hidden = w.w_hh.size()[1] as usize;
     let pw = pointwise(mode);
     let hp = padded(hidden, pw);
@@ -109,6 +114,7 @@ pub fn forward(
     } else {
         None
     };
+    // SAFETY: as for `out_buf`.
     let gates_buf = gates
         .as_ref()
         .map(|g| unsafe { SharedBuf::borrowed(g.data_ptr() as *mut f32, len * rows * 4 * hp) });
@@ -169,9 +175,7 @@ pub fn forward(
             barrier.wait();
         }
     };
-    if len > 0 {
-        team::run(threads, run);
-    }
+    team::run(threads, run);
     drop(out_buf);
     let out = if hp == hidden {
         out

@@ -17,6 +17,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
+use crate::float::{self, Float};
 
 /// splitmix64's increment (2⁶⁴ / φ).
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -30,29 +31,9 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Values a mask is made of.
-pub trait MaskValue: Copy + Send {
-    const ZERO: Self;
-    fn from_f64(v: f64) -> Self;
-}
-
-impl MaskValue for f32 {
-    const ZERO: Self = 0.0;
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-}
-
-impl MaskValue for f64 {
-    const ZERO: Self = 0.0;
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-}
-
 /// Fills `out` with `scale` (kept, probability `keep`) or zero, deterministically
 /// from `seed`.
-pub fn fill<T: MaskValue>(out: &mut [T], keep: f64, scale: T, seed: u64) {
+pub fn fill<T: Float>(out: &mut [T], keep: f64, scale: T, seed: u64) {
     // Kept iff a uniform 32-bit draw is below the threshold; compared in u64 so
     // that keep = 1 (threshold 2³²) keeps everything.
     let threshold = (keep.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64;
@@ -69,13 +50,14 @@ pub fn fill<T: MaskValue>(out: &mut [T], keep: f64, scale: T, seed: u64) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
-unsafe fn fill_avx512<T: MaskValue>(out: &mut [T], threshold: u64, scale: T, seed: u64) {
+unsafe fn fill_avx512<T: Float>(out: &mut [T], threshold: u64, scale: T, seed: u64) {
     fill_body(out, threshold, scale, seed)
 }
 
 #[inline(always)]
-fn fill_body<T: MaskValue>(out: &mut [T], threshold: u64, scale: T, seed: u64) {
-    let pick = |u: u64| if u < threshold { scale } else { T::ZERO };
+fn fill_body<T: Float>(out: &mut [T], threshold: u64, scale: T, seed: u64) {
+    let zero = T::of(0.0);
+    let pick = |u: u64| if u < threshold { scale } else { zero };
     let half = (out.len() / 2) as u64;
     let mut pairs = out.chunks_exact_mut(2);
     for (j, pair) in (&mut pairs).enumerate() {
@@ -87,6 +69,11 @@ fn fill_body<T: MaskValue>(out: &mut [T], threshold: u64, scale: T, seed: u64) {
     if let Some(last) = rest.first_mut() {
         *last = pick(mix(seed.wrapping_add((half + 1).wrapping_mul(GAMMA))) & 0xFFFF_FFFF);
     }
+}
+
+/// [`fill`] with the kept elements scaled by `1 / keep`, as dropout scales them.
+fn fill_scaled<T: Float>(out: &mut [T], keep: f64, seed: u64) {
+    fill(out, keep, T::of(1.0 / keep), seed)
 }
 
 /// A seed from torch's default CPU generator (one draw).
@@ -109,17 +96,12 @@ pub fn mask(like: &Tensor, p: f64) -> Result<Tensor> {
         Kind::Float | Kind::Double if cpu => {
             let seed = torch_seed()?;
             let m = Tensor::f_empty(like.size(), (kind, Device::Cpu))?;
-            let n = m.numel();
-            if n > 0 {
-                // SAFETY: `m` is a fresh contiguous tensor of `n` elements of this kind.
-                unsafe {
-                    if kind == Kind::Float {
-                        let s = std::slice::from_raw_parts_mut(m.data_ptr() as *mut f32, n);
-                        fill(s, keep, (1.0 / keep) as f32, seed);
-                    } else {
-                        let s = std::slice::from_raw_parts_mut(m.data_ptr() as *mut f64, n);
-                        fill(s, keep, 1.0 / keep, seed);
-                    }
+            // SAFETY: `m` is a fresh contiguous CPU tensor of this kind.
+            unsafe {
+                if kind == Kind::Float {
+                    fill_scaled::<f32>(float::slice_mut(&m), keep, seed);
+                } else {
+                    fill_scaled::<f64>(float::slice_mut(&m), keep, seed);
                 }
             }
             Ok(m)

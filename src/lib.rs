@@ -7,6 +7,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod dropout;
 pub mod error;
+pub mod float;
 pub mod kernel;
 pub mod lm;
 pub mod rnn;

@@ -7,6 +7,12 @@ from torch import Tensor
 from . import _rustrnn
 
 
+def check_dropout_probability(p: float) -> None:
+    """Raises ValueError, as torch does, unless ``p`` is in [0, 1]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zeroes each element with probability ``p`` and scales the rest by ``1 / (1 - p)``,
     as :func:`torch.nn.functional.dropout` does, differentiably.
@@ -25,8 +31,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     Raises:
         ValueError: ``p`` outside [0, 1].
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    check_dropout_probability(p)
     if not training or p == 0.0:
         return input
     return input * _rustrnn.dropout_mask(input, p)

@@ -30,7 +30,8 @@ use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
-use crate::rnn::packing::{pack_layer, padded, pointwise, Floats, LayerWeights};
+use crate::rnn::direction::DirWeights;
+use crate::rnn::packing::{float_cpu, pack_layer, padded, pointwise, Floats};
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
 
@@ -41,7 +42,6 @@ const MIN_WEIGHTS_PER_THREAD: usize = 1 << 15;
 
 /// Whether [`generate`] can run this model.
 pub fn supports(cfg: &RnnConfig, w: &LmWeights) -> bool {
-    let float_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
     cfg.proj_size == 0
         && !cfg.bidirectional
         && float_cpu(w.embedding)
@@ -266,17 +266,7 @@ pub fn generate(
         .chunks(per)
         .enumerate()
         .map(|(l, chunk)| {
-            let (b_ih, b_hh) = if cfg.bias {
-                (Some(&chunk[2]), Some(&chunk[3]))
-            } else {
-                (None, None)
-            };
-            let w = LayerWeights {
-                w_ih: &chunk[0],
-                w_hh: &chunk[1],
-                b_ih,
-                b_hh,
-            };
+            let w = DirWeights::from_slice(chunk, cfg.bias, false);
             let x_width = if l == 0 { embed } else { hp };
             pack_layer(cfg.mode, cfg.hidden_size as usize, &w, x_width)
         })

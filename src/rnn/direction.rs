@@ -2,7 +2,9 @@
 //! the time order, and the sequence-wide matrix products that turn per-step
 //! gate gradients into weight and input gradients.
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
+
+use super::packing::float_cpu;
 
 use crate::error::Result;
 
@@ -167,7 +169,6 @@ const ONEDNN_MIN_ROWS: i64 = 256;
 /// here: `[2048, 768] x [768, 256]` 1.9 ms against 3.6 ms on 2 threads of an
 /// AMD EPYC, conversions included. The rounding order differs, not the result.
 fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let float_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
     if a.size()[0] >= ONEDNN_MIN_ROWS && float_cpu(a) && float_cpu(b) && tch::utils::has_mkldnn() {
         let y = a
             .f_contiguous()?

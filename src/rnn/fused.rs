@@ -16,16 +16,11 @@
 use tch::{Device, Kind, Tensor};
 
 use super::direction::DirWeights;
-use super::packing::{pack_layer, padded, pointwise, Floats, LayerWeights};
+use super::packing::{float_cpu, pack_layer, padded, pointwise, team_output, team_size, Floats};
 use super::Mode;
 use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, GateSave, Isa, Job};
-use crate::kernel::lanes::LANES;
-use crate::kernel::packed::SLOTS;
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
-
-/// Below this many multiply-adds per step and thread, fewer threads are faster.
-const MIN_WORK_PER_THREAD: usize = 1 << 16;
 
 /// What a fused direction computed.
 pub struct Fused {
@@ -36,10 +31,6 @@ pub struct Fused {
     /// GRU only, when asked: `[T, B, 4H]`, the activated r, z, n and the
     /// recurrent part of the candidate `W_hn h + b_hn`.
     pub gates: Option<Tensor>,
-}
-
-fn float_cpu(t: &Tensor) -> bool {
-    t.device() == Device::Cpu && matches!(t.f_kind(), Ok(Kind::Float))
 }
 
 /// Whether this layer-direction can run here.
@@ -73,17 +64,7 @@ pub fn forward(
     let hidden = w.w_hh.size()[1] as usize;
     let pw = pointwise(mode);
     let hp = padded(hidden, pw);
-    let layer = pack_layer(
-        mode,
-        hidden,
-        &LayerWeights {
-            w_ih: w.w_ih,
-            w_hh: w.w_hh,
-            b_ih: w.b_ih,
-            b_hh: w.b_hh,
-        },
-        in_w,
-    )?;
+    let layer = pack_layer(mode, hidden, w, in_w)?;
     let k = layer.k;
     let xs = Floats::new(x)?;
     let xs = xs.get();
@@ -103,9 +84,9 @@ pub fn forward(
     }
     let opts = (Kind::Float, Device::Cpu);
     let out = Tensor::f_empty([len as i64, rows as i64, hp as i64], opts)?;
-    // SAFETY: a fresh contiguous float32 tensor of this many elements, written
-    // by the team only (each element once) and read after it has finished.
-    let out_buf = unsafe { SharedBuf::borrowed(out.data_ptr() as *mut f32, len * rows * hp) };
+    // SAFETY: a fresh float32 tensor, written by the team only (each element
+    // once) and read after it has finished.
+    let out_buf = unsafe { team_output(&out) };
     let gates = if keep_gates && mode == Mode::Gru {
         Some(Tensor::f_empty(
             [len as i64, rows as i64, 4, hp as i64],
@@ -115,17 +96,9 @@ pub fn forward(
         None
     };
     // SAFETY: as for `out_buf`.
-    let gates_buf = gates
-        .as_ref()
-        .map(|g| unsafe { SharedBuf::borrowed(g.data_ptr() as *mut f32, len * rows * 4 * hp) });
+    let gates_buf = gates.as_ref().map(|g| unsafe { team_output(g) });
 
-    let work = layer.blocks * k * SLOTS * LANES * rows;
-    let threads = team::size(
-        tch::get_num_threads().max(1) as usize,
-        layer.blocks,
-        work,
-        MIN_WORK_PER_THREAD,
-    );
+    let threads = team_size(&layer, rows);
     let barrier = SpinBarrier::new(threads);
     let isa = Isa::detect();
     let run = |tid: usize| {

@@ -16,15 +16,12 @@
 use tch::{Device, Kind, Tensor};
 
 use super::direction::time_order;
-use super::packing::Floats;
+use super::packing::{team_output, team_size, Floats};
 use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
-
-/// Below this many multiply-adds per step and thread, fewer threads are faster.
-const MIN_WORK_PER_THREAD: usize = 1 << 16;
 
 /// `t` itself when its last dimension is dense, else a contiguous copy.
 fn dense_rows(t: &Tensor) -> Result<Tensor> {
@@ -98,28 +95,11 @@ fn pack_transposed(w_hh: &Tensor) -> Result<(PackedLayer, usize)> {
     Ok((layer, blocks * width))
 }
 
-fn team_size(layer: &PackedLayer, rows: usize) -> usize {
-    let work = layer.blocks * layer.k * SLOTS * LANES * rows;
-    team::size(
-        tch::get_num_threads().max(1) as usize,
-        layer.blocks,
-        work,
-        MIN_WORK_PER_THREAD,
-    )
-}
-
 fn empty(shape: [usize; 3]) -> Result<Tensor> {
     Ok(Tensor::f_empty(
         shape.map(|d| d as i64),
         (Kind::Float, Device::Cpu),
     )?)
-}
-
-/// A fresh tensor as a buffer the team writes.
-fn buffer(t: &Tensor) -> SharedBuf {
-    // SAFETY: `t` is a fresh contiguous float32 CPU tensor the caller keeps
-    // alive while the buffer is used; only the team touches it meanwhile.
-    unsafe { SharedBuf::borrowed(t.data_ptr() as *mut f32, t.numel()) }
 }
 
 /// Runs the two-phase loop: `pointwise(t, row, prod_row, gate_grads_row)`
@@ -147,7 +127,8 @@ fn run_loop(
             p[r * hp..r * hp + hidden].copy_from_slice(&dh_n.get()[r * hidden..(r + 1) * hidden]);
         }
     }
-    let grads = buffer(grads_for_product);
+    // SAFETY: a fresh float32 tensor the caller keeps; only the team writes it.
+    let grads = unsafe { team_output(grads_for_product) };
     let order: Vec<usize> = time_order(len as i64, !reverse)
         .map(|t| t as usize)
         .collect();
@@ -224,7 +205,8 @@ pub fn gru(
     );
     let dgx = empty([len, rows, 3 * hid])?;
     let dgh = empty([len, rows, 3 * hid])?;
-    let dgx_buf = buffer(&dgx);
+    // SAFETY: as for `grads` in `run_loop`.
+    let dgx_buf = unsafe { team_output(&dgx) };
     // What each step passes back to the previous state besides the product: dh ⊙ z.
     let carry = SharedBuf::<f32>::new(rows * hid);
     let pointwise = |t: usize, r: usize, prod: &[f32], out: &mut [f32]| {

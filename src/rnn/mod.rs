@@ -18,7 +18,7 @@
 pub mod cell;
 pub mod check;
 pub mod config;
-mod direction;
+pub(crate) mod direction;
 mod fused;
 mod fused_backward;
 mod gru;

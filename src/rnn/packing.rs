@@ -3,18 +3,48 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::direction::DirWeights;
 use super::Mode;
 use crate::error::{Error, Result};
 use crate::kernel::block::Pointwise;
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
+use crate::kernel::team::{self, SharedBuf};
+
+/// Below this many multiply-adds per step and thread, fewer threads are faster.
+const MIN_WORK_PER_THREAD: usize = 1 << 16;
+
+/// Whether `t` holds float32 on the CPU, the kernels' one type.
+pub fn float_cpu(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && matches!(t.f_kind(), Ok(Kind::Float))
+}
+
+/// Threads for a step of `layer`'s product over `rows` rows.
+pub fn team_size(layer: &PackedLayer, rows: usize) -> usize {
+    team::size(
+        tch::get_num_threads().max(1) as usize,
+        layer.blocks,
+        layer.blocks * layer.k * SLOTS * LANES * rows,
+        MIN_WORK_PER_THREAD,
+    )
+}
+
+/// A fresh float32 CPU tensor as a buffer the team writes, so results land
+/// in it directly.
+///
+/// # Safety
+/// `t` is contiguous float32 on the CPU and outlives the buffer; only the
+/// team touches it while the buffer is used.
+pub unsafe fn team_output(t: &Tensor) -> SharedBuf {
+    SharedBuf::borrowed(t.data_ptr() as *mut f32, t.numel())
+}
 
 /// A float32 CPU tensor's elements in row-major order, read in place.
 pub struct Floats(Tensor);
 
 impl Floats {
     pub fn new(t: &Tensor) -> Result<Self> {
-        if t.device() != Device::Cpu || t.f_kind()? != Kind::Float {
+        if !float_cpu(t) {
             return Err(Error::value(format!(
                 "the fused kernels take float32 CPU tensors, got {:?} on {:?}",
                 t.f_kind()?,
@@ -45,20 +75,12 @@ pub fn padded(units: usize, pw: Pointwise) -> usize {
     units.div_ceil(pw.units()) * pw.units()
 }
 
-/// One layer-direction's weights in torch's layout.
-pub struct LayerWeights<'a> {
-    pub w_ih: &'a Tensor,
-    pub w_hh: &'a Tensor,
-    pub b_ih: Option<&'a Tensor>,
-    pub b_hh: Option<&'a Tensor>,
-}
-
 /// Packs one layer whose input `[x, h]` has `x_width` (possibly padded) input
 /// columns followed by the padded hidden state.
 pub fn pack_layer(
     mode: Mode,
     hidden: usize,
-    w: &LayerWeights,
+    w: &DirWeights,
     x_width: usize,
 ) -> Result<PackedLayer> {
     let pw = pointwise(mode);

@@ -18,6 +18,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
+use crate::float::{self, Float};
 
 /// The per-step scalars, computed once in f64 as torch does.
 pub struct Coefs {
@@ -30,35 +31,6 @@ pub struct Coefs {
     pub decay: f64,
     pub step_size: f64,
     pub bc2_sqrt: f64,
-}
-
-trait Elem:
-    Copy
-    + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-    + std::ops::Div<Output = Self>
-{
-    fn of(v: f64) -> Self;
-    fn sqrt(self) -> Self;
-}
-
-impl Elem for f32 {
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-}
-
-impl Elem for f64 {
-    fn of(v: f64) -> Self {
-        v
-    }
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
 }
 
 /// Whether the fused pass can update `p` from `g` with moments `m`, `v`.
@@ -77,17 +49,13 @@ pub fn applies(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
 
 /// One update. Callers check [`applies`] first; `p`, `m`, `v` are written.
 pub fn step(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, c: &Coefs) -> Result<()> {
-    let n = p.numel();
-    if n == 0 {
-        return Ok(());
-    }
     // SAFETY: `applies` checked that all four are contiguous CPU tensors of
-    // `n` elements of this kind; `g` is never one of the others (gradients
-    // are fresh tensors), and nothing else runs on them during the update.
+    // the same shape and kind; `g` is never one of the others (gradients are
+    // fresh tensors), and nothing else runs on them during the update.
     unsafe {
         match p.f_kind()? {
-            Kind::Float => update::<f32>(slices(p, g, m, v, n), c),
-            _ => update::<f64>(slices(p, g, m, v, n), c),
+            Kind::Float => update::<f32>(slices(p, g, m, v), c),
+            _ => update::<f64>(slices(p, g, m, v), c),
         }
     }
     Ok(())
@@ -95,17 +63,19 @@ pub fn step(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, c: &Coefs) -> Result
 
 type Slices<'a, T> = (&'a mut [T], &'a [T], &'a mut [T], &'a mut [T]);
 
-unsafe fn slices<'a, T>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, n: usize) -> Slices<'a, T> {
-    let mutable = |t: &Tensor| std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n);
+/// # Safety
+/// As for [`float::slice_mut`], for each of the four.
+unsafe fn slices<'a, T: Float>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Slices<'a, T> {
+    let g: &[T] = float::slice_mut(g);
     (
-        mutable(p),
-        std::slice::from_raw_parts(g.data_ptr() as *const T, n),
-        mutable(m),
-        mutable(v),
+        float::slice_mut(p),
+        g,
+        float::slice_mut(m),
+        float::slice_mut(v),
     )
 }
 
-fn update<T: Elem>((p, g, m, v): Slices<T>, c: &Coefs) {
+fn update<T: Float>((p, g, m, v): Slices<T>, c: &Coefs) {
     let (b1, b2) = (T::of(1.0 - c.beta1), T::of(c.beta2));
     let one_minus_b2 = T::of(1.0 - c.beta2);
     let (l2, decay, eps) = (T::of(c.l2), T::of(c.decay), T::of(c.eps));

@@ -14,8 +14,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        functional.check_dropout_probability(p)
         self.p = p
 
     def forward(self, input: Tensor) -> Tensor:

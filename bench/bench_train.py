@@ -129,11 +129,14 @@ def main():
         ref.load_state_dict(ours.state_dict(), strict=True)
         return ours, ref
 
+    # One model that scores both sides' weights with rustrnn.evaluate (eval mode, no dropout).
+    scorer = rustrnn.LanguageModel(
+        vocab, args.embed, args.hidden, args.layers, cell=args.cell, dropout=args.dropout
+    )
+
     def perplexity(state_dict):
-        """rustrnn.evaluate (eval mode, no dropout) on the weights, for both sides alike."""
-        model, _ = new_pair(0)
-        model.load_state_dict(state_dict, strict=True)
-        return rustrnn.evaluate(model, valid_ids, batch_size=10, bptt=args.bptt)
+        scorer.load_state_dict(state_dict, strict=True)
+        return rustrnn.evaluate(scorer, valid_ids, batch_size=10, bptt=args.bptt)
 
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "

@@ -7,7 +7,7 @@ are what those modules call. Checked against the built extension by
 """
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, final
 
 import numpy as np
@@ -63,6 +63,13 @@ class RnnSpec:
         bidirectional: bool = False,
         proj_size: int = 0,
     ) -> RnnSpec: ...
+    def __reduce__(
+        self,
+    ) -> tuple[type[RnnSpec], tuple[str, int, int, int, bool, bool, float, bool, int]]:
+        """``(RnnSpec, constructor arguments)``, for pickle, copy and torch.save."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: None  # type: ignore[assignment]
     @property
     def mode(self) -> str:
         """The cell type."""
@@ -118,6 +125,8 @@ class Vocab:
     @staticmethod
     def from_json(text: str) -> Vocab:
         """Reads the document :meth:`to_json` returns."""
+    def __reduce__(self) -> tuple[Callable[[str], Vocab], tuple[str]]:
+        """``(Vocab.from_json, (self.to_json(),))``, for pickle, copy and torch.save."""
     def encode(self, text: str) -> Tensor:
         """The ids of ``text``'s tokens: a LongTensor ``(T)``."""
     def decode(self, ids: _Ids) -> str:

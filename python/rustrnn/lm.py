@@ -109,6 +109,16 @@ class LanguageModel(nn.Module):
         out, state = self.rnn(x, state)
         return self.head(self.drop(out)), state
 
+    def to_torch(self) -> nn.Module:
+        """This model in plain torch, with a copy of the weights: a
+        :class:`rustrnn.export.TorchLanguageModel` made of ``nn.Embedding``, the torch.nn
+        stack (:meth:`rustrnn.LSTM.to_torch`) and ``nn.Linear``, under the same state_dict
+        names, whose ``forward(ids, state)`` returns the same logits and state. It needs no
+        rustrnn to run, and ``torch.export.export`` takes it."""
+        from .export import language_model_to_torch
+
+        return language_model_to_torch(self)
+
     # ------------------------------------------------------------ checkpoints
     def save(self, path) -> None:
         """Writes the weights, config and vocabulary to one ``.safetensors`` file,

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
@@ -11,6 +12,9 @@ use crate::rnn::{cell, stack, Mode, RnnConfig, Tape};
 
 /// `(d_input or None, d_hx, d_cx or None, [d_weight, ...])`, as `Tape.backward` returns them.
 type StackGrads = (Option<PyTensor>, PyTensor, Option<PyTensor>, Vec<PyTensor>);
+
+/// `RnnSpec`'s constructor arguments, in its signature's order.
+type SpecArgs = (&'static str, i64, i64, i64, bool, bool, f64, bool, i64);
 
 fn unwrap_all(v: Vec<PyTensor>) -> Vec<Tensor> {
     v.into_iter().map(|t| t.0).collect()
@@ -26,7 +30,8 @@ fn wrap_all(v: Vec<Tensor>) -> Vec<PyTensor> {
 ///     mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'.
 ///     input_size, hidden_size, num_layers, bias, batch_first, dropout,
 ///     bidirectional, proj_size: as for torch.nn.LSTM.
-#[pyclass(name = "RnnSpec", module = "rustrnn._rustrnn", frozen)]
+#[pyclass(name = "RnnSpec", module = "rustrnn._rustrnn", frozen, eq)]
+#[derive(PartialEq)]
 pub struct PyRnnSpec {
     cfg: RnnConfig,
 }
@@ -67,6 +72,26 @@ impl PyRnnSpec {
         };
         cfg.validate()?;
         Ok(PyRnnSpec { cfg })
+    }
+
+    /// `(RnnSpec, constructor arguments)`: pickling, `copy` and `torch.save`
+    /// rebuild the spec through `RnnSpec(...)`, validated again.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> (Bound<'py, PyType>, SpecArgs) {
+        let c = &slf.get().cfg;
+        (
+            slf.get_type(),
+            (
+                c.mode.name(),
+                c.input_size,
+                c.hidden_size,
+                c.num_layers,
+                c.bias,
+                c.batch_first,
+                c.dropout,
+                c.bidirectional,
+                c.proj_size,
+            ),
+        )
     }
 
     /// `(name, shape)` of every parameter, in torch's `_flat_weights_names` order.

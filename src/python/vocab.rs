@@ -175,6 +175,14 @@ impl PyVocab {
         })
     }
 
+    /// `(Vocab.from_json, (self.to_json(),))`: pickling, `copy` and
+    /// `torch.save` carry the versioned JSON document that `save` writes, and
+    /// read it back through the same validation as `load`.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = slf.get_type().getattr("from_json")?;
+        Ok((from_json, (slf.get().inner.to_json(),)))
+    }
+
     /// The ids of `text`'s tokens.
     ///
     /// Args:

@@ -208,14 +208,14 @@ pub fn prepare(
 
     let param_kind = weights[0].f_kind()?;
     let input_kind = input.f_kind()?;
-    check_float(input_kind, "input")?;
     if input_kind != param_kind {
+        let (input_name, param_name) = (dtype_name(input_kind), dtype_name(param_kind));
         return Err(Error::Value(format!(
-            "input must have the type {}, got type {}",
-            dtype_name(param_kind),
-            dtype_name(input_kind)
+            "RNN input dtype ({input_name}) does not match weight dtype ({param_name}). \
+             Convert input: input.to({param_name}), or convert model: model.to({input_name})"
         )));
     }
+    check_float(input_kind, "input")?;
     if input_tm.size()[2] != cfg.input_size {
         return Err(Error::Shape(format!(
             "input.size(-1) must be equal to input_size. Expected {}, got {}",

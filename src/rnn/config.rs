@@ -95,49 +95,36 @@ impl RnnConfig {
         Ok(cfg)
     }
 
+    /// torch.nn.RNNBase's value rules, in its order and with its exact messages
+    /// (the type checks before them are the Python layer's).
     pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.dropout) || self.dropout.is_nan() {
-            return Err(Error::value(format!(
+        if !(0.0..=1.0).contains(&self.dropout) {
+            return Err(Error::value(
                 "dropout should be a number in range [0, 1] representing the probability of an \
-                 element being zeroed, got {}",
-                self.dropout
-            )));
+                 element being zeroed",
+            ));
         }
-        if self.hidden_size <= 0 {
-            return Err(Error::value(format!(
-                "hidden_size must be greater than zero, got {}",
-                self.hidden_size
-            )));
-        }
-        if self.num_layers <= 0 {
-            return Err(Error::value(format!(
-                "num_layers must be greater than zero, got {}",
-                self.num_layers
-            )));
-        }
-        if self.input_size <= 0 {
-            return Err(Error::value(format!(
-                "input_size must be greater than zero, got {}",
-                self.input_size
-            )));
+        for (name, value) in [
+            ("input_size", self.input_size),
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+        ] {
+            if value <= 0 {
+                return Err(Error::value(format!("{name} must be greater than zero")));
+            }
         }
         if self.proj_size < 0 {
-            return Err(Error::value(format!(
-                "proj_size should be a positive integer or zero to disable projections, got {}",
-                self.proj_size
-            )));
+            return Err(Error::value(
+                "proj_size should be a positive integer or zero to disable projections",
+            ));
         }
         if self.proj_size >= self.hidden_size {
-            return Err(Error::value(format!(
-                "proj_size has to be smaller than hidden_size, got proj_size={} and hidden_size={}",
-                self.proj_size, self.hidden_size
-            )));
+            return Err(Error::value("proj_size has to be smaller than hidden_size"));
         }
         if self.proj_size > 0 && self.mode != Mode::Lstm {
-            return Err(Error::value(format!(
-                "proj_size argument is only supported for LSTM, not {}",
-                self.mode.class_name()
-            )));
+            return Err(Error::value(
+                "proj_size argument is only supported for LSTM, not RNN or GRU",
+            ));
         }
         Ok(())
     }

@@ -43,10 +43,12 @@ struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     fn new(t: &'a Tensor) -> Result<Rows<'a>> {
+        // A last dimension of one element is dense whatever its stride
+        // (libtorch leaves the strides of size-1 dimensions arbitrary).
         if t.device() != Device::Cpu
             || t.f_kind()? != Kind::Float
             || t.dim() != 3
-            || t.stride()[2] != 1
+            || (t.size()[2] > 1 && t.stride()[2] != 1)
         {
             return Err(Error::value(
                 "the fused backward takes float32 CPU [T, B, C] tensors with dense rows",
@@ -197,11 +199,19 @@ pub fn gru(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (len, rows, three) = gates.size3()?;
     let (len, rows, hid) = (len as usize, rows as usize, three as usize / 3);
+    // With one hidden unit the saved gates are a strided view (every gate
+    // slot of the fused forward is padded to a whole block).
+    let (gates, hn, h_prev, d_out) = (
+        dense_rows(gates)?,
+        dense_rows(hn)?,
+        dense_rows(h_prev)?,
+        dense_rows(d_out)?,
+    );
     let (g, hn, hp_, d_out) = (
-        Rows::new(gates)?,
-        Rows::new(hn)?,
-        Rows::new(h_prev)?,
-        Rows::new(d_out)?,
+        Rows::new(&gates)?,
+        Rows::new(&hn)?,
+        Rows::new(&h_prev)?,
+        Rows::new(&d_out)?,
     );
     let dgx = empty([len, rows, 3 * hid])?;
     let dgh = empty([len, rows, 3 * hid])?;

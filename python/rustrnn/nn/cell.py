@@ -12,9 +12,15 @@ from .. import _rustrnn
 
 
 class _CellBase(nn.Module):
+    """Shared machinery of the cells: torch.nn.RNNCellBase's parameters.
+
+    Like torch's cells these take their sizes and ``bias`` as given (``bias`` is read as a
+    truth value, a size of 0 is allowed): a size that torch.empty refuses fails with
+    torch's own error, because the parameters are created with the same calls.
+    """
+
     def __init__(
         self,
-        mode: str,
         input_size: int,
         hidden_size: int,
         bias: bool,
@@ -23,18 +29,16 @@ class _CellBase(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than zero, got {value}")
-        self._mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, hidden_size, **factory))
+        self.weight_ih = nn.Parameter(
+            torch.empty((num_chunks * hidden_size, input_size), **factory)
+        )
+        self.weight_hh = nn.Parameter(
+            torch.empty((num_chunks * hidden_size, hidden_size), **factory)
+        )
         if bias:
             self.bias_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
             self.bias_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
@@ -45,7 +49,7 @@ class _CellBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), like torch."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
@@ -53,6 +57,25 @@ class _CellBase(nn.Module):
         if self.bias:
             return [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
         return [self.weight_ih, self.weight_hh]
+
+    def to_torch(self) -> nn.RNNCellBase:
+        """The torch.nn cell of this configuration (``nn.RNNCell``, ``nn.LSTMCell`` or
+        ``nn.GRUCell``), on this device and dtype, with a copy of the weights."""
+        from ..export import cell_to_torch
+
+        return cell_to_torch(self)
+
+    @classmethod
+    def from_torch(cls, cell: nn.RNNCellBase) -> "_CellBase":
+        """The rustrnn cell of ``cell``'s configuration, device and dtype, with a copy of its
+        weights: ``rustrnn.GRUCell.from_torch(torch.nn.GRUCell(...))``.
+
+        Raises:
+            TypeError: ``cell`` is not the torch.nn class this class stands for.
+        """
+        from ..export import cell_from_torch
+
+        return cell_from_torch(cls, cell)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -74,6 +97,8 @@ class RNNCell(_CellBase):
     Output: ``h' (N, H_out) or (H_out)``.
     """
 
+    _torch_class = nn.RNNCell
+
     def __init__(
         self,
         input_size: int,
@@ -83,14 +108,16 @@ class RNNCell(_CellBase):
         device=None,
         dtype=None,
     ) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
+        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
+        # As in torch, an unknown nonlinearity is an error of forward, not of the constructor.
         self.nonlinearity = nonlinearity
-        super().__init__(f"rnn_{nonlinearity}", input_size, hidden_size, bias, 1, device, dtype)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         """One step: ``input (N, H_in) or (H_in)``, ``hx (N, H) or (H)`` -> ``h'``."""
-        h, _ = _rustrnn.cell_forward(self._mode, input, hx, None, self._weights())
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        mode = "rnn_" + self.nonlinearity
+        h, _ = _rustrnn.cell_forward(mode, input, hx, None, self._weights())
         return h
 
     def extra_repr(self) -> str:
@@ -111,10 +138,12 @@ class LSTMCell(_CellBase):
     Outputs: ``(h_1, c_1)``, each ``(N, H) or (H)``.
     """
 
+    _torch_class = nn.LSTMCell
+
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
     ) -> None:
-        super().__init__("lstm", input_size, hidden_size, bias, 4, device, dtype)
+        super().__init__(input_size, hidden_size, bias, 4, device, dtype)
 
     def forward(
         self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
@@ -122,7 +151,7 @@ class LSTMCell(_CellBase):
         """One step: ``input (N, H_in) or (H_in)``, ``(h, c)`` each ``(N, H) or (H)`` ->
         ``(h', c')``."""
         h0, c0 = (None, None) if hx is None else hx
-        h, c = _rustrnn.cell_forward(self._mode, input, h0, c0, self._weights())
+        h, c = _rustrnn.cell_forward("lstm", input, h0, c0, self._weights())
         return h, c
 
 
@@ -136,12 +165,14 @@ class GRUCell(_CellBase):
     Output: ``h' (N, H) or (H)``.
     """
 
+    _torch_class = nn.GRUCell
+
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
     ) -> None:
-        super().__init__("gru", input_size, hidden_size, bias, 3, device, dtype)
+        super().__init__(input_size, hidden_size, bias, 3, device, dtype)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         """One step: ``input (N, H_in) or (H_in)``, ``hx (N, H) or (H)`` -> ``h'``."""
-        h, _ = _rustrnn.cell_forward(self._mode, input, hx, None, self._weights())
+        h, _ = _rustrnn.cell_forward("gru", input, hx, None, self._weights())
         return h

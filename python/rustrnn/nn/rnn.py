@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import warnings
 from typing import Optional, Tuple, Union
 
@@ -12,9 +13,55 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import _rustrnn
+from . import _ops
 from ._function import StackFunction
 
 _State = Union[Tensor, Tuple[Tensor, Tensor]]
+
+
+# torch.nn.RNNBase's type checks and coercions, with its exception classes and texts:
+# what must happen before the values cross into Rust as bool, int and float. The value
+# rules (sizes greater than zero, the dropout range, proj_size's bounds) are RnnSpec's.
+
+
+def _require_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+
+
+def _require_int(name: str, value) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    return int(value)
+
+
+def _layer_count(num_layers) -> int:
+    """torch compares num_layers with 0, then loops over ``range(num_layers)``."""
+    if isinstance(num_layers, int):
+        return int(num_layers)
+    if num_layers <= 0:  # torch's comparison: its TypeError for a str or None
+        return math.floor(num_layers)  # RnnSpec rejects it with torch's ValueError
+    return operator.index(num_layers)  # range()'s TypeError for a float
+
+
+def _projection_size(proj_size, hidden_size: int) -> int:
+    """torch compares proj_size with 0 and hidden_size, then sizes ``weight_hh`` with it."""
+    if isinstance(proj_size, int):
+        return int(proj_size)
+    if proj_size < 0 or proj_size >= hidden_size:  # its TypeError for a str or None
+        return math.floor(proj_size)  # RnnSpec rejects it with torch's ValueError
+    if proj_size == 0:
+        return 0
+    torch.empty((1, proj_size), device="meta")  # torch.empty's TypeError for a float
+    return operator.index(proj_size)
+
+
+def _probability(dropout) -> float:
+    """torch converts dropout with float(), then requires a real number that is no bool."""
+    p = float(dropout)  # float()'s TypeError for None
+    if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool):
+        return math.nan  # not a probability: RnnSpec's range rule rejects it as torch does
+    return p
 
 
 class RNNBase(nn.Module):
@@ -46,29 +93,19 @@ class RNNBase(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
-            ("proj_size", proj_size),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool):
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of "
-                f"an element being zeroed, got {dropout!r}"
-            )
+        p = _probability(dropout)
+        _require_bool("bias", bias)
+        _require_bool("batch_first", batch_first)
         self._spec = _rustrnn.RnnSpec(
             mode,
-            input_size,
-            hidden_size,
-            num_layers,
+            _require_int("input_size", input_size),
+            _require_int("hidden_size", hidden_size),
+            _layer_count(num_layers),
             bias,
             batch_first,
-            float(dropout),
-            bidirectional,
-            proj_size,
+            p,
+            bool(bidirectional),  # torch takes any truthy value here
+            _projection_size(proj_size, hidden_size),
         )
         if dropout > 0 and num_layers == 1:
             warnings.warn(
@@ -110,6 +147,44 @@ class RNNBase(nn.Module):
         flat = self._flat_weights
         return [flat[i : i + per] for i in range(0, len(flat), per)]
 
+    def flatten_parameters(self) -> None:
+        """Does nothing and returns None, kept so code written for torch.nn runs unchanged.
+
+        torch.nn compacts the weights into one cuDNN buffer on CUDA (on the CPU its
+        ``flatten_parameters`` is a no-op too). rustrnn reads every weight from its own
+        Parameter at each call (``_flat_weights`` follows ``.to()``, ``load_state_dict``
+        with ``assign=True`` and parametrizations), on every device, so there is nothing
+        to compact.
+        """
+        return None
+
+    def to_torch(self) -> nn.RNNBase:
+        """The torch.nn stack of this configuration (``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``),
+        on this device and dtype, in this train/eval mode, with a copy of the weights.
+
+        Returns:
+            A new ``torch.nn.RNN``, ``LSTM`` or ``GRU``; it computes what this module does.
+        """
+        from ..export import stack_to_torch
+
+        return stack_to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module: nn.RNNBase) -> "RNNBase":
+        """The rustrnn stack of ``module``'s configuration, device, dtype and mode, with a
+        copy of its weights: ``rustrnn.LSTM.from_torch(torch.nn.LSTM(...))``.
+
+        Args:
+            module: a ``torch.nn.RNN`` for :class:`RNN`, ``torch.nn.LSTM`` for
+                :class:`LSTM`, ``torch.nn.GRU`` for :class:`GRU`.
+
+        Raises:
+            TypeError: ``module`` is not the torch.nn class this class stands for.
+        """
+        from ..export import stack_from_torch
+
+        return stack_from_torch(cls, module)
+
     def extra_repr(self) -> str:
         return self._spec.extra_repr()
 
@@ -141,6 +216,8 @@ class RNNBase(nn.Module):
         for name, value in (("input", input), ("h_0", h0), ("c_0", c0)):
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if torch.compiler.is_compiling():  # dynamo and export trace custom ops, not Rust
+            return _ops.stack_forward(self, input, h0, c0)
         weights = self._flat_weights
         tensors = [input, h0, c0, *weights]
         needs_grad = torch.is_grad_enabled() and any(
@@ -192,6 +269,8 @@ class RNN(RNNBase):
         - **h_n**: ``(D * num_layers, N, H_out)``.
     """
 
+    _torch_class = nn.RNN
+
     def __init__(
         self,
         input_size: int,
@@ -204,7 +283,10 @@ class RNN(RNNBase):
         bidirectional: bool = False,
         device=None,
         dtype=None,
+        **kwargs,
     ) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if nonlinearity == "tanh":
             mode = "RNN_TANH"
         elif nonlinearity == "relu":
@@ -223,9 +305,9 @@ class RNN(RNNBase):
             batch_first,
             dropout,
             bidirectional,
-            0,
-            device,
-            dtype,
+            device=device,
+            dtype=dtype,
+            **kwargs,  # RNNBase's TypeError names any unexpected one, as torch's does
         )
 
     def extra_repr(self) -> str:
@@ -253,6 +335,8 @@ class LSTM(RNNBase):
         - **h_n**: ``(D * num_layers, N, H_out)``; **c_n**: ``(D * num_layers, N, H_cell)``.
     """
 
+    _torch_class = nn.LSTM
+
     def __init__(
         self,
         input_size: int,
@@ -265,6 +349,7 @@ class LSTM(RNNBase):
         proj_size: int = 0,
         device=None,
         dtype=None,
+        **kwargs,
     ) -> None:
         super().__init__(
             "LSTM",
@@ -278,6 +363,7 @@ class LSTM(RNNBase):
             proj_size,
             device,
             dtype,
+            **kwargs,  # RNNBase's TypeError names any unexpected one, as torch's does
         )
 
     def _split_state(self, hx):
@@ -300,6 +386,8 @@ class GRU(RNNBase):
     Args, inputs and outputs as for :class:`RNN` (no ``nonlinearity``).
     """
 
+    _torch_class = nn.GRU
+
     def __init__(
         self,
         input_size: int,
@@ -315,8 +403,6 @@ class GRU(RNNBase):
     ) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if kwargs:
-            raise TypeError(f"GRU got unexpected keyword arguments {sorted(kwargs)}")
         super().__init__(
             "GRU",
             input_size,
@@ -326,7 +412,7 @@ class GRU(RNNBase):
             batch_first,
             dropout,
             bidirectional,
-            0,
-            device,
-            dtype,
+            device=device,
+            dtype=dtype,
+            **kwargs,  # RNNBase's TypeError names any unexpected one, as torch's does
         )

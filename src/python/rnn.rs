@@ -96,10 +96,12 @@ impl PyRnnSpec {
     ///     weights: the parameters in torch's flat order.
     ///     train: whether dropout between layers is active.
     ///     keep_tape: return a Tape for `Tape.backward`.
+    ///     batch_sizes: a PackedSequence's batch sizes (a list of ints); `input`
+    ///         is then its data `(N, H_in)` and hx, cx are in its sorted order.
     ///
     /// Returns:
     ///     `(output, h_n, c_n or None, tape or None)`.
-    #[pyo3(signature = (input, hx, cx, weights, train, keep_tape))]
+    #[pyo3(signature = (input, hx, cx, weights, train, keep_tape, batch_sizes=None))]
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
@@ -110,6 +112,7 @@ impl PyRnnSpec {
         weights: Vec<PyTensor>,
         train: bool,
         keep_tape: bool,
+        batch_sizes: Option<Vec<i64>>,
     ) -> PyResult<(PyTensor, PyTensor, Option<PyTensor>, Option<PyTape>)> {
         let cfg = self.cfg.clone();
         let weights = unwrap_all(weights);
@@ -118,6 +121,7 @@ impl PyRnnSpec {
             stack::forward(
                 &cfg,
                 &input,
+                batch_sizes.as_deref(),
                 hx.as_ref(),
                 cx.as_ref(),
                 &weights,

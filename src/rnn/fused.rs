@@ -12,11 +12,17 @@
 //! Step `t` reads `[x_t, h_{t-1}]` from `input[p]` and writes `h_t` into
 //! `input[1 - p]` (and into the output); meanwhile each thread copies its
 //! rows of `x_{t+1}` into `input[1 - p]`, a part nobody reads in this phase.
+//!
+//! A packed batch's step computes only its own rows, a prefix of the batch
+//! (`steps::Steps`). Both buffers start with every row's initial state, and
+//! a row no step writes keeps what it holds: a reverse pass finds each
+//! sequence's initial state in its row when the sequence starts.
 
 use tch::{Device, Kind, Tensor};
 
 use super::direction::DirWeights;
 use super::packing::{float_cpu, pack_layer, padded, pointwise, team_output, team_size, Floats};
+use super::steps::Steps;
 use super::Mode;
 use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, GateSave, Isa, Job};
@@ -24,11 +30,11 @@ use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 
 /// What a fused direction computed.
 pub struct Fused {
-    /// `[T, B, H]`.
+    /// `[N, H]`.
     pub out: Tensor,
-    /// The last step's state `[B, H]` (a view of `out`).
+    /// Each sequence's last state `[B, H]`.
     pub h_n: Tensor,
-    /// GRU only, when asked: `[T, B, 4H]`, the activated r, z, n and the
+    /// GRU only, when asked: `[N, 4H]`, the activated r, z, n and the
     /// recurrent part of the candidate `W_hn h + b_hn`.
     pub gates: Option<Tensor>,
 }
@@ -44,22 +50,26 @@ pub fn usable(mode: Mode, w: &DirWeights, x: &Tensor) -> bool {
             .all(float_cpu)
 }
 
-/// Runs the recurrence over `x` `[T, B, I]` from `h0` `[B, H]`, keeping the
-/// GRU's gates when `keep_gates`.
+/// Runs the recurrence over `x` `[N, I]` laid out by `steps` from `h0`
+/// `[B, H]`, keeping the GRU's gates when `keep_gates`.
 pub fn forward(
     mode: Mode,
     w: &DirWeights,
     x: &Tensor,
+    steps: &Steps,
     h0: &Tensor,
     reverse: bool,
     keep_gates: bool,
 ) -> Result<Fused> {
-    let (len, rows, in_w) = x.size3()?;
-    let (len, rows, in_w) = (len as usize, rows as usize, in_w as usize);
-    if len == 0 {
-        return Err(Error::value(
-            "the fused recurrence needs at least one timestep",
-        ));
+    let (total, in_w) = x.size2()?;
+    let (total, in_w) = (total as usize, in_w as usize);
+    let (len, rows) = (steps.len(), steps.batch());
+    if len == 0 || total != steps.rows() {
+        return Err(Error::value(format!(
+            "the fused recurrence needs at least one timestep and one row per token, got {len} \
+             steps of {} rows for {total} rows",
+            steps.rows()
+        )));
     }
     let hidden = w.w_hh.size()[1] as usize;
     let pw = pointwise(mode);
@@ -74,24 +84,26 @@ pub fn forward(
     let inputs = [SharedBuf::new(rows * k), SharedBuf::new(rows * k)];
     // SAFETY: no thread runs yet.
     unsafe {
-        let first = inputs[0].get_mut(0..rows * k);
-        for r in 0..rows {
-            let at = (time(0) * rows + r) * in_w;
-            first[r * k..r * k + in_w].copy_from_slice(&xs[at..at + in_w]);
-            first[r * k + in_w..r * k + in_w + hidden]
-                .copy_from_slice(&h0.get()[r * hidden..(r + 1) * hidden]);
+        let (at0, n0) = steps.at(time(0));
+        for (p, buf) in inputs.iter().enumerate() {
+            let buf = buf.get_mut(0..rows * k);
+            for r in 0..rows {
+                buf[r * k + in_w..r * k + in_w + hidden]
+                    .copy_from_slice(&h0.get()[r * hidden..(r + 1) * hidden]);
+                if p == 0 && r < n0 {
+                    let at = (at0 + r) * in_w;
+                    buf[r * k..r * k + in_w].copy_from_slice(&xs[at..at + in_w]);
+                }
+            }
         }
     }
     let opts = (Kind::Float, Device::Cpu);
-    let out = Tensor::f_empty([len as i64, rows as i64, hp as i64], opts)?;
+    let out = Tensor::f_empty([total as i64, hp as i64], opts)?;
     // SAFETY: a fresh float32 tensor, written by the team only (each element
     // once) and read after it has finished.
     let out_buf = unsafe { team_output(&out) };
     let gates = if keep_gates && mode == Mode::Gru {
-        Some(Tensor::f_empty(
-            [len as i64, rows as i64, 4, hp as i64],
-            opts,
-        )?)
+        Some(Tensor::f_empty([total as i64, 4, hp as i64], opts)?)
     } else {
         None
     };
@@ -102,15 +114,15 @@ pub fn forward(
     let barrier = SpinBarrier::new(threads);
     let isa = Isa::detect();
     let run = |tid: usize| {
-        let my_rows = split(rows, threads, tid);
         let my_blocks = split(layer.blocks, threads, tid);
         for step in 0..len {
             let (p, t) = (step % 2, time(step));
+            let (at, n) = steps.at(t);
             let job = Job {
                 layer: &layer,
                 pointwise: pw,
                 input: &inputs[p],
-                rows,
+                rows: n,
                 cell: None,
                 out: [
                     Some(Dest {
@@ -121,13 +133,13 @@ pub fn forward(
                     Some(Dest {
                         buf: &out_buf,
                         stride: hp,
-                        offset: t * rows * hp,
+                        offset: at * hp,
                     }),
                 ],
                 gates: gates_buf.as_ref().map(|buf| GateSave {
                     buf,
                     stride: 4 * hp,
-                    offset: t * rows * 4 * hp,
+                    offset: at * 4 * hp,
                     slot_stride: hp,
                 }),
             };
@@ -137,10 +149,11 @@ pub fn forward(
             unsafe {
                 block::run(isa, &job, my_blocks.clone());
                 if step + 1 < len {
+                    let (next_at, next_n) = steps.at(time(step + 1));
+                    let my_rows = split(next_n, threads, tid);
                     let next = inputs[1 - p].get_mut(my_rows.start * k..my_rows.end * k);
-                    let tn = time(step + 1);
-                    for (i, r) in my_rows.clone().enumerate() {
-                        let at = (tn * rows + r) * in_w;
+                    for (i, r) in my_rows.enumerate() {
+                        let at = (next_at + r) * in_w;
                         next[i * k..i * k + in_w].copy_from_slice(&xs[at..at + in_w]);
                     }
                 }
@@ -153,18 +166,16 @@ pub fn forward(
     let out = if hp == hidden {
         out
     } else {
-        out.f_narrow(2, 0, hidden as i64)?.f_contiguous()?
+        out.f_narrow(1, 0, hidden as i64)?.f_contiguous()?
     };
     let gates = match gates {
-        Some(g) if hp == hidden => Some(g.f_view([len as i64, rows as i64, 4 * hp as i64])?),
-        Some(g) => Some(g.f_narrow(3, 0, hidden as i64)?.f_reshape([
-            len as i64,
-            rows as i64,
-            4 * hidden as i64,
-        ])?),
+        Some(g) if hp == hidden => Some(g.f_view([total as i64, 4 * hp as i64])?),
+        Some(g) => Some(
+            g.f_narrow(2, 0, hidden as i64)?
+                .f_reshape([total as i64, 4 * hidden as i64])?,
+        ),
         None => None,
     };
-    let last = if reverse { 0 } else { len as i64 - 1 };
-    let h_n = out.f_select(0, last)?;
+    let h_n = steps.last(&out, reverse)?;
     Ok(Fused { out, h_n, gates })
 }

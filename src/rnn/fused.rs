@@ -1,13 +1,14 @@
-//! One GRU or Elman-RNN direction over a whole sequence on the fused CPU
-//! kernels (`crate::kernel`): float32 on the CPU, no projections.
+//! One LSTM, GRU or Elman-RNN direction over a whole sequence on the fused
+//! CPU kernels (`crate::kernel`): float32 on the CPU, no projections.
 //!
 //! Why: composed from libtorch ops (as torch.nn.GRU and RNN are on the CPU),
 //! every timestep is a small matrix product, slow in MKL at these shapes on
 //! this CPU, plus several pointwise ops that each pay a call's fixed cost.
 //! Here a timestep is one pass over the packed `[W_ih, W_hh]` panels with the
 //! gate functions applied in registers, its blocks split between a small team
-//! of threads that meet at one spin barrier per step. The LSTM keeps oneDNN's
-//! fused kernel, which is faster for it.
+//! of threads that meet at one spin barrier per step. A padded LSTM batch
+//! keeps oneDNN's fused layer kernel, which is as fast; oneDNN cannot shrink
+//! the batch from step to step, so packed LSTM batches run here.
 //!
 //! Step `t` reads `[x_t, h_{t-1}]` from `input[p]` and writes `h_t` into
 //! `input[1 - p]` (and into the output); meanwhile each thread copies its
@@ -34,15 +35,18 @@ pub struct Fused {
     pub out: Tensor,
     /// Each sequence's last state `[B, H]`.
     pub h_n: Tensor,
-    /// GRU only, when asked: `[N, 4H]`, the activated r, z, n and the
-    /// recurrent part of the candidate `W_hn h + b_hn`.
+    /// When asked, `[N, 4H]`: the GRU's activated r, z, n and the recurrent
+    /// part of the candidate `W_hn h + b_hn`, or the LSTM's i, f, g, o.
     pub gates: Option<Tensor>,
+    /// The LSTM's cell states: each sequence's last `[B, H]`, and when the
+    /// gates are kept every token's `[N, H]`.
+    pub c_n: Option<Tensor>,
+    pub cells: Option<Tensor>,
 }
 
 /// Whether this layer-direction can run here.
-pub fn usable(mode: Mode, w: &DirWeights, x: &Tensor) -> bool {
-    mode != Mode::Lstm
-        && w.w_hr.is_none()
+pub fn usable(w: &DirWeights, x: &Tensor) -> bool {
+    w.w_hr.is_none()
         && float_cpu(x)
         && [Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh]
             .into_iter()
@@ -51,13 +55,15 @@ pub fn usable(mode: Mode, w: &DirWeights, x: &Tensor) -> bool {
 }
 
 /// Runs the recurrence over `x` `[N, I]` laid out by `steps` from `h0`
-/// `[B, H]`, keeping the GRU's gates when `keep_gates`.
+/// `[B, H]` (and the LSTM's `c0`), keeping the gates when `keep_gates`.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     mode: Mode,
     w: &DirWeights,
     x: &Tensor,
     steps: &Steps,
     h0: &Tensor,
+    c0: Option<&Tensor>,
     reverse: bool,
     keep_gates: bool,
 ) -> Result<Fused> {
@@ -97,18 +103,37 @@ pub fn forward(
             }
         }
     }
+    let lstm = mode == Mode::Lstm;
+    // The LSTM's cell state, updated in place: each row holds its
+    // sequence's latest, as the inputs' state part does for h.
+    let cell = SharedBuf::new(if lstm { rows * hp } else { 0 });
+    if lstm {
+        let c0 = Floats::new(c0.ok_or_else(|| Error::value("the LSTM needs a cell state"))?)?;
+        // SAFETY: no thread runs yet.
+        let buf = unsafe { cell.get_mut(0..rows * hp) };
+        for r in 0..rows {
+            buf[r * hp..r * hp + hidden].copy_from_slice(&c0.get()[r * hidden..(r + 1) * hidden]);
+        }
+    }
     let opts = (Kind::Float, Device::Cpu);
     let out = Tensor::f_empty([total as i64, hp as i64], opts)?;
     // SAFETY: a fresh float32 tensor, written by the team only (each element
     // once) and read after it has finished.
     let out_buf = unsafe { team_output(&out) };
-    let gates = if keep_gates && mode == Mode::Gru {
+    let keep = keep_gates && matches!(mode, Mode::Gru | Mode::Lstm);
+    let gates = if keep {
         Some(Tensor::f_empty([total as i64, 4, hp as i64], opts)?)
+    } else {
+        None
+    };
+    let cells = if keep && lstm {
+        Some(Tensor::f_empty([total as i64, hp as i64], opts)?)
     } else {
         None
     };
     // SAFETY: as for `out_buf`.
     let gates_buf = gates.as_ref().map(|g| unsafe { team_output(g) });
+    let cells_buf = cells.as_ref().map(|c| unsafe { team_output(c) });
 
     let threads = team_size(&layer, rows);
     let barrier = SpinBarrier::new(threads);
@@ -123,7 +148,11 @@ pub fn forward(
                 pointwise: pw,
                 input: &inputs[p],
                 rows: n,
-                cell: None,
+                cell: lstm.then_some(Dest {
+                    buf: &cell,
+                    stride: hp,
+                    offset: 0,
+                }),
                 out: [
                     Some(Dest {
                         buf: &inputs[1 - p],
@@ -141,6 +170,11 @@ pub fn forward(
                     stride: 4 * hp,
                     offset: at * 4 * hp,
                     slot_stride: hp,
+                    cell: cells_buf.as_ref().map(|buf| Dest {
+                        buf,
+                        stride: hp,
+                        offset: at * hp,
+                    }),
                 }),
             };
             // SAFETY: this phase reads `inputs[p]`; each thread writes the
@@ -162,11 +196,23 @@ pub fn forward(
         }
     };
     team::run(threads, run);
-    drop(out_buf);
-    let out = if hp == hidden {
-        out
+    drop((out_buf, gates_buf, cells_buf));
+    let unpad = |t: Tensor| -> Result<Tensor> {
+        Ok(if hp == hidden {
+            t
+        } else {
+            t.f_narrow(1, 0, hidden as i64)?.f_contiguous()?
+        })
+    };
+    let out = unpad(out)?;
+    let cells = cells.map(unpad).transpose()?;
+    let c_n = if lstm {
+        // SAFETY: the team has finished.
+        let c = Tensor::f_from_slice(unsafe { cell.get(0..rows * hp) })?
+            .f_view([rows as i64, hp as i64])?;
+        Some(unpad(c)?)
     } else {
-        out.f_narrow(1, 0, hidden as i64)?.f_contiguous()?
+        None
     };
     let gates = match gates {
         Some(g) if hp == hidden => Some(g.f_view([total as i64, 4 * hp as i64])?),
@@ -177,5 +223,11 @@ pub fn forward(
         None => None,
     };
     let h_n = steps.last(&out, reverse)?;
-    Ok(Fused { out, h_n, gates })
+    Ok(Fused {
+        out,
+        h_n,
+        gates,
+        c_n,
+        cells,
+    })
 }

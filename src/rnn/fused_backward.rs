@@ -287,3 +287,63 @@ pub fn simple(
     let dh0 = run_loop(w_hh, steps, reverse, dh_n, &dpre, pointwise)?;
     Ok((dpre, dh0))
 }
+
+/// The LSTM's per-step backward: from the saved activated gates (i, f, g, o)
+/// `[N, 4H]`, `tanh(c)` of the cell state after each token, the cell
+/// states each token started from, the output gradient and the final
+/// states' gradients, returns the gate pre-activation gradients `[N, 4H]`
+/// and the gradients of the initial `h` and `c`.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm(
+    w_hh: &Tensor,
+    gates: &Tensor,
+    tc: &Tensor,
+    c_prev: &Tensor,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    dc_n: &Tensor,
+    steps: &Steps,
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let rows = steps.batch();
+    let hid = w_hh.size()[1] as usize;
+    let (gates, tc) = (dense_rows(gates)?, dense_rows(tc)?);
+    let (c_prev, d_out) = (dense_rows(c_prev)?, dense_rows(d_out)?);
+    let (g, tc, cp, d_out) = (
+        Rows::new(&gates)?,
+        Rows::new(&tc)?,
+        Rows::new(&c_prev)?,
+        Rows::new(&d_out)?,
+    );
+    let dgates = empty(steps.rows(), 4 * hid)?;
+    // The cell state's gradient, carried from step to step in each sequence's
+    // row; it starts as dc_n and ends as the initial cell state's gradient.
+    let carry = SharedBuf::<f32>::new(rows * hid);
+    {
+        let dc_n = Floats::new(dc_n)?;
+        // SAFETY: no thread runs yet.
+        unsafe { carry.get_mut(0..rows * hid) }.copy_from_slice(&dc_n.get()[..rows * hid]);
+    }
+    let pointwise = |i: usize, r: usize, prod: &[f32], out: &mut [f32]| {
+        let (gr, tcr) = (g.row(i, 0, 4 * hid), tc.row(i, 0, hid));
+        let (cpr, dor) = (cp.row(i, 0, hid), d_out.row(i, 0, hid));
+        // SAFETY: batch row r of `carry` belongs to this thread.
+        let dcr = unsafe { carry.get_mut(r * hid..(r + 1) * hid) };
+        for u in 0..hid {
+            let (ig, fg, gg, og) = (gr[u], gr[hid + u], gr[2 * hid + u], gr[3 * hid + u]);
+            let dh = dor[u] + prod[u];
+            let t = tcr[u];
+            let dc = dh * og * (1.0 - t * t) + dcr[u];
+            out[u] = dc * gg * (ig * (1.0 - ig));
+            out[hid + u] = dc * cpr[u] * (fg * (1.0 - fg));
+            out[2 * hid + u] = dc * ig * (1.0 - gg * gg);
+            out[3 * hid + u] = dh * t * (og * (1.0 - og));
+            dcr[u] = dc * fg;
+        }
+    };
+    let dh0 = run_loop(w_hh, steps, reverse, dh_n, &dgates, pointwise)?;
+    // SAFETY: the team has finished.
+    let dc0 = Tensor::f_from_slice(unsafe { carry.get(0..rows * hid) })?
+        .f_view([rows as i64, hid as i64])?;
+    Ok((dgates, dh0, dc0))
+}

@@ -13,7 +13,7 @@ use super::direction::{
     dsigmoid, dtanh, mul3_into, project_inputs, sequence_grads, DirBackward, DirOutput, DirWeights,
 };
 use super::steps::{Carry, Steps};
-use super::{fused, fused_backward, Mode};
+use super::{fused, fused_backward};
 use crate::error::Result;
 
 pub struct Saved {
@@ -92,7 +92,7 @@ pub fn backward(
 ) -> Result<DirBackward> {
     let steps = &s.steps;
     let h_prev_all = steps.previous(&s.out, &s.h0, s.reverse)?;
-    if fused::usable(Mode::Gru, w, &s.x) {
+    if fused::usable(w, &s.x) {
         let (dgx, dgh, dh0) = fused_backward::gru(
             w.w_hh,
             &s.gates,

@@ -13,6 +13,7 @@ use super::direction::{
     DirWeights,
 };
 use super::steps::{Carry, Steps};
+use super::{fused, fused_backward};
 use crate::error::Result;
 
 pub struct Saved {
@@ -114,12 +115,33 @@ pub fn backward(
     need_dx: bool,
 ) -> Result<DirBackward> {
     let steps = &s.steps;
+    let c_prev_all = steps.previous(&s.c, &s.c0, s.reverse)?;
+    let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
+    if fused::usable(w, &s.x) {
+        let (dgates, dh0, dc0) = fused_backward::lstm(
+            w.w_hh,
+            &s.gates,
+            &s.tc,
+            &c_prev_all,
+            d_out,
+            dh_n,
+            dc_n,
+            steps,
+            s.reverse,
+        )?;
+        let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
+        return Ok(DirBackward {
+            dx,
+            dh0,
+            dc0: Some(dc0),
+            grads,
+        });
+    }
     let dgates = s.gates.f_zeros_like()?;
     let dh_all = match w.w_hr {
         Some(_) => Some(d_out.f_zeros_like()?),
         None => None,
     };
-    let c_prev_all = steps.previous(&s.c, &s.c0, s.reverse)?;
     let mut dh = Carry::new(dh_n, steps)?;
     let mut dc = Carry::new(dc_n, steps)?;
     for t in steps.order(!s.reverse) {
@@ -147,7 +169,6 @@ pub fn backward(
         dc.set(&dct.f_mul(f)?)?;
         dh.set(&dgt.f_mm(w.w_hh)?)?;
     }
-    let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
     let (dx, mut grads) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
     if let (Some(dh_all), Some(hf)) = (&dh_all, &s.hf) {
         grads.w_hr = Some(dh_all.f_tr()?.f_mm(hf)?);
@@ -161,6 +182,33 @@ pub fn backward(
 }
 
 impl Saved {
+    /// What the backward needs from a forward on the fused kernels, which
+    /// kept the activated gates `[N, 4H]` and the cell states `[N, H]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_fused(
+        x: &Tensor,
+        steps: &Steps,
+        h0: &Tensor,
+        c0: &Tensor,
+        reverse: bool,
+        out: &Tensor,
+        gates: &Tensor,
+        c: &Tensor,
+    ) -> Result<Saved> {
+        Ok(Saved {
+            x: x.shallow_clone(),
+            gates: gates.shallow_clone(),
+            c: c.shallow_clone(),
+            tc: c.f_tanh()?,
+            hf: None,
+            out: out.shallow_clone(),
+            h0: h0.shallow_clone(),
+            c0: c0.shallow_clone(),
+            steps: steps.clone(),
+            reverse,
+        })
+    }
+
     pub fn shallow_clone(&self) -> Saved {
         Saved {
             x: self.x.shallow_clone(),

@@ -8,7 +8,7 @@ use super::direction::{
     bias_sum, dtanh, project_inputs, sequence_grads, DirBackward, DirOutput, DirWeights,
 };
 use super::steps::{Carry, Steps};
-use super::{fused, fused_backward, Mode};
+use super::{fused, fused_backward};
 use crate::error::Result;
 
 pub struct Saved {
@@ -59,7 +59,7 @@ pub fn backward(
 ) -> Result<DirBackward> {
     let steps = &s.steps;
     let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
-    if fused::usable(Mode::RnnTanh, w, &s.x) {
+    if fused::usable(w, &s.x) {
         let (dpre, dh0) =
             fused_backward::simple(w.w_hh, &s.out, d_out, dh_n, steps, s.reverse, s.relu)?;
         let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;

@@ -71,14 +71,20 @@ fn run_direction(
             saved: f(o.saved),
         }
     }
-    if fused::usable(cfg.mode, w, x) {
+    // A padded LSTM batch runs on oneDNN's layer kernel (as fast as ours, and
+    // what torch.nn runs); everything else float32 on the CPU on our kernels.
+    let onednn = cfg.mode == Mode::Lstm && lstm_onednn::usable(w, x, steps);
+    if !onednn && fused::usable(w, x) {
         let relu = cfg.mode == Mode::RnnRelu;
-        let f = fused::forward(cfg.mode, w, x, steps, h0, reverse, keep_tape)?;
-        let saved = match (cfg.mode, &f.gates) {
-            (Mode::Gru, Some(g)) => {
+        let f = fused::forward(cfg.mode, w, x, steps, h0, c0, reverse, keep_tape)?;
+        let saved = match (cfg.mode, &f.gates, &f.cells, c0) {
+            (Mode::Lstm, Some(g), Some(c), Some(c0)) => Saved::Lstm(lstm::Saved::from_fused(
+                x, steps, h0, c0, reverse, &f.out, g, c,
+            )?),
+            (Mode::Gru, Some(g), _, _) => {
                 Saved::Gru(gru::Saved::from_fused(x, steps, h0, reverse, &f.out, g)?)
             }
-            (Mode::Gru, None) => Saved::Discarded,
+            (Mode::Gru | Mode::Lstm, _, _, _) => Saved::Discarded,
             _ => Saved::Simple(simple::Saved::from_fused(
                 x, steps, h0, reverse, relu, &f.out,
             )),
@@ -86,14 +92,14 @@ fn run_direction(
         return Ok(DirOutput {
             out: f.out,
             h_n: f.h_n,
-            c_n: None,
+            c_n: f.c_n,
             saved,
         });
     }
     Ok(match cfg.mode {
         Mode::Lstm => {
             let c0 = c0.ok_or_else(|| Error::shape("LSTM needs an initial cell state"))?;
-            if lstm_onednn::usable(w, x, steps) {
+            if onednn {
                 wrap(
                     lstm_onednn::forward(w, x, steps, h0, c0, reverse, keep_tape)?,
                     Saved::LstmOneDnn,

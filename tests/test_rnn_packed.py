@@ -27,7 +27,8 @@ CONFIGS = [
 
 def config_id(c):
     kind, bias, bidir, layers, hx, proj, srt = c
-    return f"{kind}-bias{int(bias)}-bi{int(bidir)}-L{layers}-hx{int(hx)}-proj{proj}-sorted{int(srt)}"
+    flags = f"bias{int(bias)}-bi{int(bidir)}-L{layers}-hx{int(hx)}"
+    return f"{kind}-{flags}-proj{proj}-sorted{int(srt)}"
 
 
 def packed_input(dtype, enforce_sorted, lengths=LENGTHS, features=IN):
@@ -106,7 +107,9 @@ def test_packed_float32_fused_sizes_against_float64_torch(kind):
     torch.manual_seed(1)
     lengths = torch.randint(1, 40, (37,)).tolist()
     for hidden, bidir in ((17, True), (128, False)):
-        ours, ref = make_pair(kind, 24, hidden, dtype=torch.float32, num_layers=2, bidirectional=bidir)
+        ours, ref = make_pair(
+            kind, 24, hidden, dtype=torch.float32, num_layers=2, bidirectional=bidir
+        )
         ref = ref.double()
         packed = packed_input(torch.float32, False, lengths, 24)
         packed64 = PackedSequence(

@@ -53,6 +53,7 @@ pub struct Grads {
     pub weights: Vec<Tensor>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_direction(
     cfg: &RnnConfig,
     w: &DirWeights,

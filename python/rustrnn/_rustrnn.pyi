@@ -73,6 +73,9 @@ class RnnSpec:
     @property
     def mode(self) -> str:
         """The cell type."""
+    @property
+    def arguments(self) -> tuple[str, int, int, int, bool, bool, float, bool, int]:
+        """The constructor's arguments, in its order: what a copy is built from."""
     def param_specs(self) -> list[tuple[str, list[int]]]:
         """``(name, shape)`` of every parameter, in torch's ``_flat_weights_names`` order."""
     def extra_repr(self) -> str:
@@ -85,8 +88,10 @@ class RnnSpec:
         weights: Sequence[Tensor],
         train: bool,
         keep_tape: bool,
+        batch_sizes: Sequence[int] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None, Tape | None]:
-        """Runs the stack: ``(output, h_n, c_n or None, tape or None)``."""
+        """Runs the stack: ``(output, h_n, c_n or None, tape or None)``; with
+        ``batch_sizes``, ``input`` is a PackedSequence's data and the output is too."""
 
 @final
 class Tape:

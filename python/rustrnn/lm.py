@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import _rustrnn
 from .nn import GRU, LSTM, RNN, Dropout
@@ -28,6 +29,21 @@ def _make_stack(cell, embed_size, hidden_size, num_layers, dropout):
     if cell == "gru":
         return GRU(embed_size, hidden_size, num_layers, dropout=inner)
     return RNN(embed_size, hidden_size, num_layers, nonlinearity=cell[4:], dropout=inner)
+
+
+def _shift_packed(ids: PackedSequence, first: int) -> PackedSequence:
+    """Every sequence moved one step later, ``first`` at its start and its last token
+    dropped: the same lengths, so the same packing. Step t's rows continue step t-1's
+    first rows, which in the packed data sit ``batch_sizes[t-1]`` rows earlier."""
+    data = torch.empty_like(ids.data)
+    sizes = ids.batch_sizes.tolist()
+    data[: sizes[0]] = first
+    start = sizes[0]
+    prev_start = 0
+    for size in sizes[1:]:
+        data[start : start + size] = ids.data[prev_start : prev_start + size]
+        prev_start, start = start, start + size
+    return ids._replace(data=data)
 
 
 class LanguageModel(nn.Module):
@@ -95,16 +111,24 @@ class LanguageModel(nn.Module):
     def extra_repr(self) -> str:
         return f"vocab_size={len(self.vocab)}"
 
-    def forward(self, ids: Tensor, state=None):
+    def forward(self, ids: Union[Tensor, PackedSequence], state=None):
         """Logits for the next token at every position.
 
         Args:
-            ids: ``(T, B)`` or ``(T,)`` token ids.
+            ids: ``(T, B)`` or ``(T,)`` token ids, or a
+                :class:`~torch.nn.utils.rnn.PackedSequence` of id sequences of different
+                lengths (``pack_sequence([ids_1, ids_2, ...], enforce_sorted=False)``).
             state: the stack's state from a previous call (carried across windows), or None.
 
         Returns:
-            ``(logits, state)``: ``(T, B, V)`` (``(T, V)`` unbatched) and the final state.
+            ``(logits, state)``: ``(T, B, V)`` (``(T, V)`` unbatched), or a PackedSequence
+            of ``(N, V)`` logits laid out as ``ids``; and the final state (each
+            sequence's own, in the caller's order, for packed input).
         """
+        if isinstance(ids, PackedSequence):
+            x = ids._replace(data=self.drop(self.embedding(ids.data)))
+            out, state = self.rnn(x, state)
+            return out._replace(data=self.head(self.drop(out.data))), state
         x = self.drop(self.embedding(ids))
         out, state = self.rnn(x, state)
         return self.head(self.drop(out)), state
@@ -165,16 +189,23 @@ class LanguageModel(nn.Module):
             raise ValueError("without a line-break token in the vocabulary, scoring needs 2 tokens")
         return ids[:-1], ids[1:]
 
-    def log_prob(self, text_or_ids: TextOrIds) -> Tuple[Tensor, Tensor]:
+    def log_prob(self, text_or_ids: Union[TextOrIds, PackedSequence]):
         """log P(w1..wm) and the per-token log-probabilities log P(w_i | w_<i).
 
         Returns:
             ``(total, per_token)``: a 0-d tensor and a ``(m,)`` tensor (``(m-1,)`` when
             the vocabulary has no line-break token), computed in eval mode without gradients.
+            For a PackedSequence of id sequences: ``(totals, per_token)`` with ``totals``
+            of shape ``(B,)`` in the caller's order and ``per_token`` a PackedSequence laid
+            out as the input (each sequence read after a line break, so this needs a
+            line-break token in the vocabulary).
 
         Args:
-            text_or_ids: text, encoded with the model's vocabulary, or a 1-D sequence of ids.
+            text_or_ids: text, encoded with the model's vocabulary, or a 1-D sequence of ids;
+                or a PackedSequence of id sequences, scored together in one forward pass.
         """
+        if isinstance(text_or_ids, PackedSequence):
+            return self._log_prob_packed(text_or_ids)
         ids = self._ids(text_or_ids)
         if ids.numel() == 0:
             raise ValueError("cannot score an empty sequence")
@@ -189,6 +220,30 @@ class LanguageModel(nn.Module):
         finally:
             self.train(was_training)
         return per_token.sum(), per_token
+
+    def _log_prob_packed(self, packed: PackedSequence) -> Tuple[Tensor, PackedSequence]:
+        boundary = self._boundary_id()
+        if boundary is None:
+            raise ValueError("scoring packed sequences needs a line-break token in the vocabulary")
+        if packed.data.dtype != torch.long:
+            raise TypeError(f"packed ids must be int64, got {packed.data.dtype}")
+        device = self.embedding.weight.device
+        targets = packed.to(device)
+        # Each sequence's context is the boundary then its own tokens but the last, so
+        # every sequence keeps its length and the packing (batch sizes, order) stays.
+        context = _shift_packed(targets, boundary)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                logits, _ = self(context)
+                logp = F.log_softmax(logits.data.double(), dim=-1)
+                per_token = logp.gather(1, targets.data.unsqueeze(1)).squeeze(1)
+        finally:
+            self.train(was_training)
+        per_token = targets._replace(data=per_token)
+        padded, _ = pad_packed_sequence(per_token, batch_first=True)
+        return padded.sum(1), per_token
 
     def perplexity(self, text_or_ids: TextOrIds) -> float:
         """exp(-mean log P(w_i | w_<i)) over the scored tokens."""

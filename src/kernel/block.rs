@@ -44,15 +44,29 @@ pub struct Dest<'a> {
     pub offset: usize,
 }
 
-/// Where the GRU's activated gates go for a backward pass: row `r`'s unit `u`
-/// of slot `s` (r, z, n, and the recurrent candidate part `W_hn h + b_hn`)
-/// lands at `buf[r * stride + offset + s * slot_stride + u]`.
+/// Where the activated gates go for a backward pass: row `r`'s unit `u` of
+/// slot `s` lands at `buf[r * stride + offset + s * slot_stride + u]`. The
+/// GRU's slots are r, z, n and the recurrent candidate part `W_hn h + b_hn`;
+/// the LSTM's are i, f, g, o, and its new cell state goes to `cell`.
 #[derive(Clone, Copy)]
 pub struct GateSave<'a> {
     pub buf: &'a SharedBuf,
     pub stride: usize,
     pub offset: usize,
     pub slot_stride: usize,
+    pub cell: Option<Dest<'a>>,
+}
+
+impl GateSave<'_> {
+    /// # Safety
+    /// As for [`run`]: block `b` of row `r` belongs to the calling thread.
+    #[inline(always)]
+    unsafe fn write(&self, r: usize, b: usize, act: &[[f32; LANES]; SLOTS]) {
+        for (slot, values) in act.iter().enumerate() {
+            let at = r * self.stride + self.offset + slot * self.slot_stride + b * LANES;
+            self.buf.get_mut(at..at + LANES).copy_from_slice(values);
+        }
+    }
 }
 
 pub struct Job<'a> {
@@ -233,6 +247,7 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
                 let cell = job.cell.expect("the LSTM kernel has a cell state");
                 let at = r * cell.stride + cell.offset + b * LANES;
                 let c = cell.buf.get_mut(at..at + LANES);
+                let mut act = [[0.0f32; LANES]; SLOTS];
                 for l in 0..LANES {
                     let i = lanes::sigmoid(gates[0][l]);
                     let f = lanes::sigmoid(gates[1][l]);
@@ -240,6 +255,17 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
                     let o = lanes::sigmoid(gates[3][l]);
                     c[l] = f * c[l] + i * g;
                     outs[0][l] = o * lanes::tanh(c[l]);
+                    act[0][l] = i;
+                    act[1][l] = f;
+                    act[2][l] = g;
+                    act[3][l] = o;
+                }
+                if let Some(save) = job.gates {
+                    save.write(r, b, &act);
+                    if let Some(keep) = save.cell {
+                        let at = r * keep.stride + keep.offset + b * LANES;
+                        keep.buf.get_mut(at..at + LANES).copy_from_slice(c);
+                    }
                 }
                 1
             }
@@ -259,11 +285,7 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
                 }
                 if let Some(save) = job.gates {
                     act[3] = gates[3];
-                    for (slot, values) in act.iter().enumerate() {
-                        let at =
-                            r * save.stride + save.offset + slot * save.slot_stride + b * LANES;
-                        save.buf.get_mut(at..at + LANES).copy_from_slice(values);
-                    }
+                    save.write(r, b, &act);
                 }
                 1
             }

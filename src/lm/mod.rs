@@ -56,7 +56,7 @@ fn prime(
         batch_first: false,
         ..cfg.clone()
     };
-    let out = stack::forward(&cfg, &x, None, None, w.stack, false, false)?;
+    let out = stack::forward(&cfg, &x, None, None, None, w.stack, false, false)?;
     let last = out.output.f_select(0, prompt.size()[0] - 1)?;
     Ok((last, out.h_n, out.c_n))
 }

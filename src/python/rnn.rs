@@ -77,20 +77,23 @@ impl PyRnnSpec {
     /// `(RnnSpec, constructor arguments)`: pickling, `copy` and `torch.save`
     /// rebuild the spec through `RnnSpec(...)`, validated again.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> (Bound<'py, PyType>, SpecArgs) {
-        let c = &slf.get().cfg;
+        (slf.get_type(), slf.get().arguments())
+    }
+
+    /// The constructor's arguments, in its order: what a copy is built from.
+    #[getter]
+    fn arguments(&self) -> SpecArgs {
+        let c = &self.cfg;
         (
-            slf.get_type(),
-            (
-                c.mode.name(),
-                c.input_size,
-                c.hidden_size,
-                c.num_layers,
-                c.bias,
-                c.batch_first,
-                c.dropout,
-                c.bidirectional,
-                c.proj_size,
-            ),
+            c.mode.name(),
+            c.input_size,
+            c.hidden_size,
+            c.num_layers,
+            c.bias,
+            c.batch_first,
+            c.dropout,
+            c.bidirectional,
+            c.proj_size,
         )
     }
 
@@ -121,10 +124,12 @@ impl PyRnnSpec {
     ///     weights: the parameters in torch's flat order.
     ///     train: whether dropout between layers is active.
     ///     keep_tape: return a Tape for `Tape.backward`.
+    ///     batch_sizes: a PackedSequence's batch sizes (a list of ints); `input`
+    ///         is then its data `(N, H_in)` and hx, cx are in its sorted order.
     ///
     /// Returns:
     ///     `(output, h_n, c_n or None, tape or None)`.
-    #[pyo3(signature = (input, hx, cx, weights, train, keep_tape))]
+    #[pyo3(signature = (input, hx, cx, weights, train, keep_tape, batch_sizes=None))]
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
@@ -135,6 +140,7 @@ impl PyRnnSpec {
         weights: Vec<PyTensor>,
         train: bool,
         keep_tape: bool,
+        batch_sizes: Option<Vec<i64>>,
     ) -> PyResult<(PyTensor, PyTensor, Option<PyTensor>, Option<PyTape>)> {
         let cfg = self.cfg.clone();
         let weights = unwrap_all(weights);
@@ -143,6 +149,7 @@ impl PyRnnSpec {
             stack::forward(
                 &cfg,
                 &input,
+                batch_sizes.as_deref(),
                 hx.as_ref(),
                 cx.as_ref(),
                 &weights,

@@ -6,29 +6,51 @@
 use tch::{Device, Kind, Tensor};
 
 use super::config::{Mode, RnnConfig};
+use super::steps::Steps;
 use crate::error::{Error, Result};
 
 /// How the user laid out the input; undone on every tensor handed back.
+/// Inside, a sequence is flat rows `[N, F]` laid out by [`Steps`].
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
     pub batch_first: bool,
     pub unbatched: bool,
+    /// A `PackedSequence`'s data: already flat rows.
+    pub packed: bool,
 }
 
 impl Layout {
-    /// Time-major `[T, B, F]` sequence -> the user's layout.
-    pub fn sequence_out(&self, t: &Tensor) -> Result<Tensor> {
+    /// Flat rows `[N, F]` -> the user's layout.
+    pub fn sequence_out(&self, rows: &Tensor, steps: &Steps) -> Result<Tensor> {
+        if self.packed {
+            return Ok(rows.shallow_clone());
+        }
+        let t = rows.f_reshape([steps.len() as i64, steps.batch() as i64, -1])?;
         Ok(if self.unbatched {
             t.f_squeeze_dim(1)?
         } else if self.batch_first {
             t.f_transpose(0, 1)?
         } else {
-            t.shallow_clone()
+            t
         })
     }
 
-    /// The user's layout -> time-major `[T, B, F]` (the inverse of `sequence_out`).
-    pub fn sequence_in(&self, t: &Tensor) -> Result<Tensor> {
+    /// The shape `sequence_out` gives a sequence of `features` columns.
+    pub fn sequence_shape(&self, steps: &Steps, features: i64) -> Vec<i64> {
+        let (len, batch) = (steps.len() as i64, steps.batch() as i64);
+        if self.packed {
+            vec![steps.rows() as i64, features]
+        } else if self.unbatched {
+            vec![len, features]
+        } else if self.batch_first {
+            vec![batch, len, features]
+        } else {
+            vec![len, batch, features]
+        }
+    }
+
+    /// The user's layout -> time-major `[T, B, F]`, not yet flattened.
+    fn time_major(&self, t: &Tensor) -> Result<Tensor> {
         Ok(if self.unbatched {
             t.f_unsqueeze(1)?
         } else if self.batch_first {
@@ -36,6 +58,16 @@ impl Layout {
         } else {
             t.shallow_clone()
         })
+    }
+
+    /// The user's layout -> flat rows `[N, F]` (the inverse of `sequence_out`).
+    pub fn sequence_in(&self, t: &Tensor) -> Result<Tensor> {
+        if self.packed {
+            return Ok(t.shallow_clone());
+        }
+        let t = self.time_major(t)?;
+        let s = t.size();
+        Ok(t.f_reshape([s[0] * s[1], s[2]])?)
     }
 
     /// `[L*D, B, H]` state -> the user's layout (`batch_first` never applies to states).
@@ -56,9 +88,11 @@ impl Layout {
     }
 }
 
-/// Inputs made ready for the stack: time-major, batched, with initial states.
+/// Inputs made ready for the stack: flat rows, batched, with initial states.
 pub struct Prepared {
+    /// `[N, I]`.
     pub input: Tensor,
+    pub steps: Steps,
     pub h0: Tensor,
     pub c0: Option<Tensor>,
     pub layout: Layout,
@@ -150,10 +184,13 @@ fn check_float(kind: Kind, what: &str) -> Result<()> {
 }
 
 /// Validates `input` and the optional states against the stack and returns
-/// them time-major and batched, with zero states where none were given.
+/// them as flat rows, batched, with zero states where none were given.
+/// With `batch_sizes`, `input` is a `PackedSequence`'s data `[N, H_in]`
+/// and the states are in its sorted order.
 pub fn prepare(
     cfg: &RnnConfig,
     input: &Tensor,
+    batch_sizes: Option<&[i64]>,
     hx: Option<&Tensor>,
     cx: Option<&Tensor>,
     weights: &[Tensor],
@@ -161,12 +198,18 @@ pub fn prepare(
     check_weights(cfg, weights)?;
     let name = cfg.mode.class_name();
     let rank = input.dim();
+    let packed = batch_sizes.is_some();
+    if packed && rank != 2 {
+        return Err(Error::Value(format!(
+            "{name}: Expected packed input data to be 2D (rows, features), got {rank}D instead"
+        )));
+    }
     if rank != 2 && rank != 3 {
         return Err(Error::Value(format!(
             "{name}: Expected input to be 2D or 3D, got {rank}D instead"
         )));
     }
-    let unbatched = rank == 2;
+    let unbatched = rank == 2 && !packed;
     let is_lstm = cfg.mode == Mode::Lstm;
     if cx.is_some() && !is_lstm {
         return Err(Error::Type(format!(
@@ -203,8 +246,8 @@ pub fn prepare(
     let layout = Layout {
         batch_first: cfg.batch_first,
         unbatched,
+        packed,
     };
-    let input_tm = layout.sequence_in(input)?;
 
     let param_kind = weights[0].f_kind()?;
     let input_kind = input.f_kind()?;
@@ -216,11 +259,11 @@ pub fn prepare(
         )));
     }
     check_float(input_kind, "input")?;
-    if input_tm.size()[2] != cfg.input_size {
+    let features = input.size()[rank - 1];
+    if features != cfg.input_size {
         return Err(Error::Shape(format!(
-            "input.size(-1) must be equal to input_size. Expected {}, got {}",
+            "input.size(-1) must be equal to input_size. Expected {}, got {features}",
             cfg.input_size,
-            input_tm.size()[2]
         )));
     }
     let device = weights[0].device();
@@ -232,13 +275,19 @@ pub fn prepare(
             device_name(device)
         )));
     }
-    let seq_len = input_tm.size()[0];
-    let batch = input_tm.size()[1];
-    if seq_len == 0 {
-        return Err(Error::Shape(
-            "Expected sequence length to be larger than 0 in RNN, got 0".into(),
-        ));
-    }
+    let steps = match batch_sizes {
+        Some(sizes) => Steps::packed(sizes, input.size()[0])?,
+        None => {
+            let s = layout.time_major(input)?.size();
+            if s[0] == 0 {
+                return Err(Error::Shape(
+                    "Expected sequence length to be larger than 0 in RNN, got 0".into(),
+                ));
+            }
+            Steps::uniform(s[0] as usize, s[1] as usize)
+        }
+    };
+    let batch = steps.batch() as i64;
     let layers = cfg.num_layers * cfg.num_directions();
     let h_shape = [layers, batch, cfg.real_hidden_size()];
     let c_shape = [layers, batch, cfg.hidden_size];
@@ -285,7 +334,8 @@ pub fn prepare(
         (state(hx, h_shape, "hidden")?, None)
     };
     Ok(Prepared {
-        input: input_tm,
+        input: layout.sequence_in(input)?,
+        steps,
         h0,
         c0,
         layout,

@@ -12,67 +12,71 @@
 //!
 //! The weight and input gradients of all steps stay one large product each,
 //! in `direction::sequence_grads`.
+//!
+//! A packed batch's step works on its own rows only (see `fused`): the
+//! gradient buffer starts as `dh_n` in every row, a sequence's row is first
+//! touched at its own last step, and when the loop ends every row holds the
+//! gradient of its sequence's initial state.
 
 use tch::{Device, Kind, Tensor};
 
-use super::direction::time_order;
 use super::packing::{team_output, team_size, Floats};
+use super::steps::Steps;
 use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 
-/// `t` itself when its last dimension is dense, else a contiguous copy.
+/// A float32 CPU tensor `[N, C]`, one row per token, read in place
+/// (contiguous within a row): the GRU's gates are views into one `[N, 4H]`
+/// buffer. Anything else is copied first.
+struct Rows<'a> {
+    data: &'a [f32],
+    stride: usize,
+}
+
+/// `t` itself when it can be read as [`Rows`] in place, else a contiguous copy.
 fn dense_rows(t: &Tensor) -> Result<Tensor> {
-    Ok(if t.dim() == 3 && t.stride()[2] == 1 {
+    let (size, stride) = (t.size(), t.stride());
+    let in_place = t.dim() == 2 && (size[1] <= 1 || stride[1] == 1) && stride[0] >= size[1];
+    Ok(if in_place {
         t.shallow_clone()
     } else {
         t.f_contiguous()?
     })
 }
 
-/// A float32 CPU tensor `[T, B, C]` with a dense last dimension (see
-/// [`dense_rows`]), read in place: the GRU's gates are views into one
-/// `[T, B, 4H]` buffer.
-struct Rows<'a> {
-    data: &'a [f32],
-    s0: usize,
-    s1: usize,
-}
-
 impl<'a> Rows<'a> {
+    /// `t` must come from [`dense_rows`] and outlive the result.
     fn new(t: &'a Tensor) -> Result<Rows<'a>> {
-        // A last dimension of one element is dense whatever its stride
-        // (libtorch leaves the strides of size-1 dimensions arbitrary).
-        if t.device() != Device::Cpu
-            || t.f_kind()? != Kind::Float
-            || t.dim() != 3
-            || (t.size()[2] > 1 && t.stride()[2] != 1)
-        {
-            return Err(Error::value(
-                "the fused backward takes float32 CPU [T, B, C] tensors with dense rows",
-            ));
+        if t.device() != Device::Cpu || t.f_kind()? != Kind::Float || t.dim() != 2 {
+            return Err(Error::value(format!(
+                "the fused backward takes float32 CPU [N, C] tensors, got {:?} {:?} on {:?}",
+                t.size(),
+                t.f_kind()?,
+                t.device()
+            )));
         }
         let (size, stride) = (t.size(), t.stride());
         let span = if t.numel() == 0 {
             0
         } else {
-            (0..3).map(|d| (size[d] - 1) * stride[d]).sum::<i64>() as usize + 1
+            ((size[0] - 1) * stride[0] + size[1]) as usize
         };
-        // SAFETY: float32 on the CPU; every element of the view lies within
-        // `span` elements of its first; `t` outlives `'a`.
+        // SAFETY: float32 on the CPU; `dense_rows` made each row contiguous
+        // with rows `stride` apart, so every element lies within `span` of
+        // the first; `t` outlives `'a`.
         let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, span) };
         Ok(Rows {
             data,
-            s0: stride[0] as usize,
-            s1: stride[1] as usize,
+            stride: stride[0] as usize,
         })
     }
 
-    /// Row `(t, b)` from column `c0`, `n` long.
-    fn row(&self, t: usize, b: usize, c0: usize, n: usize) -> &[f32] {
-        let at = t * self.s0 + b * self.s1 + c0;
+    /// Row `i` from column `c0`, `n` long.
+    fn row(&self, i: usize, c0: usize, n: usize) -> &[f32] {
+        let at = i * self.stride + c0;
         &self.data[at..at + n]
     }
 }
@@ -97,22 +101,21 @@ fn pack_transposed(w_hh: &Tensor) -> Result<(PackedLayer, usize)> {
     Ok((layer, blocks * width))
 }
 
-fn empty(shape: [usize; 3]) -> Result<Tensor> {
+fn empty(rows: usize, cols: usize) -> Result<Tensor> {
     Ok(Tensor::f_empty(
-        shape.map(|d| d as i64),
+        [rows as i64, cols as i64],
         (Kind::Float, Device::Cpu),
     )?)
 }
 
-/// Runs the two-phase loop: `pointwise(t, row, prod_row, gate_grads_row)`
-/// turns the product of the later step (`prod_row`, `[H]`) into this step's
-/// gate gradients (`[G]`), which are then multiplied by `W_hh`. Returns the
-/// last product `[B, H]` (the gradient reaching the initial state, before
-/// any pointwise term the caller adds).
+/// Runs the two-phase loop: `pointwise(token, batch_row, prod_row,
+/// gate_grads_row)` turns the product of the later step (`prod_row`, `[H]`)
+/// into this token's gate gradients (`[G]`), which are then multiplied by
+/// `W_hh`. Returns the last product `[B, H]` (the gradient reaching the
+/// initial state, before any pointwise term the caller adds).
 fn run_loop(
     w_hh: &Tensor,
-    len: usize,
-    rows: usize,
+    steps: &Steps,
     reverse: bool,
     dh_n: &Tensor,
     grads_for_product: &Tensor,
@@ -120,6 +123,7 @@ fn run_loop(
 ) -> Result<Tensor> {
     let (layer, hp) = pack_transposed(w_hh)?;
     let (gates, hidden) = (layer.k, w_hh.size()[1] as usize);
+    let rows = steps.batch();
     let prod = SharedBuf::new(rows * hp);
     let dh_n = Floats::new(dh_n)?;
     // SAFETY: no thread runs yet.
@@ -131,34 +135,32 @@ fn run_loop(
     }
     // SAFETY: a fresh float32 tensor the caller keeps; only the team writes it.
     let grads = unsafe { team_output(grads_for_product) };
-    let order: Vec<usize> = time_order(len as i64, !reverse)
-        .map(|t| t as usize)
-        .collect();
+    let order: Vec<usize> = steps.order(!reverse).collect();
     let threads = team_size(&layer, rows);
     let barrier = SpinBarrier::new(threads);
     let isa = Isa::detect();
     team::run(threads, |tid| {
-        let my_rows = split(rows, threads, tid);
         let my_blocks = split(layer.blocks, threads, tid);
         for &t in &order {
+            let (first, n) = steps.at(t);
             // SAFETY (phase 1): each thread reads and writes only its rows of
             // `prod` and of step t's gate gradients.
             unsafe {
-                for r in my_rows.clone() {
+                for r in split(n, threads, tid) {
                     let p = prod.get(r * hp..r * hp + hidden);
-                    let at = (t * rows + r) * gates;
-                    pointwise(t, r, p, grads.get_mut(at..at + gates));
+                    let at = (first + r) * gates;
+                    pointwise(first + r, r, p, grads.get_mut(at..at + gates));
                 }
             }
             barrier.wait();
             // SAFETY (phase 2): every thread reads step t's gate gradients;
-            // each writes its own blocks of `prod`.
-            let step_grads = unsafe { grads.window(t * rows * gates..(t + 1) * rows * gates) };
+            // each writes its own blocks of `prod` (its first n rows).
+            let step_grads = unsafe { grads.window(first * gates..(first + n) * gates) };
             let job = Job {
                 layer: &layer,
                 pointwise: Pointwise::Linear,
                 input: &step_grads,
-                rows,
+                rows: n,
                 cell: None,
                 out: [
                     Some(Dest {
@@ -185,9 +187,10 @@ fn run_loop(
 }
 
 /// The GRU's per-step backward: from the saved activated gates (r, z, n),
-/// `hn = W_hn h + b_hn`, the states each step started from `h_prev`, the
+/// `hn = W_hn h + b_hn`, the states each token started from `h_prev`, the
 /// output gradient and `dh_n`, returns the input-side and hidden-side gate
-/// gradients `[T, B, 3H]` and the initial state's gradient.
+/// gradients `[N, 3H]` and the initial state's gradient.
+#[allow(clippy::too_many_arguments)]
 pub fn gru(
     w_hh: &Tensor,
     gates: &Tensor,
@@ -195,12 +198,11 @@ pub fn gru(
     h_prev: &Tensor,
     d_out: &Tensor,
     dh_n: &Tensor,
+    steps: &Steps,
     reverse: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let (len, rows, three) = gates.size3()?;
-    let (len, rows, hid) = (len as usize, rows as usize, three as usize / 3);
-    // With one hidden unit the saved gates are a strided view (every gate
-    // slot of the fused forward is padded to a whole block).
+    let (total, rows) = (steps.rows(), steps.batch());
+    let hid = w_hh.size()[1] as usize;
     let (gates, hn, h_prev, d_out) = (
         dense_rows(gates)?,
         dense_rows(hn)?,
@@ -213,20 +215,20 @@ pub fn gru(
         Rows::new(&h_prev)?,
         Rows::new(&d_out)?,
     );
-    let dgx = empty([len, rows, 3 * hid])?;
-    let dgh = empty([len, rows, 3 * hid])?;
+    let dgx = empty(total, 3 * hid)?;
+    let dgh = empty(total, 3 * hid)?;
     // SAFETY: as for `grads` in `run_loop`.
     let dgx_buf = unsafe { team_output(&dgx) };
     // What each step passes back to the previous state besides the product: dh ⊙ z.
     let carry = SharedBuf::<f32>::new(rows * hid);
-    let pointwise = |t: usize, r: usize, prod: &[f32], out: &mut [f32]| {
-        let (gr, hnr) = (g.row(t, r, 0, 3 * hid), hn.row(t, r, 0, hid));
-        let (hpr, dor) = (hp_.row(t, r, 0, hid), d_out.row(t, r, 0, hid));
-        // SAFETY: row r of `carry` and of step t's `dgx` belong to this thread.
+    let pointwise = |i: usize, r: usize, prod: &[f32], out: &mut [f32]| {
+        let (gr, hnr) = (g.row(i, 0, 3 * hid), hn.row(i, 0, hid));
+        let (hpr, dor) = (hp_.row(i, 0, hid), d_out.row(i, 0, hid));
+        // SAFETY: batch row r of `carry` and token i's `dgx` belong to this thread.
         let (c, x) = unsafe {
             (
                 carry.get_mut(r * hid..(r + 1) * hid),
-                dgx_buf.get_mut((t * rows + r) * 3 * hid..(t * rows + r + 1) * 3 * hid),
+                dgx_buf.get_mut(i * 3 * hid..(i + 1) * 3 * hid),
             )
         };
         for u in 0..hid {
@@ -244,7 +246,7 @@ pub fn gru(
             c[u] = dh * z;
         }
     };
-    let last = run_loop(w_hh, len, rows, reverse, dh_n, &dgh, pointwise)?;
+    let last = run_loop(w_hh, steps, reverse, dh_n, &dgh, pointwise)?;
     drop(dgx_buf);
     // SAFETY: the team has finished.
     let c = Tensor::f_from_slice(unsafe { carry.get(0..rows * hid) })?
@@ -253,22 +255,22 @@ pub fn gru(
 }
 
 /// The Elman RNN's per-step backward from its outputs: returns the
-/// pre-activation gradients `[T, B, H]` and the initial state's gradient.
+/// pre-activation gradients `[N, H]` and the initial state's gradient.
 pub fn simple(
     w_hh: &Tensor,
     out: &Tensor,
     d_out: &Tensor,
     dh_n: &Tensor,
+    steps: &Steps,
     reverse: bool,
     relu: bool,
 ) -> Result<(Tensor, Tensor)> {
-    let (len, rows, hid) = out.size3()?;
-    let (len, rows, hid) = (len as usize, rows as usize, hid as usize);
+    let hid = w_hh.size()[1] as usize;
     let (out, d_out) = (dense_rows(out)?, dense_rows(d_out)?);
     let (o, d_out) = (Rows::new(&out)?, Rows::new(&d_out)?);
-    let dpre = empty([len, rows, hid])?;
-    let pointwise = |t: usize, r: usize, prod: &[f32], g: &mut [f32]| {
-        let (or, dor) = (o.row(t, r, 0, hid), d_out.row(t, r, 0, hid));
+    let dpre = empty(steps.rows(), hid)?;
+    let pointwise = |i: usize, _r: usize, prod: &[f32], g: &mut [f32]| {
+        let (or, dor) = (o.row(i, 0, hid), d_out.row(i, 0, hid));
         for u in 0..hid {
             let act = if relu {
                 if or[u] > 0.0 {
@@ -282,6 +284,66 @@ pub fn simple(
             g[u] = (dor[u] + prod[u]) * act;
         }
     };
-    let dh0 = run_loop(w_hh, len, rows, reverse, dh_n, &dpre, pointwise)?;
+    let dh0 = run_loop(w_hh, steps, reverse, dh_n, &dpre, pointwise)?;
     Ok((dpre, dh0))
+}
+
+/// The LSTM's per-step backward: from the saved activated gates (i, f, g, o)
+/// `[N, 4H]`, `tanh(c)` of the cell state after each token, the cell
+/// states each token started from, the output gradient and the final
+/// states' gradients, returns the gate pre-activation gradients `[N, 4H]`
+/// and the gradients of the initial `h` and `c`.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm(
+    w_hh: &Tensor,
+    gates: &Tensor,
+    tc: &Tensor,
+    c_prev: &Tensor,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    dc_n: &Tensor,
+    steps: &Steps,
+    reverse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let rows = steps.batch();
+    let hid = w_hh.size()[1] as usize;
+    let (gates, tc) = (dense_rows(gates)?, dense_rows(tc)?);
+    let (c_prev, d_out) = (dense_rows(c_prev)?, dense_rows(d_out)?);
+    let (g, tc, cp, d_out) = (
+        Rows::new(&gates)?,
+        Rows::new(&tc)?,
+        Rows::new(&c_prev)?,
+        Rows::new(&d_out)?,
+    );
+    let dgates = empty(steps.rows(), 4 * hid)?;
+    // The cell state's gradient, carried from step to step in each sequence's
+    // row; it starts as dc_n and ends as the initial cell state's gradient.
+    let carry = SharedBuf::<f32>::new(rows * hid);
+    {
+        let dc_n = Floats::new(dc_n)?;
+        // SAFETY: no thread runs yet.
+        unsafe { carry.get_mut(0..rows * hid) }.copy_from_slice(&dc_n.get()[..rows * hid]);
+    }
+    let pointwise = |i: usize, r: usize, prod: &[f32], out: &mut [f32]| {
+        let (gr, tcr) = (g.row(i, 0, 4 * hid), tc.row(i, 0, hid));
+        let (cpr, dor) = (cp.row(i, 0, hid), d_out.row(i, 0, hid));
+        // SAFETY: batch row r of `carry` belongs to this thread.
+        let dcr = unsafe { carry.get_mut(r * hid..(r + 1) * hid) };
+        for u in 0..hid {
+            let (ig, fg, gg, og) = (gr[u], gr[hid + u], gr[2 * hid + u], gr[3 * hid + u]);
+            let dh = dor[u] + prod[u];
+            let t = tcr[u];
+            let dc = dh * og * (1.0 - t * t) + dcr[u];
+            out[u] = dc * gg * (ig * (1.0 - ig));
+            out[hid + u] = dc * cpr[u] * (fg * (1.0 - fg));
+            out[2 * hid + u] = dc * ig * (1.0 - gg * gg);
+            out[3 * hid + u] = dh * t * (og * (1.0 - og));
+            dcr[u] = dc * fg;
+        }
+    };
+    let dh0 = run_loop(w_hh, steps, reverse, dh_n, &dgates, pointwise)?;
+    // SAFETY: the team has finished.
+    let dc0 = Tensor::f_from_slice(unsafe { carry.get(0..rows * hid) })?
+        .f_view([rows as i64, hid as i64])?;
+    Ok((dgates, dh0, dc0))
 }

@@ -10,58 +10,66 @@
 use tch::Tensor;
 
 use super::direction::{
-    dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads, time_order,
-    DirBackward, DirOutput, DirWeights,
+    dsigmoid, dtanh, mul3_into, project_inputs, sequence_grads, DirBackward, DirOutput, DirWeights,
 };
-use super::{fused, fused_backward, Mode};
+use super::steps::{Carry, Steps};
+use super::{fused, fused_backward};
 use crate::error::Result;
 
 pub struct Saved {
     x: Tensor,
-    /// Activated r, z, n `[T, B, 3H]`.
+    /// Activated r, z, n `[N, 3H]`.
     gates: Tensor,
-    /// `W_hn h + b_hn` of each step `[T, B, H]`.
+    /// `W_hn h + b_hn` of each step `[N, H]`.
     hn: Tensor,
     out: Tensor,
     h0: Tensor,
+    steps: Steps,
     reverse: bool,
 }
 
-pub fn forward(w: &DirWeights, x: &Tensor, h0: &Tensor, reverse: bool) -> Result<DirOutput<Saved>> {
-    let (len, batch) = (x.size()[0], x.size()[1]);
+pub fn forward(
+    w: &DirWeights,
+    x: &Tensor,
+    steps: &Steps,
+    h0: &Tensor,
+    reverse: bool,
+) -> Result<DirOutput<Saved>> {
+    let rows = x.size()[0];
     let hid = w.w_hh.size()[1];
     let opts = (x.f_kind()?, x.device());
     let gates = project_inputs(x, w.w_ih, w.b_ih)?;
-    let hn = Tensor::f_empty([len, batch, hid], opts)?;
-    let out = Tensor::f_empty([len, batch, hid], opts)?;
+    let hn = Tensor::f_empty([rows, hid], opts)?;
+    let out = Tensor::f_empty([rows, hid], opts)?;
     let w_hh_t = w.w_hh.f_tr()?;
-    let mut h_prev = h0.shallow_clone();
-    for t in time_order(len, reverse) {
+    let mut state = Carry::new(h0, steps)?;
+    for t in steps.order(reverse) {
+        let h_prev = state.rows(steps.at(t).1)?;
         let hg = match w.b_hh {
             Some(b) => b.f_addmm(&h_prev, &w_hh_t)?,
             None => h_prev.f_mm(&w_hh_t)?,
         };
-        let g = gates.f_select(0, t)?;
+        let g = steps.step(&gates, t)?;
         let mut rz = g.f_narrow(1, 0, 2 * hid)?;
         _ = rz.f_add_(&hg.f_narrow(1, 0, 2 * hid)?)?;
         _ = rz.f_sigmoid_()?;
         let r = g.f_narrow(1, 0, hid)?;
         let z = g.f_narrow(1, hid, hid)?;
-        let mut hnt = hn.f_select(0, t)?;
+        let mut hnt = steps.step(&hn, t)?;
         hnt.f_copy_(&hg.f_narrow(1, 2 * hid, hid)?)?;
         let mut n = g.f_narrow(1, 2 * hid, hid)?;
         _ = n.f_addcmul_(&r, &hnt)?;
         _ = n.f_tanh_()?;
         // h' = n + z ⊙ (h - n)
-        let mut ht = out.f_select(0, t)?;
+        let mut ht = steps.step(&out, t)?;
         _ = h_prev.f_sub_out(&ht, &n)?;
         _ = ht.f_mul_(&z)?;
         _ = ht.f_add_(&n)?;
-        h_prev = ht;
+        state.set(&ht)?;
     }
     Ok(DirOutput {
         out: out.shallow_clone(),
-        h_n: h_prev,
+        h_n: state.into_state(),
         c_n: None,
         saved: Saved {
             x: x.shallow_clone(),
@@ -69,6 +77,7 @@ pub fn forward(w: &DirWeights, x: &Tensor, h0: &Tensor, reverse: bool) -> Result
             hn,
             out,
             h0: h0.shallow_clone(),
+            steps: steps.clone(),
             reverse,
         },
     })
@@ -81,10 +90,19 @@ pub fn backward(
     dh_n: &Tensor,
     need_dx: bool,
 ) -> Result<DirBackward> {
-    let h_prev_all = previous_states(&s.out, &s.h0, s.reverse)?;
-    if fused::usable(Mode::Gru, w, &s.x) {
-        let (dgx, dgh, dh0) =
-            fused_backward::gru(w.w_hh, &s.gates, &s.hn, &h_prev_all, d_out, dh_n, s.reverse)?;
+    let steps = &s.steps;
+    let h_prev_all = steps.previous(&s.out, &s.h0, s.reverse)?;
+    if fused::usable(w, &s.x) {
+        let (dgx, dgh, dh0) = fused_backward::gru(
+            w.w_hh,
+            &s.gates,
+            &s.hn,
+            &h_prev_all,
+            d_out,
+            dh_n,
+            steps,
+            s.reverse,
+        )?;
         let (dx, grads) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
         return Ok(DirBackward {
             dx,
@@ -93,18 +111,18 @@ pub fn backward(
             grads,
         });
     }
-    let len = s.x.size()[0];
     let dgx = s.gates.f_zeros_like()?;
     let dgh = s.gates.f_zeros_like()?;
-    let mut dh = dh_n.shallow_clone();
-    for t in time_order(len, !s.reverse) {
-        let dht = d_out.f_select(0, t)?.f_add(&dh)?;
-        let g = s.gates.f_select(0, t)?.f_chunk(3, 1)?;
+    let mut dh = Carry::new(dh_n, steps)?;
+    for t in steps.order(!s.reverse) {
+        let dht = steps.step(d_out, t)?.f_add(&dh.rows(steps.at(t).1)?)?;
+        let g = steps.step(&s.gates, t)?.f_chunk(3, 1)?;
         let (r, z, n) = (&g[0], &g[1], &g[2]);
-        let h_prev = h_prev_all.f_select(0, t)?;
-        let hnt = s.hn.f_select(0, t)?;
-        let dx_g = dgx.f_select(0, t)?.f_chunk(3, 1)?;
-        let dh_g = dgh.f_select(0, t)?.f_chunk(3, 1)?;
+        let h_prev = steps.step(&h_prev_all, t)?;
+        let hnt = steps.step(&s.hn, t)?;
+        let dgh_t = steps.step(&dgh, t)?;
+        let dx_g = steps.step(&dgx, t)?.f_chunk(3, 1)?;
+        let dh_g = dgh_t.f_chunk(3, 1)?;
         // dn_pre = dh ⊙ (1 - z) ⊙ (1 - n²)
         mul3_into(&dx_g[2], &dht, &z.f_rsub_scalar(1.0)?, &dtanh(n)?)?;
         // dr_pre = dn_pre ⊙ hn ⊙ σ'(r)
@@ -114,12 +132,12 @@ pub fn backward(
         dh_g[0].shallow_clone().f_copy_(&dx_g[0])?;
         dh_g[1].shallow_clone().f_copy_(&dx_g[1])?;
         _ = dx_g[2].f_mul_out(&dh_g[2], r)?;
-        dh = dgh.f_select(0, t)?.f_mm(w.w_hh)?.f_addcmul_(&dht, z)?;
+        dh.set(&dgh_t.f_mm(w.w_hh)?.f_addcmul_(&dht, z)?)?;
     }
     let (dx, grads) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
     Ok(DirBackward {
         dx,
-        dh0: dh,
+        dh0: dh.into_state(),
         dc0: None,
         grads,
     })
@@ -127,21 +145,23 @@ pub fn backward(
 
 impl Saved {
     /// What the backward needs from a forward on the fused kernels, which
-    /// kept its gates (`[T, B, 4H]`: r, z, n, then `W_hn h + b_hn`).
+    /// kept its gates (`[N, 4H]`: r, z, n, then `W_hn h + b_hn`).
     pub fn from_fused(
         x: &Tensor,
+        steps: &Steps,
         h0: &Tensor,
         reverse: bool,
         out: &Tensor,
         gates: &Tensor,
     ) -> Result<Saved> {
-        let hid = out.size()[2];
+        let hid = out.size()[1];
         Ok(Saved {
             x: x.shallow_clone(),
-            gates: gates.f_narrow(2, 0, 3 * hid)?,
-            hn: gates.f_narrow(2, 3 * hid, hid)?,
+            gates: gates.f_narrow(1, 0, 3 * hid)?,
+            hn: gates.f_narrow(1, 3 * hid, hid)?,
             out: out.shallow_clone(),
             h0: h0.shallow_clone(),
+            steps: steps.clone(),
             reverse,
         })
     }
@@ -153,6 +173,7 @@ impl Saved {
             hn: self.hn.shallow_clone(),
             out: self.out.shallow_clone(),
             h0: self.h0.shallow_clone(),
+            steps: self.steps.clone(),
             reverse: self.reverse,
         }
     }

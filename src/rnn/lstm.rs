@@ -9,69 +9,74 @@
 use tch::Tensor;
 
 use super::direction::{
-    bias_sum, dsigmoid, dtanh, mul3_into, previous_states, project_inputs, sequence_grads,
-    time_order, DirBackward, DirOutput, DirWeights,
+    bias_sum, dsigmoid, dtanh, mul3_into, project_inputs, sequence_grads, DirBackward, DirOutput,
+    DirWeights,
 };
+use super::steps::{Carry, Steps};
+use super::{fused, fused_backward};
 use crate::error::Result;
 
 pub struct Saved {
     x: Tensor,
-    /// Activated gates `[T, B, 4H]`.
+    /// Activated gates `[N, 4H]`.
     gates: Tensor,
-    /// Cell states after each step `[T, B, H]`.
+    /// Cell states after each step `[N, H]`.
     c: Tensor,
-    /// `tanh(c)` `[T, B, H]`.
+    /// `tanh(c)` `[N, H]`.
     tc: Tensor,
-    /// Unprojected hidden states `[T, B, H]` when projecting.
+    /// Unprojected hidden states `[N, H]` when projecting.
     hf: Option<Tensor>,
     out: Tensor,
     h0: Tensor,
     c0: Tensor,
+    steps: Steps,
     reverse: bool,
 }
 
 pub fn forward(
     w: &DirWeights,
     x: &Tensor,
+    steps: &Steps,
     h0: &Tensor,
     c0: &Tensor,
     reverse: bool,
 ) -> Result<DirOutput<Saved>> {
-    let (len, batch) = (x.size()[0], x.size()[1]);
+    let rows = x.size()[0];
     let hid = w.w_hh.size()[0] / 4;
     let opts = (x.f_kind()?, x.device());
     let gates = project_inputs(x, w.w_ih, bias_sum(w)?.as_ref())?;
-    let c = Tensor::f_empty([len, batch, hid], opts)?;
-    let tc = Tensor::f_empty([len, batch, hid], opts)?;
+    let c = Tensor::f_empty([rows, hid], opts)?;
+    let tc = Tensor::f_empty([rows, hid], opts)?;
     let hf = match w.w_hr {
-        Some(_) => Some(Tensor::f_empty([len, batch, hid], opts)?),
+        Some(_) => Some(Tensor::f_empty([rows, hid], opts)?),
         None => None,
     };
-    let out = Tensor::f_empty([len, batch, h0.size()[1]], opts)?;
+    let out = Tensor::f_empty([rows, h0.size()[1]], opts)?;
     let w_hh_t = w.w_hh.f_tr()?;
     let w_hr_t = match w.w_hr {
         Some(p) => Some(p.f_tr()?),
         None => None,
     };
-    let mut h_prev = h0.shallow_clone();
-    let mut c_prev = c0.shallow_clone();
-    for t in time_order(len, reverse) {
-        let mut g = gates.f_select(0, t)?;
-        _ = g.f_addmm_(&h_prev, &w_hh_t)?;
+    let mut h_prev = Carry::new(h0, steps)?;
+    let mut c_prev = Carry::new(c0, steps)?;
+    for t in steps.order(reverse) {
+        let n = steps.at(t).1;
+        let mut g = steps.step(&gates, t)?;
+        _ = g.f_addmm_(&h_prev.rows(n)?, &w_hh_t)?;
         _ = g.f_narrow(1, 0, 2 * hid)?.f_sigmoid_()?;
         _ = g.f_narrow(1, 2 * hid, hid)?.f_tanh_()?;
         _ = g.f_narrow(1, 3 * hid, hid)?.f_sigmoid_()?;
         let gs = g.f_chunk(4, 1)?;
         let (i, f, gg, o) = (&gs[0], &gs[1], &gs[2], &gs[3]);
-        let mut ct = c.f_select(0, t)?;
-        _ = f.f_mul_out(&ct, &c_prev)?;
+        let mut ct = steps.step(&c, t)?;
+        _ = f.f_mul_out(&ct, &c_prev.rows(n)?)?;
         _ = ct.f_addcmul_(i, gg)?;
-        let tct = tc.f_select(0, t)?;
+        let tct = steps.step(&tc, t)?;
         _ = ct.f_tanh_out(&tct)?;
-        let ht = out.f_select(0, t)?;
+        let ht = steps.step(&out, t)?;
         match (&hf, &w_hr_t) {
             (Some(hf), Some(w_hr_t)) => {
-                let hft = hf.f_select(0, t)?;
+                let hft = steps.step(hf, t)?;
                 _ = o.f_mul_out(&hft, &tct)?;
                 _ = hft.f_mm_out(&ht, w_hr_t)?;
             }
@@ -79,13 +84,13 @@ pub fn forward(
                 _ = o.f_mul_out(&ht, &tct)?;
             }
         }
-        h_prev = ht;
-        c_prev = ct;
+        h_prev.set(&ht)?;
+        c_prev.set(&ct)?;
     }
     Ok(DirOutput {
         out: out.shallow_clone(),
-        h_n: h_prev,
-        c_n: Some(c_prev),
+        h_n: h_prev.into_state(),
+        c_n: Some(c_prev.into_state()),
         saved: Saved {
             x: x.shallow_clone(),
             gates,
@@ -95,6 +100,7 @@ pub fn forward(
             out,
             h0: h0.shallow_clone(),
             c0: c0.shallow_clone(),
+            steps: steps.clone(),
             reverse,
         },
     })
@@ -108,59 +114,101 @@ pub fn backward(
     dc_n: &Tensor,
     need_dx: bool,
 ) -> Result<DirBackward> {
-    let len = s.x.size()[0];
-    let hid = w.w_hh.size()[0] / 4;
+    let steps = &s.steps;
+    let c_prev_all = steps.previous(&s.c, &s.c0, s.reverse)?;
+    let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
+    if fused::usable(w, &s.x) {
+        let (dgates, dh0, dc0) = fused_backward::lstm(
+            w.w_hh,
+            &s.gates,
+            &s.tc,
+            &c_prev_all,
+            d_out,
+            dh_n,
+            dc_n,
+            steps,
+            s.reverse,
+        )?;
+        let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
+        return Ok(DirBackward {
+            dx,
+            dh0,
+            dc0: Some(dc0),
+            grads,
+        });
+    }
     let dgates = s.gates.f_zeros_like()?;
     let dh_all = match w.w_hr {
         Some(_) => Some(d_out.f_zeros_like()?),
         None => None,
     };
-    let mut dh = dh_n.shallow_clone();
-    let mut dc = dc_n.shallow_clone();
-    for t in time_order(len, !s.reverse) {
-        let prev_t = if s.reverse { t + 1 } else { t - 1 };
-        let c_prev = if prev_t < 0 || prev_t >= len {
-            s.c0.shallow_clone()
-        } else {
-            s.c.f_select(0, prev_t)?
-        };
-        let dht = d_out.f_select(0, t)?.f_add(&dh)?;
+    let mut dh = Carry::new(dh_n, steps)?;
+    let mut dc = Carry::new(dc_n, steps)?;
+    for t in steps.order(!s.reverse) {
+        let n = steps.at(t).1;
+        let c_prev = steps.step(&c_prev_all, t)?;
+        let dht = steps.step(d_out, t)?.f_add(&dh.rows(n)?)?;
         let dhf = match (w.w_hr, &dh_all) {
             (Some(w_hr), Some(all)) => {
-                all.f_select(0, t)?.f_copy_(&dht)?;
+                steps.step(all, t)?.f_copy_(&dht)?;
                 dht.f_mm(w_hr)?
             }
             _ => dht,
         };
-        let g = s.gates.f_select(0, t)?.f_chunk(4, 1)?;
+        let g = steps.step(&s.gates, t)?.f_chunk(4, 1)?;
         let (i, f, gg, o) = (&g[0], &g[1], &g[2], &g[3]);
-        let tct = s.tc.f_select(0, t)?;
+        let tct = steps.step(&s.tc, t)?;
         // dc += dh ⊙ o ⊙ (1 - tanh²(c))
-        let dct = dhf.f_mul(o)?.f_mul_(&dtanh(&tct)?)?.f_add_(&dc)?;
-        let dg = dgates.f_select(0, t)?.f_chunk(4, 1)?;
+        let dct = dhf.f_mul(o)?.f_mul_(&dtanh(&tct)?)?.f_add_(&dc.rows(n)?)?;
+        let dgt = steps.step(&dgates, t)?;
+        let dg = dgt.f_chunk(4, 1)?;
         mul3_into(&dg[0], &dct, gg, &dsigmoid(i)?)?;
         mul3_into(&dg[1], &dct, &c_prev, &dsigmoid(f)?)?;
         mul3_into(&dg[2], &dct, i, &dtanh(gg)?)?;
         mul3_into(&dg[3], &dhf, &tct, &dsigmoid(o)?)?;
-        dc = dct.f_mul(f)?;
-        dh = dgates.f_select(0, t)?.f_mm(w.w_hh)?;
+        dc.set(&dct.f_mul(f)?)?;
+        dh.set(&dgt.f_mm(w.w_hh)?)?;
     }
-    let h_prev = previous_states(&s.out, &s.h0, s.reverse)?;
     let (dx, mut grads) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
     if let (Some(dh_all), Some(hf)) = (&dh_all, &s.hf) {
-        let (rows, p) = (dh_all.size()[0] * dh_all.size()[1], dh_all.size()[2]);
-        let dh2 = dh_all.f_reshape([rows, p])?;
-        grads.w_hr = Some(dh2.f_tr()?.f_mm(&hf.f_reshape([rows, hid])?)?);
+        grads.w_hr = Some(dh_all.f_tr()?.f_mm(hf)?);
     }
     Ok(DirBackward {
         dx,
-        dh0: dh,
-        dc0: Some(dc),
+        dh0: dh.into_state(),
+        dc0: Some(dc.into_state()),
         grads,
     })
 }
 
 impl Saved {
+    /// What the backward needs from a forward on the fused kernels, which
+    /// kept the activated gates `[N, 4H]` and the cell states `[N, H]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_fused(
+        x: &Tensor,
+        steps: &Steps,
+        h0: &Tensor,
+        c0: &Tensor,
+        reverse: bool,
+        out: &Tensor,
+        gates: &Tensor,
+        c: &Tensor,
+    ) -> Result<Saved> {
+        Ok(Saved {
+            x: x.shallow_clone(),
+            gates: gates.shallow_clone(),
+            c: c.shallow_clone(),
+            tc: c.f_tanh()?,
+            hf: None,
+            out: out.shallow_clone(),
+            h0: h0.shallow_clone(),
+            c0: c0.shallow_clone(),
+            steps: steps.clone(),
+            reverse,
+        })
+    }
+
     pub fn shallow_clone(&self) -> Saved {
         Saved {
             x: self.x.shallow_clone(),
@@ -171,6 +219,7 @@ impl Saved {
             out: self.out.shallow_clone(),
             h0: self.h0.shallow_clone(),
             c0: self.c0.shallow_clone(),
+            steps: self.steps.clone(),
             reverse: self.reverse,
         }
     }

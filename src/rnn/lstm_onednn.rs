@@ -13,6 +13,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::direction::{DirBackward, DirGrads, DirOutput, DirWeights};
+use super::steps::Steps;
 use crate::error::Result;
 
 /// torch's `ideep::rnn_kind::LSTM`.
@@ -29,9 +30,11 @@ pub struct Saved {
     reverse: bool,
 }
 
-/// Whether this layer-direction can run on oneDNN.
-pub fn usable(w: &DirWeights, x: &Tensor) -> bool {
-    x.size()[0] > 1
+/// Whether this layer-direction can run on oneDNN: its layer kernel takes
+/// the whole batch at every step, so a padded one.
+pub fn usable(w: &DirWeights, x: &Tensor, steps: &Steps) -> bool {
+    steps.len() > 1
+        && steps.is_uniform()
         && w.w_hr.is_none()
         && x.device() == Device::Cpu
         && matches!(x.f_kind(), Ok(Kind::Float))
@@ -49,9 +52,11 @@ fn biases(w: &DirWeights) -> Result<(Tensor, Tensor, bool)> {
     })
 }
 
+/// `x` is `[N, I]` over uniform `steps`; the kernel sees it as `[T, B, I]`.
 pub fn forward(
     w: &DirWeights,
     x: &Tensor,
+    steps: &Steps,
     h0: &Tensor,
     c0: &Tensor,
     reverse: bool,
@@ -59,7 +64,8 @@ pub fn forward(
 ) -> Result<DirOutput<Saved>> {
     let hidden = w.w_hh.size()[1];
     let (b_ih, b_hh, has_bias) = biases(w)?;
-    let x = x.f_contiguous()?.f_detach()?;
+    let (len, batch) = (steps.len() as i64, steps.batch() as i64);
+    let x = x.f_contiguous()?.f_detach()?.f_view([len, batch, -1])?;
     let (h0, c0) = (
         h0.f_contiguous()?.f_detach()?,
         c0.f_contiguous()?.f_detach()?,
@@ -81,7 +87,7 @@ pub fn forward(
     // (3.9 ms against 4.6 ms for a 64x32x128 -> 256 layer here).
     let (out, hy, cy, workspace) = if train { tch::with_grad(run)? } else { run()? };
     Ok(DirOutput {
-        out: out.shallow_clone(),
+        out: out.f_view([len * batch, hidden])?,
         h_n: hy.shallow_clone(),
         c_n: Some(cy.shallow_clone()),
         saved: Saved {
@@ -107,6 +113,7 @@ pub fn backward(
     let hidden = w.w_hh.size()[1];
     let (b_ih, b_hh, has_bias) = biases(w)?;
     let empty: [i64; 0] = [];
+    let d_out = d_out.f_reshape(s.out.size())?;
     let (dx, dw_ih, dw_hh, db, _, dh0, dc0) = s.x.f_mkldnn_rnn_layer_backward(
         &w.w_ih.f_contiguous()?,
         &w.w_hh.f_contiguous()?,
@@ -140,8 +147,9 @@ pub fn backward(
     } else {
         (None, None)
     };
+    let rows = dx.size()[0] * dx.size()[1];
     Ok(DirBackward {
-        dx: Some(dx),
+        dx: Some(dx.f_reshape([rows, -1])?),
         dh0,
         dc0: Some(dc0),
         grads: DirGrads {

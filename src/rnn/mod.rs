@@ -12,6 +12,7 @@
 //! * `packing` – weights packed for those kernels (shared with generation).
 //! * `product` – inference matrix products on MKL or oneDNN, whichever is faster.
 //! * `step`    – one timestep of a whole stack for generation, weights prepared once.
+//! * `steps`   – the time axis over flat rows: padded and packed batches alike.
 //! * `stack`   – layers chained with dropout between them, the reverse direction,
 //!   and the tape that carries the forward's activations to the backward.
 
@@ -29,6 +30,7 @@ pub mod product;
 mod simple;
 pub mod stack;
 pub mod step;
+pub mod steps;
 #[cfg(test)]
 mod tests;
 

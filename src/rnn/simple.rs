@@ -5,16 +5,17 @@
 use tch::Tensor;
 
 use super::direction::{
-    bias_sum, dtanh, previous_states, project_inputs, sequence_grads, time_order, DirBackward,
-    DirOutput, DirWeights,
+    bias_sum, dtanh, project_inputs, sequence_grads, DirBackward, DirOutput, DirWeights,
 };
-use super::{fused, fused_backward, Mode};
+use super::steps::{Carry, Steps};
+use super::{fused, fused_backward};
 use crate::error::Result;
 
 pub struct Saved {
     x: Tensor,
     out: Tensor,
     h0: Tensor,
+    steps: Steps,
     reverse: bool,
     relu: bool,
 }
@@ -22,36 +23,30 @@ pub struct Saved {
 pub fn forward(
     w: &DirWeights,
     x: &Tensor,
+    steps: &Steps,
     h0: &Tensor,
     reverse: bool,
     relu: bool,
 ) -> Result<DirOutput<Saved>> {
-    let len = x.size()[0];
     // The pre-activations are built in the output buffer and activated in place.
     let out = project_inputs(x, w.w_ih, bias_sum(w)?.as_ref())?;
     let w_hh_t = w.w_hh.f_tr()?;
-    let mut h_prev = h0.shallow_clone();
-    for t in time_order(len, reverse) {
-        let mut ht = out.f_select(0, t)?;
-        _ = ht.f_addmm_(&h_prev, &w_hh_t)?;
+    let mut state = Carry::new(h0, steps)?;
+    for t in steps.order(reverse) {
+        let mut ht = steps.step(&out, t)?;
+        _ = ht.f_addmm_(&state.rows(steps.at(t).1)?, &w_hh_t)?;
         if relu {
             _ = ht.f_relu_()?;
         } else {
             _ = ht.f_tanh_()?;
         }
-        h_prev = ht;
+        state.set(&ht)?;
     }
     Ok(DirOutput {
         out: out.shallow_clone(),
-        h_n: h_prev,
+        h_n: state.into_state(),
         c_n: None,
-        saved: Saved {
-            x: x.shallow_clone(),
-            out,
-            h0: h0.shallow_clone(),
-            reverse,
-            relu,
-        },
+        saved: Saved::from_fused(x, steps, h0, reverse, relu, &out),
     })
 }
 
@@ -62,9 +57,11 @@ pub fn backward(
     dh_n: &Tensor,
     need_dx: bool,
 ) -> Result<DirBackward> {
-    if fused::usable(Mode::RnnTanh, w, &s.x) {
-        let (dpre, dh0) = fused_backward::simple(w.w_hh, &s.out, d_out, dh_n, s.reverse, s.relu)?;
-        let h_prev = previous_states(&s.out, &s.h0, s.reverse)?;
+    let steps = &s.steps;
+    let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
+    if fused::usable(w, &s.x) {
+        let (dpre, dh0) =
+            fused_backward::simple(w.w_hh, &s.out, d_out, dh_n, steps, s.reverse, s.relu)?;
         let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
         return Ok(DirBackward {
             dx,
@@ -73,7 +70,6 @@ pub fn backward(
             grads,
         });
     }
-    let len = s.x.size()[0];
     // The activation's derivative depends only on its output, so it is taken
     // for all timesteps at once.
     let act_grad = if s.relu {
@@ -82,42 +78,53 @@ pub fn backward(
         dtanh(&s.out)?
     };
     let dpre = s.out.f_zeros_like()?;
-    let mut dh = dh_n.shallow_clone();
-    for t in time_order(len, !s.reverse) {
-        let mut dpt = dpre.f_select(0, t)?;
-        _ = d_out.f_select(0, t)?.f_add_out(&dpt, &dh)?;
-        _ = dpt.f_mul_(&act_grad.f_select(0, t)?)?;
-        dh = dpt.f_mm(w.w_hh)?;
+    let mut dh = Carry::new(dh_n, steps)?;
+    for t in steps.order(!s.reverse) {
+        let mut dpt = steps.step(&dpre, t)?;
+        _ = steps
+            .step(d_out, t)?
+            .f_add_out(&dpt, &dh.rows(steps.at(t).1)?)?;
+        _ = dpt.f_mul_(&steps.step(&act_grad, t)?)?;
+        dh.set(&dpt.f_mm(w.w_hh)?)?;
     }
-    let h_prev = previous_states(&s.out, &s.h0, s.reverse)?;
     let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
     Ok(DirBackward {
         dx,
-        dh0: dh,
+        dh0: dh.into_state(),
         dc0: None,
         grads,
     })
 }
 
 impl Saved {
-    /// What the backward needs from a forward on the fused kernels.
-    pub fn from_fused(x: &Tensor, h0: &Tensor, reverse: bool, relu: bool, out: &Tensor) -> Saved {
+    /// What the backward needs: the input, the outputs and where they began
+    /// (the same for the composed and the fused forward).
+    pub fn from_fused(
+        x: &Tensor,
+        steps: &Steps,
+        h0: &Tensor,
+        reverse: bool,
+        relu: bool,
+        out: &Tensor,
+    ) -> Saved {
         Saved {
             x: x.shallow_clone(),
             out: out.shallow_clone(),
             h0: h0.shallow_clone(),
+            steps: steps.clone(),
             reverse,
             relu,
         }
     }
 
     pub fn shallow_clone(&self) -> Saved {
-        Saved {
-            x: self.x.shallow_clone(),
-            out: self.out.shallow_clone(),
-            h0: self.h0.shallow_clone(),
-            reverse: self.reverse,
-            relu: self.relu,
-        }
+        Saved::from_fused(
+            &self.x,
+            &self.steps,
+            &self.h0,
+            self.reverse,
+            self.relu,
+            &self.out,
+        )
     }
 }

@@ -7,6 +7,7 @@ use tch::Tensor;
 use super::check::{prepare, Layout};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirOutput, DirWeights};
+use super::steps::Steps;
 use super::{fused, gru, lstm, lstm_onednn, simple};
 use crate::error::{Error, Result};
 
@@ -32,6 +33,7 @@ pub struct Tape {
     weights: Vec<Tensor>,
     layers: Vec<LayerTape>,
     layout: Layout,
+    steps: Steps,
     input_shape: Vec<i64>,
 }
 
@@ -51,10 +53,12 @@ pub struct Grads {
     pub weights: Vec<Tensor>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_direction(
     cfg: &RnnConfig,
     w: &DirWeights,
     x: &Tensor,
+    steps: &Steps,
     h0: &Tensor,
     c0: Option<&Tensor>,
     reverse: bool,
@@ -68,47 +72,61 @@ fn run_direction(
             saved: f(o.saved),
         }
     }
-    if fused::usable(cfg.mode, w, x) {
+    // A padded LSTM batch runs on oneDNN's layer kernel (as fast as ours, and
+    // what torch.nn runs); everything else float32 on the CPU on our kernels.
+    let onednn = cfg.mode == Mode::Lstm && lstm_onednn::usable(w, x, steps);
+    if !onednn && fused::usable(w, x) {
         let relu = cfg.mode == Mode::RnnRelu;
-        let f = fused::forward(cfg.mode, w, x, h0, reverse, keep_tape)?;
-        let saved = match (cfg.mode, &f.gates) {
-            (Mode::Gru, Some(g)) => Saved::Gru(gru::Saved::from_fused(x, h0, reverse, &f.out, g)?),
-            (Mode::Gru, None) => Saved::Discarded,
-            _ => Saved::Simple(simple::Saved::from_fused(x, h0, reverse, relu, &f.out)),
+        let f = fused::forward(cfg.mode, w, x, steps, h0, c0, reverse, keep_tape)?;
+        let saved = match (cfg.mode, &f.gates, &f.cells, c0) {
+            (Mode::Lstm, Some(g), Some(c), Some(c0)) => Saved::Lstm(lstm::Saved::from_fused(
+                x, steps, h0, c0, reverse, &f.out, g, c,
+            )?),
+            (Mode::Gru, Some(g), _, _) => {
+                Saved::Gru(gru::Saved::from_fused(x, steps, h0, reverse, &f.out, g)?)
+            }
+            (Mode::Gru | Mode::Lstm, _, _, _) => Saved::Discarded,
+            _ => Saved::Simple(simple::Saved::from_fused(
+                x, steps, h0, reverse, relu, &f.out,
+            )),
         };
         return Ok(DirOutput {
             out: f.out,
             h_n: f.h_n,
-            c_n: None,
+            c_n: f.c_n,
             saved,
         });
     }
     Ok(match cfg.mode {
         Mode::Lstm => {
             let c0 = c0.ok_or_else(|| Error::shape("LSTM needs an initial cell state"))?;
-            if lstm_onednn::usable(w, x) {
+            if onednn {
                 wrap(
-                    lstm_onednn::forward(w, x, h0, c0, reverse, keep_tape)?,
+                    lstm_onednn::forward(w, x, steps, h0, c0, reverse, keep_tape)?,
                     Saved::LstmOneDnn,
                 )
             } else {
-                wrap(lstm::forward(w, x, h0, c0, reverse)?, Saved::Lstm)
+                wrap(lstm::forward(w, x, steps, h0, c0, reverse)?, Saved::Lstm)
             }
         }
-        Mode::Gru => wrap(gru::forward(w, x, h0, reverse)?, Saved::Gru),
+        Mode::Gru => wrap(gru::forward(w, x, steps, h0, reverse)?, Saved::Gru),
         Mode::RnnTanh | Mode::RnnRelu => wrap(
-            simple::forward(w, x, h0, reverse, cfg.mode == Mode::RnnRelu)?,
+            simple::forward(w, x, steps, h0, reverse, cfg.mode == Mode::RnnRelu)?,
             Saved::Simple,
         ),
     })
 }
 
 /// Runs the stack. `input`, `hx`, `cx` are in the caller's layout (unbatched or
-/// batched, `batch_first` as configured); `weights` in torch's flat order.
-/// With `keep_tape`, the returned tape feeds `backward`.
+/// batched, `batch_first` as configured), or with `batch_sizes` `input` is a
+/// `PackedSequence`'s data `[N, H_in]` and the states are in its sorted
+/// order; `weights` in torch's flat order. With `keep_tape`, the returned
+/// tape feeds `backward`.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     cfg: &RnnConfig,
     input: &Tensor,
+    batch_sizes: Option<&[i64]>,
     hx: Option<&Tensor>,
     cx: Option<&Tensor>,
     weights: &[Tensor],
@@ -116,7 +134,8 @@ pub fn forward(
     keep_tape: bool,
 ) -> Result<RnnOutput> {
     let _guard = tch::no_grad_guard();
-    let prep = prepare(cfg, input, hx, cx, weights)?;
+    let prep = prepare(cfg, input, batch_sizes, hx, cx, weights)?;
+    let steps = &prep.steps;
     let per_dir = cfg.params_per_direction();
     let dirs = cfg.num_directions();
     let mut layer_input = prep.input.f_contiguous()?;
@@ -147,7 +166,16 @@ pub fn forward(
                 Some(c) => Some(c.f_select(0, idx)?),
                 None => None,
             };
-            let o = run_direction(cfg, &w, &layer_input, &h0, c0.as_ref(), dir == 1, keep_tape)?;
+            let o = run_direction(
+                cfg,
+                &w,
+                &layer_input,
+                steps,
+                &h0,
+                c0.as_ref(),
+                dir == 1,
+                keep_tape,
+            )?;
             outs.push(o.out);
             h_n.push(o.h_n);
             c_n.extend(o.c_n);
@@ -156,7 +184,7 @@ pub fn forward(
         layer_input = if outs.len() == 1 {
             outs.pop().unwrap_or_default()
         } else {
-            Tensor::f_cat(&outs, 2)?
+            Tensor::f_cat(&outs, 1)?
         };
         if keep_tape {
             tapes.push(LayerTape { mask, dirs: saved });
@@ -166,7 +194,7 @@ pub fn forward(
     // The caller attaches autograd history to the returned tensors; the tape keeps
     // the same storage under separate tensor objects (`detach` aliases), or the
     // output -> grad_fn -> tape -> output loop would keep every step alive.
-    let output = layout.sequence_out(&layer_input.f_detach()?)?;
+    let output = layout.sequence_out(&layer_input.f_detach()?, steps)?;
     let h_n = layout.state_out(&Tensor::f_stack(&h_n, 0)?)?;
     let c_n = if c_n.is_empty() {
         None
@@ -178,6 +206,7 @@ pub fn forward(
         weights: weights.iter().map(|w| w.shallow_clone()).collect(),
         layers: tapes,
         layout,
+        steps: prep.steps.clone(),
         input_shape: input.size(),
     });
     Ok(RnnOutput {
@@ -210,6 +239,8 @@ pub fn backward(
     let _guard = tch::no_grad_guard();
     let cfg = &tape.cfg;
     let layout = tape.layout;
+    let want = layout.sequence_shape(&tape.steps, cfg.num_directions() * cfg.real_hidden_size());
+    check_grad("output", d_output, &want)?;
     let mut d_out = layout.sequence_in(d_output)?.f_contiguous()?;
     let d_hn = layout.state_in(d_hn)?;
     let d_cn = match d_cn {
@@ -218,11 +249,6 @@ pub fn backward(
     };
     let dirs = cfg.num_directions();
     let h_out = cfg.real_hidden_size();
-    check_grad(
-        "output",
-        &d_out,
-        &[d_out.size()[0], d_out.size()[1], dirs * h_out],
-    )?;
     let per_dir = cfg.params_per_direction();
     let mut weight_grads: Vec<Option<Tensor>> = (0..tape.weights.len()).map(|_| None).collect();
     let mut dh0 = Vec::new();
@@ -243,7 +269,7 @@ pub fn backward(
             let d_dir = if dirs == 1 {
                 d_out.shallow_clone()
             } else {
-                d_out.f_narrow(2, dir * h_out, h_out)?
+                d_out.f_narrow(1, dir * h_out, h_out)?
             };
             let dh = d_hn.f_select(0, idx)?;
             let b: DirBackward = match &lt.dirs[dir as usize] {
@@ -295,7 +321,7 @@ pub fn backward(
     };
     let input = match d_input {
         Some(d) => {
-            let d = layout.sequence_out(&d)?;
+            let d = layout.sequence_out(&d, &tape.steps)?;
             check_grad("input", &d, &tape.input_shape)?;
             Some(d)
         }
@@ -332,6 +358,7 @@ impl Tape {
                 })
                 .collect(),
             layout: self.layout,
+            steps: self.steps.clone(),
             input_shape: self.input_shape.clone(),
         }
     }

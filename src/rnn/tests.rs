@@ -89,7 +89,17 @@ fn check(cfg: RnnConfig, kind: Kind, tol: f64) {
     let h0 = Tensor::randn([rows, 2, cfg.real_hidden_size()], opts).set_requires_grad(true);
     let c0 = Tensor::randn([rows, 2, cfg.hidden_size], opts).set_requires_grad(true);
     let lstm = cfg.mode == Mode::Lstm;
-    let out = stack::forward(&cfg, &x, Some(&h0), lstm.then_some(&c0), &w, true, true).unwrap();
+    let out = stack::forward(
+        &cfg,
+        &x,
+        None,
+        Some(&h0),
+        lstm.then_some(&c0),
+        &w,
+        true,
+        true,
+    )
+    .unwrap();
     let (r_out, r_h, r_c) = reference(&cfg, &w, &x, &h0, &c0);
     assert!(
         out.output.allclose(&r_out, tol, tol, false),
@@ -186,6 +196,7 @@ fn stepper_matches_the_stack() {
                 let out = stack::forward(
                     &cfg,
                     &x.unsqueeze(0),
+                    None,
                     h.as_ref(),
                     c.as_ref(),
                     &w,

@@ -88,6 +88,7 @@ pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Re
     let out = stack::forward(
         &model.rnn,
         &emb.f_detach()?,
+        None,
         Some(&state.h),
         state.c.as_ref(),
         model.stack(),
@@ -164,6 +165,7 @@ pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Res
     let out = stack::forward(
         &model.rnn,
         &emb,
+        None,
         Some(&state.h),
         state.c.as_ref(),
         model.stack(),

@@ -11,8 +11,10 @@ from torch.autograd.function import once_differentiable
 
 class StackFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, spec, train, input, h0, c0, *weights):
-        output, h_n, c_n, tape = spec.forward(input, h0, c0, list(weights), train, True)
+    def forward(ctx, spec, train, batch_sizes, input, h0, c0, *weights):
+        output, h_n, c_n, tape = spec.forward(
+            input, h0, c0, list(weights), train, True, batch_sizes
+        )
         ctx.tape = tape
         ctx.has_cell = c_n is not None
         # Saved only so torch's version counters catch a weight or input
@@ -27,6 +29,6 @@ class StackFunction(torch.autograd.Function):
     def backward(ctx, d_output, d_hn, d_cn=None):
         ctx.saved_tensors  # noqa: B018 - raises if a saved tensor was modified in place
         need = ctx.needs_input_grad
-        d_input, d_hx, d_cx, d_weights = ctx.tape.backward(d_output, d_hn, d_cn, need[2])
-        grads = [None, None, d_input, d_hx, d_cx, *d_weights]
+        d_input, d_hx, d_cx, d_weights = ctx.tape.backward(d_output, d_hn, d_cn, need[3])
+        grads = [None, None, None, d_input, d_hx, d_cx, *d_weights]
         return tuple(g if n else None for g, n in zip(grads, need))

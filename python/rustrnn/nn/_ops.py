@@ -236,18 +236,10 @@ def stack_forward(module, input: Tensor, h0: Optional[Tensor], c0: Optional[Tens
     Returns:
         ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM.
     """
-    config = _Config(
-        module.mode,
-        module.input_size,
-        module.hidden_size,
-        module.num_layers,
-        module.bias,
-        module.batch_first,
-        module.dropout,
-        module.bidirectional,
-        module.proj_size,
-    )
-    train = module.training and module.dropout > 0 and module.num_layers > 1
+    # The spec the eager path runs, not the module's attributes (which torch.nn keeps
+    # as given, e.g. a truthy non-bool bidirectional).
+    config = _Config(*module._spec.arguments)
+    train = module.training and config.dropout > 0 and config.num_layers > 1
     # A seed below 2**62 from torch's default generator, as a tensor so that it is
     # drawn anew on every call of the compiled graph.
     seed = torch.randint(1 << 62, (), dtype=torch.int64) if train else None

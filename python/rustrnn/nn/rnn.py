@@ -194,41 +194,69 @@ class RNNBase(nn.Module):
     def _pack_state(self, h_n: Tensor, c_n: Optional[Tensor]) -> _State:
         return h_n
 
-    def forward(self, input: Tensor, hx: Optional[_State] = None):
+    def forward(self, input: Union[Tensor, PackedSequence], hx: Optional[_State] = None):
         """Runs the stack over a sequence (forward and backward passes in Rust).
 
         Args:
             input: ``(L, H_in)`` unbatched, ``(L, N, H_in)``, or ``(N, L, H_in)`` with
-                batch_first.
+                batch_first; or a :class:`~torch.nn.utils.rnn.PackedSequence` (from
+                ``pack_padded_sequence`` or ``pack_sequence``), whose timesteps compute
+                only the sequences still running.
             hx: initial state, zeros if None: ``h_0`` of shape ``(D * num_layers, N, H_out)``
                 (``(D * num_layers, H_out)`` unbatched), or for LSTM the tuple
                 ``(h_0, c_0)`` with ``c_0`` of shape ``(D * num_layers, N, hidden_size)``.
+                For packed input, in the caller's batch order (as torch.nn).
 
         Returns:
             ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM; output is
-            ``(L, N, D * H_out)`` laid out like the input.
+            ``(L, N, D * H_out)`` laid out like the input, or a PackedSequence with the
+            input's ``batch_sizes`` and indices. ``h_n`` holds each sequence's state at
+            its own last step, in the caller's batch order.
         """
-        if isinstance(input, PackedSequence):
-            raise NotImplementedError(
-                "rustrnn stacks take padded tensors; PackedSequence input is not supported"
-            )
         h0, c0 = self._split_state(hx)
-        for name, value in (("input", input), ("h_0", h0), ("c_0", c0)):
+        for name, value in (("h_0", h0), ("c_0", c0)):
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, h0, c0)
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
         if torch.compiler.is_compiling():  # dynamo and export trace custom ops, not Rust
             return _ops.stack_forward(self, input, h0, c0)
+        output, h_n, c_n = self._run(input, None, h0, c0)
+        return output, self._pack_state(h_n, c_n)
+
+    def _forward_packed(self, input: PackedSequence, h0, c0):
+        sorted_indices, unsorted_indices = input.sorted_indices, input.unsorted_indices
+        # Initial states come in the caller's order; the packed rows are sorted
+        # longest first (torch.nn.RNNBase.permute_hidden).
+        if sorted_indices is not None:
+            h0 = None if h0 is None else h0.index_select(1, sorted_indices)
+            c0 = None if c0 is None else c0.index_select(1, sorted_indices)
+        batch_sizes = input.batch_sizes.tolist()
+        data, h_n, c_n = self._run(input.data, batch_sizes, h0, c0)
+        if unsorted_indices is not None:
+            h_n = h_n.index_select(1, unsorted_indices)
+            c_n = None if c_n is None else c_n.index_select(1, unsorted_indices)
+        output = PackedSequence(data, input.batch_sizes, sorted_indices, unsorted_indices)
+        return output, self._pack_state(h_n, c_n)
+
+    def _run(self, input: Tensor, batch_sizes, h0, c0):
+        """The Rust stack over padded input, or packed data with its batch sizes."""
         weights = self._flat_weights
         tensors = [input, h0, c0, *weights]
         needs_grad = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in tensors
         )
         if needs_grad:
-            out = StackFunction.apply(self._spec, self.training, input, h0, c0, *weights)
-            output, h_n, c_n = out if len(out) == 3 else (*out, None)
-        else:
-            output, h_n, c_n, _ = self._spec.forward(input, h0, c0, weights, self.training, False)
-        return output, self._pack_state(h_n, c_n)
+            out = StackFunction.apply(
+                self._spec, self.training, batch_sizes, input, h0, c0, *weights
+            )
+            return out if len(out) == 3 else (*out, None)
+        output, h_n, c_n, _ = self._spec.forward(
+            input, h0, c0, weights, self.training, False, batch_sizes
+        )
+        return output, h_n, c_n
 
     def step(self, input: Tensor, hx: Optional[_State] = None):
         """Advances the network by one timestep.

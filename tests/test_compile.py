@@ -233,3 +233,50 @@ def test_opcheck_with_dropout_seed():
     x = make_input(module, False, torch.float64)
     seed = torch.tensor(1234, dtype=torch.int64)
     torch.library.opcheck(_ops._forward_op, op_args(module, x, None, seed, train=True))
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
+def test_language_model_compiles_whole(backend):
+    """A LanguageModel (embedding, rustrnn dropout, stack, head) is one graph: eval-mode
+    logits and gradients equal eager's."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    vocab = rustrnn.Vocab.build("the quick brown fox jumps over the lazy dog\n", level="char")
+    model = rustrnn.LanguageModel(vocab, 8, 12, 2, cell="gru", dropout=0.3).double().eval()
+    ids = torch.randint(0, len(vocab), (9, 3))
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    results = []
+    for fn in (compiled, model):
+        model.zero_grad()
+        logits, _ = fn(ids)
+        (logits * torch.linspace(-1, 1, logits.numel()).view_as(logits)).sum().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # Training mode stays one graph too, with rustrnn's dropout in it.
+    model.train()
+    model.zero_grad()
+    logits, _ = compiled(ids)
+    logits.sum().backward()
+    assert not torch.allclose(logits, results[1][0]), "dropout is applied"
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_dropout_draws_fresh_masks_with_the_right_rate(backend):
+    torch._dynamo.reset()
+    p, n = 0.3, 200_000
+    x = torch.rand(n, dtype=torch.float64) + 1.0
+    x.requires_grad_(True)
+    fn = torch.compile(lambda t: rustrnn.functional.dropout(t, p), fullgraph=True, backend=backend)
+    a, b = fn(x), fn(x)
+    kept = a != 0
+    # Kept elements are scaled by 1 / (1 - p); the kept count is Binomial(n, 1 - p),
+    # within 6 standard deviations (a false failure about once in 10^9 runs).
+    torch.testing.assert_close(a[kept], x[kept] / (1 - p))
+    sd = (n * p * (1 - p)) ** 0.5
+    assert abs(kept.sum().item() - n * (1 - p)) < 6 * sd
+    assert not torch.equal(a != 0, b != 0), "every call draws a new mask"
+    a.sum().backward()
+    torch.testing.assert_close(x.grad, kept.double() / (1 - p))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from . import _rustrnn
@@ -34,4 +35,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     check_dropout_probability(p)
     if not training or p == 0.0:
         return input
+    if torch.compiler.is_compiling():  # dynamo and export trace a custom op, not Rust
+        from .nn import _ops
+
+        return _ops.dropout(input, p)
     return input * _rustrnn.dropout_mask(input, p)

@@ -61,14 +61,29 @@ def _run(config, input, hx, cx, weights, seed, train, keep_tape):
     if seed is None:
         return spec.forward(input, hx, cx, weights, train, keep_tape)
     # Off the CPU the masks come from the device's generator (bernoulli_).
-    cuda = input.device.type == "cuda"
-    with torch.random.fork_rng(devices=[input.device] if cuda else [], device_type="cuda"):
-        value = int(seed)
-        torch.default_generator.manual_seed(value)
-        if cuda:
-            with torch.cuda.device(input.device):
-                torch.cuda.manual_seed(value)
+    with _seeded(input.device, seed):
         return spec.forward(input, hx, cx, weights, train, keep_tape)
+
+
+def _seeded(device: torch.device, seed: Tensor):
+    """Torch's generator for ``device`` seeded from ``seed`` inside the block, and restored
+    after it."""
+    cuda = device.type == "cuda"
+    rng = torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda")
+
+    class _Seeded:
+        def __enter__(self):
+            rng.__enter__()
+            value = int(seed)
+            torch.default_generator.manual_seed(value)
+            if cuda:
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(value)
+
+        def __exit__(self, *exc):
+            return rng.__exit__(*exc)
+
+    return _Seeded()
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -245,3 +260,24 @@ def stack_forward(module, input: Tensor, h0: Optional[Tensor], c0: Optional[Tens
     seed = torch.randint(1 << 62, (), dtype=torch.int64) if train else None
     output, h_n, c_n = _forward_op(input, h0, c0, module._flat_weights, seed, *config, train)
     return output, module._pack_state(h_n, c_n)  # c_n is dropped unless LSTM
+
+
+@torch.library.custom_op("rustrnn::dropout_mask", mutates_args=())
+def _dropout_mask_op(like: Tensor, p: float, seed: Tensor) -> Tensor:
+    """rustrnn's dropout mask for ``like`` (its shape, dtype and device), drawn with
+    torch's generator seeded from ``seed``: the same for the same seed."""
+    with _seeded(like.device, seed):
+        return _rustrnn.dropout_mask(like, p)
+
+
+@_dropout_mask_op.register_fake
+def _dropout_mask_fake(like, p, seed):
+    return torch.empty_like(like, memory_format=torch.contiguous_format)
+
+
+def dropout(input: Tensor, p: float) -> Tensor:
+    """:func:`rustrnn.functional.dropout` in training mode, as torch.compile traces it: the
+    mask is a custom op of a seed drawn in the graph (anew on every call), the product
+    with it is torch's, so autograd and Inductor see plain ops."""
+    seed = torch.randint(1 << 62, (), dtype=torch.int64)
+    return input * _dropout_mask_op(input.detach(), p, seed)

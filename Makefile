@@ -3,7 +3,7 @@ PY ?= python
 # The Rust test binary links libtorch from the installed torch wheel.
 TORCH_LIB := $(shell $(PY) -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))" 2>/dev/null)
 
-.PHONY: build-dev format lint test test-python test-rust bench
+.PHONY: build-dev format lint test test-python test-rust bench wheels test-wheels
 
 build-dev:  ## compile the extension into the venv in place
 	maturin develop --release
@@ -29,3 +29,9 @@ test-rust:
 
 bench:
 	$(PY) bench/bench_rnn.py
+
+wheels:  ## release wheels into dist/ for each CPython 3.9-3.13 found (or WHEELS="3.11 3.12")
+	$(PY) tests/wheels/check_wheels.py build $(WHEELS)
+
+test-wheels:  ## build, install (fresh venv, no Rust) and smoke-test wheels: this Python and one other (TEST_WHEELS=all)
+	$(PY) tests/wheels/check_wheels.py test $(TEST_WHEELS)

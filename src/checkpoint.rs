@@ -25,7 +25,6 @@
 //! is a `Format` error (Python `ValueError`) naming the file and the problem.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -67,6 +66,10 @@ impl LmConfig {
         Ok(cfg)
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "plain strings and numbers always serialize"
+    )]
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a config serializes")
     }
@@ -98,6 +101,43 @@ impl LmConfig {
             0.0
         };
         Ok(cfg)
+    }
+
+    /// How many tensors the model's `state_dict` has (see [`LmConfig::param_specs`]),
+    /// computed without listing them, so a header claiming a billion layers
+    /// costs nothing before it is compared with what a file really holds.
+    pub fn num_tensors(&self) -> Result<usize> {
+        let rnn = self.rnn_config()?;
+        usize::try_from(rnn.num_layers)
+            .ok()
+            .and_then(|l| l.checked_mul(usize::try_from(rnn.num_directions()).ok()?))
+            .and_then(|n| n.checked_mul(rnn.params_per_direction()))
+            .and_then(|n| n.checked_add(3))
+            .ok_or_else(|| {
+                Error::value(format!(
+                    "num_layers={} gives more tensors than can be counted",
+                    self.num_layers
+                ))
+            })
+    }
+
+    /// [`LmConfig::param_specs`] for tensors that exist: `have` is how many
+    /// the caller holds (all of them, or with `extra` more besides), compared
+    /// with [`LmConfig::num_tensors`] before any spec is built.
+    pub fn param_specs_for(
+        &self,
+        vocab_size: i64,
+        have: usize,
+        extra: bool,
+    ) -> Result<Vec<ParamSpec>> {
+        let need = self.num_tensors()?;
+        if need > have || (!extra && need != have) {
+            return Err(Error::value(format!(
+                "the config (num_layers={}) needs {need} model tensors, but there are {have}",
+                self.num_layers
+            )));
+        }
+        self.param_specs(vocab_size)
     }
 
     /// Every tensor of the model's `state_dict`, in its order, with its shape.
@@ -198,7 +238,9 @@ impl Checkpoint {
                 "model parameters must be floating point, got {dtype:?}"
             )));
         }
-        let specs = self.config.param_specs(self.vocab.len() as i64)?;
+        let specs =
+            self.config
+                .param_specs_for(self.vocab.len() as i64, self.params.len(), false)?;
         check_params(&specs, &self.params, dtype, self.config.tie_weights)?;
         if self.kind == FileKind::Model && !self.extra.is_empty() {
             return Err(Error::value(
@@ -235,7 +277,7 @@ impl Checkpoint {
     /// unreadable file is an `Io` error; anything wrong with its contents is a
     /// `Format` error naming the file and the problem.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::fs::read_regular(path)?;
         Checkpoint::from_bytes(&bytes).map_err(|e| match e {
             Error::Value(msg) | Error::Shape(msg) => Error::format(path, msg),
             Error::Torch(e) => Error::format(path, e.to_string()),
@@ -299,17 +341,49 @@ impl Checkpoint {
             ));
         }
 
-        let specs = config.param_specs(vocab.len() as i64)?;
+        // What the header promises is bounded by what the file holds: the
+        // tensor count first, then every shape and dtype before any tensor is made.
+        let vocab_size =
+            i64::try_from(vocab.len()).map_err(|_| Error::value("the vocabulary is too large"))?;
+        let need = config.num_tensors()?;
+        if need > st.len() {
+            return Err(first_missing(&config, vocab_size, &st, need));
+        }
+        let specs = config.param_specs(vocab_size)?;
+        let by_name: HashMap<&str, &ParamSpec> =
+            specs.iter().map(|s| (s.name.as_str(), s)).collect();
+        let want_dtype = Dtype::try_from(dtype)?;
         let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
         for (name, view) in st.tensors() {
-            let is_param = specs.iter().any(|s| s.name == name);
-            if !is_param {
-                if kind == FileKind::Model {
+            match by_name.get(name.as_str()) {
+                Some(spec) => {
+                    let fits = view.shape().len() == spec.shape.len()
+                        && view
+                            .shape()
+                            .iter()
+                            .zip(&spec.shape)
+                            .all(|(&have, &want)| i64::try_from(have).ok() == Some(want));
+                    if !fits {
+                        return Err(Error::value(format!(
+                            "tensor '{name}' has shape {:?}, but the config needs {:?}",
+                            view.shape(),
+                            spec.shape
+                        )));
+                    }
+                    if view.dtype() != want_dtype {
+                        return Err(Error::value(format!(
+                            "tensor '{name}' has dtype {}, but the model's dtype is {}",
+                            safetensors_dtype_name(view.dtype()),
+                            kind_name(dtype)
+                        )));
+                    }
+                }
+                None if kind == FileKind::Model => {
                     return Err(Error::value(format!(
                         "unexpected tensor '{name}': not a parameter of this model"
                     )));
                 }
-                check_extra_name(&name)?;
+                None => check_extra_name(&name)?,
             }
             let t = Tensor::try_from(view)
                 .map_err(|e| Error::value(format!("tensor '{name}': {e}")))?;
@@ -338,6 +412,56 @@ impl Checkpoint {
         self.extra
             .get(name)
             .ok_or_else(|| Error::value(format!("missing tensor '{name}'")))
+    }
+}
+
+/// A file holding fewer tensors than its config needs: the first one missing,
+/// found among specs of at most one layer more than the file could hold (the
+/// prefix of the full list), so a header claiming a billion layers costs no
+/// more than the file's own tensors.
+fn first_missing(config: &LmConfig, vocab_size: i64, st: &SafeTensors<'_>, need: usize) -> Error {
+    let have = st.len();
+    let names: std::collections::HashSet<&str> =
+        st.names().into_iter().map(|n| n.as_str()).collect();
+    let generic = || {
+        Error::value(format!(
+            "the config (num_layers={}) needs {need} model tensors, but the file holds {have}",
+            config.num_layers
+        ))
+    };
+    let Ok(rnn) = config.rnn_config() else {
+        return generic();
+    };
+    let per_layer = rnn.params_per_direction() * usize::try_from(rnn.num_directions()).unwrap_or(1);
+    let cap = i64::try_from(have / per_layer.max(1) + 1).unwrap_or(i64::MAX);
+    let capped = LmConfig {
+        num_layers: config.num_layers.min(cap),
+        ..config.clone()
+    };
+    let Ok(specs) = capped.param_specs(vocab_size) else {
+        return generic();
+    };
+    let n = specs.len().saturating_sub(2); // the head's two come after every layer
+    match specs[..n].iter().find(|s| !names.contains(s.name.as_str())) {
+        Some(s) => Error::value(format!(
+            "missing tensor '{}' (the config, with num_layers={}, needs {need} model tensors; \
+             the file holds {have} tensors in all)",
+            s.name, config.num_layers
+        )),
+        None => generic(),
+    }
+}
+
+/// torch's name of a safetensors dtype.
+fn safetensors_dtype_name(d: Dtype) -> String {
+    match d {
+        Dtype::F16 => "float16".to_string(),
+        Dtype::BF16 => "bfloat16".to_string(),
+        Dtype::F32 => "float32".to_string(),
+        Dtype::F64 => "float64".to_string(),
+        Dtype::I64 => "int64".to_string(),
+        Dtype::U8 => "uint8".to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -467,6 +591,7 @@ impl View for Bytes {
 mod tests {
     use super::*;
     use crate::vocab::{BuildOptions, Level};
+    use std::fs;
 
     fn tiny(tie: bool) -> Checkpoint {
         let vocab = Vocab::build(
@@ -571,6 +696,33 @@ mod tests {
             .unwrap()
             .1 = Tensor::zeros([3, 4], (Kind::Float, Device::Cpu));
         assert!(matches!(c.to_bytes(), Err(Error::Value(m)) if m.contains("tie_weights")));
+    }
+
+    #[test]
+    fn a_header_claiming_a_billion_layers_is_bounded_by_the_file() {
+        let mut c = tiny(false);
+        c.config.num_layers = 100_000;
+        assert_eq!(c.config.num_tensors().unwrap(), 400_003);
+        let mut good = tiny(false);
+        good.config.num_layers = 2;
+        let bytes = good.to_bytes().unwrap();
+        // Rewrite the config in the header to claim a billion layers.
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta = header.metadata().clone().unwrap();
+        meta.insert("config".to_string(), c.config.to_json());
+        let views: Vec<(String, Bytes)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| {
+                let t = Tensor::try_from(v).unwrap();
+                (n, Bytes::of(&t).unwrap())
+            })
+            .collect();
+        let bad = safetensors::tensor::serialize(views, &Some(meta)).unwrap();
+        let m = value_err(Checkpoint::from_bytes(&bad));
+        assert!(m.contains("missing tensor 'rnn.weight_ih_l2'"), "{m}");
+        assert!(m.contains("num_layers=100000,"), "{m}");
     }
 
     #[test]

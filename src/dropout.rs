@@ -16,7 +16,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::float::{self, Float};
 
 /// splitmix64's increment (2⁶⁴ / φ).
@@ -38,11 +38,8 @@ pub fn fill<T: Float>(out: &mut [T], keep: f64, scale: T, seed: u64) {
     // that keep = 1 (threshold 2³²) keeps everything.
     let threshold = (keep.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64;
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512dq")
-        && is_x86_feature_detected!("avx512vl")
-    {
-        // SAFETY: the features were just detected.
+    if crate::cpu::level() == crate::cpu::Level::Avx512 {
+        // SAFETY: `Level::Avx512` means the CPU has these features.
         return unsafe { fill_avx512(out, threshold, scale, seed) };
     }
     fill_body(out, threshold, scale, seed)
@@ -90,6 +87,7 @@ pub fn mask(like: &Tensor, p: f64) -> Result<Tensor> {
     if p >= 1.0 {
         return Ok(like.f_zeros_like()?);
     }
+    check_kind(kind)?;
     let keep = 1.0 - p;
     let cpu = like.device() == Device::Cpu;
     match kind {
@@ -112,6 +110,24 @@ pub fn mask(like: &Tensor, p: f64) -> Result<Tensor> {
             Ok(m.f_div_scalar_(keep)?)
         }
     }
+}
+
+/// torch's refusal of dropout (`0 < p < 1`) on integer and boolean tensors:
+/// the float mask cannot be cast to them. Its `RuntimeError`, word for word
+/// (c10's names of the types).
+fn check_kind(kind: Kind) -> Result<()> {
+    let c10 = match kind {
+        Kind::Uint8 => "Byte",
+        Kind::Int8 => "Char",
+        Kind::Int16 => "Short",
+        Kind::Int => "Int",
+        Kind::Int64 => "Long",
+        Kind::Bool => "Bool",
+        _ => return Ok(()),
+    };
+    Err(Error::shape(format!(
+        "result type Float can't be cast to the desired output type {c10}"
+    )))
 }
 
 /// `x * mask(x, p)`, recorded by autograd; `x` itself when `p` is zero.
@@ -179,6 +195,28 @@ mod tests {
         let mut a = vec![0.0f32; 4097];
         fill_body(&mut a, 1 << 31, 1.0, 7);
         assert_eq!(a, draw(7), "the vectorized build draws the same mask");
+    }
+
+    /// Integer and boolean tensors are refused with torch's RuntimeError;
+    /// p = 1 still gives zeros of their type, as torch's dropout does.
+    #[test]
+    fn integer_tensors_are_refused_as_torch_refuses_them() {
+        for (kind, name) in [
+            (Kind::Int64, "Long"),
+            (Kind::Int, "Int"),
+            (Kind::Bool, "Bool"),
+            (Kind::Uint8, "Byte"),
+        ] {
+            let like = Tensor::ones([3], (kind, Device::Cpu));
+            let err = mask(&like, 0.5).unwrap_err();
+            assert!(matches!(err, Error::Shape(_)));
+            assert_eq!(
+                err.to_string(),
+                format!("result type Float can't be cast to the desired output type {name}")
+            );
+            let zeros = mask(&like, 1.0).unwrap();
+            assert_eq!(zeros.kind(), kind);
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::kernel::team::try_vec;
 use crate::rnn::check::dtype_name;
 
 /// Weights per block: the unit of the scan after the Fenwick search.
@@ -49,6 +50,9 @@ pub const BLOCK: usize = 64;
 
 /// Below this many weights (or weight visits) per thread, threads cost more than they save.
 const WORK_PER_THREAD: usize = 1 << 16;
+
+/// Uniforms asked of the source at once when a draw needs more (8 MiB).
+const UNIFORM_CHUNK: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------
 // Randomness
@@ -326,7 +330,7 @@ mod cpu {
         let nb = cats.div_ceil(BLOCK);
 
         // Pass 1: validate and take the block sums (no randomness spent yet).
-        let mut sums = vec![0.0f64; rows * nb];
+        let mut sums = try_vec(0.0f64, rows.saturating_mul(nb))?;
         let threads = thread_count(rows, rows * cats);
         let fault = par_rows(&mut sums, nb, threads, |first, chunk| {
             scan_rows(data, cats, first, chunk, ns, replacement)
@@ -337,31 +341,69 @@ mod cpu {
             return Ok(Err(fault));
         }
 
-        // Pass 2: draw.
-        let u = uniforms(rng, &[rows_i, num_samples], Device::Cpu)?.f_contiguous()?;
-        let mut uv = vec![0.0f64; rows * ns];
-        u.f_copy_data(&mut uv, rows * ns)?;
-        let mut out = vec![0i64; rows * ns];
-        let visits = rows * (nb + ns * (BLOCK / 2 + 8));
+        // Pass 2: the output tensor (libtorch's allocator raises if it cannot
+        // be had), the uniforms written into its slots, each slot's draw
+        // over its own uniform: no buffer besides the output.
+        let total = rows.checked_mul(ns).ok_or_else(|| {
+            Error::shape(format!(
+                "cannot draw {num_samples} samples from each of {rows} rows: \
+                 the output's size overflows"
+            ))
+        })?;
+        let out = Tensor::f_empty([rows_i, num_samples], (Kind::Int64, Device::Cpu))?;
+        // SAFETY: a fresh contiguous int64 CPU tensor of `total` elements,
+        // written only here (by one thread per run of rows) before it is returned.
+        let slots = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut i64, total) };
+        fill_uniforms(rng, slots, [rows_i, num_samples])?;
+        let visits = rows.saturating_mul(nb.saturating_add(ns.saturating_mul(BLOCK / 2 + 8)));
         let threads = thread_count(rows, visits);
-        let (sums, uv) = (&sums, &uv);
-        par_rows(&mut out, ns, threads, |first, chunk| {
+        let sums = &sums;
+        par_rows(slots, ns, threads, |first, chunk| {
             let mut scratch = Scratch::new(cats, nb, replacement);
-            for (r, out_row) in chunk.chunks_mut(ns).enumerate() {
+            for (r, row_slots) in chunk.chunks_mut(ns).enumerate() {
                 let row = first + r;
                 let weights = &data[row * cats..(row + 1) * cats];
                 let row_sums = &sums[row * nb..(row + 1) * nb];
-                let row_u = &uv[row * ns..(row + 1) * ns];
                 if replacement {
-                    draw_with_replacement(weights, row_sums, row_u, &mut scratch, out_row);
+                    draw_with_replacement(weights, row_sums, &mut scratch, row_slots);
                 } else {
-                    draw_without_replacement(weights, row_sums, row_u, &mut scratch, out_row);
+                    draw_without_replacement(weights, row_sums, &mut scratch, row_slots);
                 }
             }
         });
-        Ok(Ok(
-            Tensor::f_from_slice(&out)?.f_view([rows_i, num_samples])?
-        ))
+        Ok(Ok(out))
+    }
+
+    /// Fills `slots` (the `[rows, samples]` output, row-major) with the bits
+    /// of float64 uniforms, in order: asked of `rng` as `shape` when they
+    /// are few, else in flat chunks of [`UNIFORM_CHUNK`] (the same values
+    /// from a sequential generator such as torch's CPU one), so no second
+    /// output-sized buffer is needed.
+    fn fill_uniforms<R: UniformSource + ?Sized>(
+        rng: &mut R,
+        slots: &mut [i64],
+        shape: [i64; 2],
+    ) -> Result<()> {
+        let whole = slots.len() <= UNIFORM_CHUNK;
+        for chunk in slots.chunks_mut(UNIFORM_CHUNK) {
+            let n = chunk.len();
+            let u = if whole {
+                uniforms(rng, &shape, Device::Cpu)?
+            } else {
+                uniforms(rng, &[n as i64], Device::Cpu)?
+            }
+            .f_contiguous()?;
+            for (slot, &x) in chunk.iter_mut().zip(elements::<f64>(&u)?) {
+                *slot = x.to_bits() as i64;
+            }
+        }
+        Ok(())
+    }
+
+    /// The uniform a slot holds (see [`fill_uniforms`]).
+    #[inline(always)]
+    fn uniform_in(slot: i64) -> f64 {
+        f64::from_bits(slot as u64)
     }
 
     /// Borrows the elements of a contiguous CPU tensor of element type `W`.
@@ -599,26 +641,21 @@ mod cpu {
         }
     }
 
-    fn draw_with_replacement<W: Weight>(
-        w: &[W],
-        sums: &[f64],
-        u: &[f64],
-        s: &mut Scratch,
-        out: &mut [i64],
-    ) {
+    /// Each slot's uniform (see [`fill_uniforms`]) becomes its draw.
+    fn draw_with_replacement<W: Weight>(w: &[W], sums: &[f64], s: &mut Scratch, out: &mut [i64]) {
         s.fenwick.build(sums);
         let total = s.fenwick.total();
-        for (o, &u) in out.iter_mut().zip(u) {
-            *o = draw(w, &s.fenwick, &s.removed, u * total) as i64;
+        for o in out.iter_mut() {
+            *o = draw(w, &s.fenwick, &s.removed, uniform_in(*o) * total) as i64;
         }
     }
 
     /// Sequential sampling without replacement: each draw is taken from the
-    /// weights not yet drawn. The row has at least `out.len()` positive weights.
+    /// weights not yet drawn. The row has at least `out.len()` positive
+    /// weights; each slot's uniform becomes its draw.
     fn draw_without_replacement<W: Weight>(
         w: &[W],
         sums: &[f64],
-        u: &[f64],
         s: &mut Scratch,
         out: &mut [i64],
     ) {
@@ -628,9 +665,9 @@ mod cpu {
         // Mass removed since the tree was last built: once it exceeds what
         // remains, rebuild so the tree's rounding stays relative to the rest.
         let mut removed_mass = 0.0;
-        for (o, &u) in out.iter_mut().zip(u) {
+        for o in out.iter_mut() {
             let total = s.fenwick.total();
-            let i = draw(w, &s.fenwick, &s.removed, u * total);
+            let i = draw(w, &s.fenwick, &s.removed, uniform_in(*o) * total);
             *o = i as i64;
             s.removed[i] = true;
             s.taken.push(i);

@@ -15,8 +15,6 @@
 //! The file format is versioned JSON, see [`Vocab::to_json`].
 
 use std::collections::HashMap;
-use std::fs;
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::path::Path;
 
@@ -94,10 +92,11 @@ pub struct Vocab {
     n_specials: usize,
     /// Every token, in id order; the specials first.
     tokens: Vec<String>,
-    /// The id of every token.
+    /// The id of every token longer than 15 bytes.
     ids: Map<String, i64>,
-    /// The id of every token of 2 to 15 bytes, keyed by [`pack`]: the lookup
-    /// of nearly every word follows no pointer and calls no memcmp.
+    /// The id of every token of up to 15 bytes, keyed by [`pack`]: the
+    /// lookup of nearly every word follows no pointer and calls no memcmp,
+    /// and building it copies no string.
     short: Map<u128, i64>,
     /// The id of each single-character token.
     chars: CharTable,
@@ -186,7 +185,8 @@ impl Vocab {
             )));
         }
         check_specials(&tokens[..n_specials])?;
-        let mut ids = Map::with_capacity_and_hasher(tokens.len(), FxBuild);
+        let mut ids = Map::default();
+        let mut short = Map::with_capacity_and_hasher(tokens.len(), Default::default());
         for (id, tok) in tokens.iter().enumerate() {
             if id >= n_specials {
                 let ok = match level {
@@ -205,7 +205,13 @@ impl Vocab {
                     )));
                 }
             }
-            if let Some(first) = ids.insert(tok.clone(), id as i64) {
+            // A token's length decides its map, so a duplicate meets its
+            // first occurrence in the same one.
+            let first = match pack(tok) {
+                Some(key) => short.insert(key, id as i64),
+                None => ids.insert(tok.clone(), id as i64),
+            };
+            if let Some(first) = first {
                 return Err(Error::value(format!(
                     "duplicate token {} at ids {first} and {id}",
                     quote(tok)
@@ -213,12 +219,6 @@ impl Vocab {
             }
         }
         let chars = CharTable::new(&tokens);
-        let short = tokens
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.len() > 1)
-            .filter_map(|(id, t)| Some((pack(t)?, id as i64)))
-            .collect();
         let special = |name: &str| {
             tokens[..n_specials]
                 .iter()
@@ -449,6 +449,7 @@ impl Vocab {
             specials: self.specials().to_vec(),
             tokens: self.tokens.clone(),
         };
+        #[allow(clippy::expect_used, reason = "strings and numbers always serialize")]
         let mut s = serde_json::to_string_pretty(&file).expect("a vocabulary serializes");
         s.push('\n');
         s
@@ -516,7 +517,7 @@ impl Vocab {
     /// Reads a file written by [`Vocab::save`]. A missing or unreadable file is
     /// an `Io` error, a foreign or corrupt one a `Format` error; both name it.
     pub fn load(path: &Path) -> Result<Vocab> {
-        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::fs::read_regular(path)?;
         Vocab::from_json(&bytes).map_err(|e| match e {
             Error::Value(msg) => Error::format(path, msg),
             other => other,
@@ -545,6 +546,7 @@ impl Vocab {
 /// the buffer back right after a byte-wise copy stalls on store forwarding,
 /// which made this the most expensive step of a word-level encode.
 #[inline(always)]
+#[allow(clippy::expect_used, reason = "fixed-width slices of a checked length")]
 fn pack(token: &str) -> Option<u128> {
     let b = token.as_bytes();
     let n = b.len();
@@ -652,14 +654,24 @@ fn tensor_ids(ids: &Tensor) -> Result<Vec<i64>> {
     Ok(Vec::<i64>::try_from(&flat)?)
 }
 
-/// `ids` as int64, refusing floating-point and boolean tensors (`Type` error).
+/// `ids` as int64, refusing floating-point and boolean tensors (`Type` error,
+/// naming the dtype as torch does). The unsigned types tch has no `Kind` for
+/// (`torch.uint16`, `uint32`, `uint64`: c10 codes 27 to 29) are integers too;
+/// a uint64 id past `i64::MAX` becomes negative, and so out of range.
 fn integer_ids(ids: &Tensor) -> Result<Tensor> {
-    match ids.kind() {
-        Kind::Int64 => Ok(ids.shallow_clone()),
-        Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int => Ok(ids.f_to_kind(Kind::Int64)?),
-        k => Err(Error::Type(format!(
-            "ids must be an integer tensor, got dtype {k:?}"
+    match ids.f_kind() {
+        Ok(Kind::Int64) => Ok(ids.shallow_clone()),
+        Ok(Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int)
+        | Err(tch::TchError::UnknownKind(27..=29)) => Ok(ids.f_to_kind(Kind::Int64)?),
+        Ok(k) => Err(Error::Type(format!(
+            "ids must be an integer tensor, got dtype {}",
+            crate::error::dtype_name(k)
         ))),
+        Err(tch::TchError::UnknownKind(code)) => Err(Error::Type(format!(
+            "ids must be an integer tensor, got dtype {}",
+            crate::error::dtype_code_name(code)
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -922,76 +934,24 @@ impl<'s> WordSplitter<'s> {
     }
 }
 
-/// The maps' hasher: FxHash, as in rustc, several times faster than the
-/// default SipHash on short keys. Its keys come from the user's own text, so
-/// the DoS resistance SipHash buys is not needed.
-#[derive(Clone, Copy, Debug, Default)]
-struct FxBuild;
-
-type Map<K, V> = HashMap<K, V, FxBuild>;
-
-impl BuildHasher for FxBuild {
-    type Hasher = FxHasher;
-
-    fn build_hasher(&self) -> FxHasher {
-        FxHasher(0)
-    }
-}
-
-struct FxHasher(u64);
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.add(u64::from_le_bytes(w.try_into().expect("8 bytes")));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i.into());
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(i.into());
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_u128(&mut self, i: u128) {
-        self.add(i as u64);
-        self.add((i >> 64) as u64);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// The maps' hasher: foldhash (the crate hashbrown itself defaults to), in
+/// its fast variant, seeded at random once per process.
+///
+/// Why not FxHash, used here before: its one multiply per word leaves the
+/// low bits, from which hashbrown picks a bucket, depending on the low bits
+/// of the key alone, so tokens sharing a prefix or a length ("w0".."w1999999",
+/// 7-digit numbers) crowded into a few buckets and loading two million of
+/// them took 48 s. foldhash folds a full 64x64->128-bit product, mixing every
+/// key bit into every hash bit, at about FxHash's speed on short keys.
+///
+/// Why not SipHash (std's default): vocabulary files can come from
+/// elsewhere, and SipHash is the choice against an adversary who can craft
+/// keys for a known function; here the random per-process seed already
+/// keeps collisions from being computed in advance (foldhash is "minimally
+/// DoS-resistant"), a file is loaded once rather than probed interactively,
+/// and SipHash would cost a word-level encode, which hashes every token of
+/// the text, several times its lookups.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 const ZWJ: char = '\u{200D}';
 
@@ -1022,6 +982,7 @@ struct VocabFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn words(text: &str) -> Vec<String> {
         let specials = BuildOptions::default().specials;
@@ -1259,5 +1220,48 @@ mod tests {
         let err = Vocab::load(&dir.join("missing.json")).unwrap_err();
         assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("missing.json"));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The hashes of structured tokens ("w0".."w99999", as Strings for the
+    /// `ids` map and packed for the `short` one) spread over the bits
+    /// hashbrown uses: the low 17 (the bucket of a table of 2^17) fill as
+    /// many buckets as random hashes would, with no bucket crowded, and the
+    /// top 7 (its control tag) are near uniform. FxHash failed this: its low
+    /// bits depend on the low bits of the key only.
+    #[test]
+    fn structured_tokens_hash_uniformly() {
+        use std::hash::BuildHasher;
+        let build = <Map<String, i64> as Default>::default().hasher().clone();
+        let n = 100_000usize;
+        let tokens: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+        let strings: Vec<u64> = tokens.iter().map(|t| build.hash_one(t)).collect();
+        let packed: Vec<u64> = tokens
+            .iter()
+            .map(|t| build.hash_one(pack(t).unwrap()))
+            .collect();
+        for (what, hashes) in [("String", strings), ("packed", packed)] {
+            let buckets = 1usize << 17;
+            let mut load = vec![0u32; buckets];
+            let mut tags = [0u32; 128];
+            for h in &hashes {
+                load[(*h as usize) & (buckets - 1)] += 1;
+                tags[(h >> 57) as usize] += 1;
+            }
+            // Random hashes fill 1 - e^-λ of the buckets (λ = n / buckets,
+            // 53% here, sd ~0.2%) and leave none above ~10.
+            let lambda = n as f64 / buckets as f64;
+            let want = buckets as f64 * (1.0 - (-lambda).exp());
+            let used = load.iter().filter(|&&c| c > 0).count() as f64;
+            let worst = load.iter().max().copied().unwrap_or(0);
+            assert!(
+                used > 0.97 * want,
+                "{what}: {used} buckets used, random: {want:.0}"
+            );
+            assert!(worst <= 12, "{what}: a bucket holds {worst} tokens");
+            // 127 degrees of freedom: P(chi2 > 230) is about 1e-7.
+            let e = n as f64 / 128.0;
+            let chi2: f64 = tags.iter().map(|&c| (c as f64 - e).powi(2) / e).sum();
+            assert!(chi2 < 230.0, "{what}: tag chi-square {chi2}");
+        }
     }
 }

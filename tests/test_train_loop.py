@@ -329,7 +329,14 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(tmp_path):
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(FloatingPointError, match="at step 1") as err:
         rustrnn.train(
-            model, TEXT, batch_size=2, bptt=8, max_steps=5, progress=False, checkpoint_dir=tmp_path
+            model,
+            TEXT,
+            batch_size=2,
+            bptt=8,
+            max_steps=5,
+            progress=False,
+            checkpoint_dir=tmp_path,
+            overwrite=True,  # a second run into the directory must say so
         )
     assert err.value.history.stop_reason == "non_finite"
     assert (tmp_path / "last.safetensors").read_bytes() == good
@@ -363,7 +370,9 @@ def test_non_finite_weights_are_never_written(tmp_path):
         model.rnn.weight_hh_l1[0, 0] = float("inf")
     with pytest.raises(FloatingPointError, match="not written.*weight_hh_l1"):
         # no step runs (epochs=0), but the run's end still writes `last`
-        rustrnn.train(model, TEXT, epochs=0, progress=False, checkpoint_dir=tmp_path)
+        rustrnn.train(
+            model, TEXT, epochs=0, progress=False, checkpoint_dir=tmp_path, overwrite=True
+        )
     assert (tmp_path / "last.safetensors").read_bytes() == good
 
 

@@ -25,13 +25,20 @@ if _rustrnn.TORCH_VERSION != _BUILT_FOR_TORCH:  # pragma: no cover - a broken bu
         f"its Python package for torch {_BUILT_FOR_TORCH}; reinstall rustrnn"
     )
 
+# The import-time CPU check (as polars' `_cpu_check`): the extension is compiled for
+# baseline x86-64 and picks its kernels' AVX2/AVX-512 variants at run time; a bad
+# RUSTRNN_CPU raises ValueError (or, naming instructions this CPU lacks, warns) here.
+_rustrnn.cpu_features()
+
 from . import functional  # noqa: E402
 from ._rustrnn import (  # noqa: E402
     Vocab,  # noqa: E402
+    cpu_features,
     multinomial,
     sample,
 )
 from .lm import LanguageModel  # noqa: E402
+from .ngram import NGramLM  # noqa: E402
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .training import History, evaluate, train  # noqa: E402
 
@@ -46,10 +53,12 @@ __all__ = [
     "GRUCell",
     "Vocab",
     "LanguageModel",
+    "NGramLM",
     "train",
     "evaluate",
     "History",
     "multinomial",
     "sample",
+    "cpu_features",
     "functional",
 ]

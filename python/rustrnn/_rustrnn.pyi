@@ -7,7 +7,7 @@ are what those modules call. Checked against the built extension by
 """
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, final
 
 import numpy as np
@@ -19,6 +19,7 @@ _Path: TypeAlias = str | os.PathLike[str]
 _Ids: TypeAlias = Tensor | npt.NDArray[np.integer[Any]] | Sequence[int]
 
 __all__ = [
+    "_guard_selftest",
     "TORCH_VERSION",
     "dropout_mask",
     "Optimizer",
@@ -27,13 +28,17 @@ __all__ = [
     "Vocab",
     "__version__",
     "cell_forward",
+    "claim_checkpoint_dir",
     "clip_grad_norm",
+    "cpu_features",
     "evaluate_lm",
     "generate",
     "load_model",
     "multinomial",
+    "NGramModel",
     "sample",
     "save_model",
+    "score_lines",
     "train_lm",
 ]
 
@@ -78,6 +83,9 @@ class RnnSpec:
         """The constructor's arguments, in its order: what a copy is built from."""
     def param_specs(self) -> list[tuple[str, list[int]]]:
         """``(name, shape)`` of every parameter, in torch's ``_flat_weights_names`` order."""
+    def check_host_allocation(self, element_size: int) -> None:
+        """Raises RuntimeError if the parameters, at ``element_size`` bytes each, would not
+        fit in this machine's memory."""
     def extra_repr(self) -> str:
         """The arguments that differ from torch.nn's defaults, as torch.nn.RNNBase.extra_repr."""
     def forward(
@@ -186,14 +194,31 @@ def generate(
     max_tokens: int,
     num_samples: int,
     stop: Sequence[int],
+    stop_strings: Sequence[str],
+    vocab: Vocab | None,
     temperature: float,
     top_k: int | None,
     top_p: float | None,
     greedy: bool,
-    uniform: Tensor | None,
+    generator: Generator | None,
 ) -> tuple[Tensor, list[int]]:
     """Generates ``num_samples`` continuations of ``prompt`` in one batch, without the GIL:
     ``(ids (num_samples, steps), lengths)``."""
+
+def score_lines(
+    spec: RnnSpec,
+    embedding: Tensor,
+    stack_weights: Sequence[Tensor],
+    head_weight: Tensor,
+    head_bias: Tensor | None,
+    contexts: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+) -> list[list[float]]:
+    """The natural-log probability of every target of every line, the lines batched
+    together (sorted by length, packed), without the GIL; one list per line, in order."""
+
+def _guard_selftest(message: str) -> None:
+    """Panics inside the pyo3 guard: a RuntimeError naming the function (for the tests)."""
 
 def save_model(
     path: _Path,
@@ -208,6 +233,15 @@ def load_model(path: _Path) -> tuple[str, str, str, str, list[tuple[str, Tensor]
 
 def dropout_mask(input: Tensor, p: float) -> Tensor:
     """A dropout mask shaped like ``input``: ``1 / (1 - p)`` with probability ``1 - p``, else 0."""
+
+def cpu_features() -> dict[str, str | None]:
+    """The instruction set the fused float32 kernels and dropout run on.
+
+    ``{"isa": ..., "detected": ..., "requested": ...}``: the level in use, the best this
+    CPU supports (``"portable"``, ``"avx2"`` or ``"avx512"``), and ``RUSTRNN_CPU`` as set
+    (None when unset), which caps the level. Raises ValueError when ``RUSTRNN_CPU`` names
+    no level; warns (RuntimeWarning) when it names one this CPU lacks.
+    """
 
 def multinomial(
     input: Tensor,
@@ -263,6 +297,10 @@ def clip_grad_norm(grads: Sequence[Tensor], max_norm: float) -> float:
     """Scales ``grads`` in place to a global L2 norm of at most ``max_norm``
     (as ``torch.nn.utils.clip_grad_norm_``); returns the norm before clipping."""
 
+def claim_checkpoint_dir(path: _Path, allow_existing: bool) -> None:
+    """Creates ``path`` and checks it is a writable directory; refuses one that already
+    holds files (``FileExistsError``) unless ``allow_existing``."""
+
 def train_lm(
     config: str,
     vocab: str,
@@ -284,3 +322,73 @@ def evaluate_lm(
     bptt: int,
 ) -> float:
     """Perplexity ``exp(mean cross-entropy)`` of a language model on 1-D ids, in eval mode."""
+
+_TextOrIds: TypeAlias = str | Tensor | Sequence[int]
+
+@final
+class NGramModel:
+    """A backoff n-gram model in Rust (``rustrnn.NGramLM`` wraps it): log10 probabilities
+    and backoffs per n-gram, and the Vocab that reads text into its words."""
+
+    @staticmethod
+    def fit(
+        source: str | Tensor | Iterable[str],
+        vocab: Vocab,
+        order: int = 3,
+        smoothing: str = "modified_kneser_ney",
+        k: float | None = None,
+    ) -> NGramModel:
+        """Counts the n-grams of text, ids or an iterable of lines and estimates a model."""
+    @staticmethod
+    def load_arpa(path: _Path, level: str | None = None, lower: bool | None = None) -> NGramModel:
+        """Reads an ARPA file (ValueError naming the line when malformed)."""
+    def save_arpa(self, path: _Path) -> None:
+        """Writes the model as an ARPA file, atomically."""
+    def stream_scores(self, text_or_ids: _TextOrIds, log10: bool = False) -> Tensor:
+        """Each token's log-probability, the text read as one stream after a line break."""
+    def score(
+        self, lines: Sequence[_TextOrIds], bos: bool = True, eos: bool = True, log10: bool = False
+    ) -> list[float]:
+        """Each line's log-probability as sentences (``<s>``/``</s>`` with bos/eos)."""
+    def full_scores(
+        self, line: _TextOrIds, bos: bool = True, eos: bool = True, log10: bool = False
+    ) -> list[tuple[str, float, int, bool]]:
+        """``(token, log_prob, ngram_order, oov)`` of every scored token."""
+    def evaluate(
+        self, lines: Sequence[_TextOrIds], bos: bool = True, eos: bool = True
+    ) -> tuple[int, int, float, float]:
+        """``(tokens, oovs, log_prob, oov_log_prob)`` over the lines (natural logs)."""
+    def next_log_probs(self, context: _TextOrIds, bos: bool = True) -> Tensor:
+        """The natural-log distribution ``(len(words()),)`` of the next word."""
+    def generate(
+        self,
+        prompt: _TextOrIds,
+        max_tokens: int,
+        num_samples: int = 1,
+        stop: Sequence[int] = ...,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        generator: Generator | None = None,
+    ) -> list[list[int]]:
+        """Samples continuations (vocabulary ids) with rustrnn's sampler."""
+    @property
+    def order(self) -> int:
+        """The order N."""
+    @property
+    def smoothing(self) -> str | None:
+        """How it was estimated; None for a model read from an ARPA file."""
+    @property
+    def k(self) -> float | None:
+        """add-k's k, or None."""
+    @property
+    def discounts(self) -> list[tuple[float, float, float]]:
+        """Kneser-Ney's ``(D1, D2, D3+)`` per order."""
+    @property
+    def counts(self) -> list[int]:
+        """The number of n-grams of each order."""
+    def words(self) -> list[str]:
+        """The model's words by id: ``<unk>``, ``<s>``, ``</s>``, then the others."""
+    def vocab(self) -> Vocab:
+        """The Vocab that reads text into the model's words (a new object)."""

@@ -39,8 +39,10 @@ def _config_json(model) -> str:
 def save(model: LanguageModel, path: PathLike) -> None:
     """Writes ``model`` (weights, config, vocabulary) to ``path`` atomically.
 
-    A temporary file in the same directory is written, fsynced and renamed over
-    ``path``, so a failed write leaves an existing file untouched.
+    A temporary file beside the target (``.<name>.tmp``) is written, fsynced and
+    renamed over it, so a failed write leaves an existing file untouched; a save
+    killed half-way leaves only that file, which the next save or load removes. When
+    ``path`` is a symbolic link the file it points to is replaced and the link kept.
 
     Raises:
         OSError: the file cannot be written.

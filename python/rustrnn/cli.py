@@ -1,4 +1,4 @@
-"""The ``rustrnn`` command line: train, generate, perplexity.
+"""The ``rustrnn`` command line: train, generate, perplexity, score, ngram.
 
 Errors (a missing file, an unreadable checkpoint, a bad option value) print one
 line to stderr and exit with status 2, without a traceback.
@@ -7,10 +7,13 @@ line to stderr and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 from typing import List, Optional
+
+from . import _cli_ngram, _cli_score
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 
@@ -33,16 +36,42 @@ def _non_negative_float(value: str) -> float:
     return x
 
 
+def _finite_non_negative_float(value: str) -> float:
+    x = _non_negative_float(value)
+    if math.isinf(x):
+        raise argparse.ArgumentTypeError(f"must be a finite non-negative number, got {value}")
+    return x
+
+
+def _clip(value: str) -> float:
+    x = float(value)
+    if not x > 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number (inf for no clipping), got {value}"
+        )
+    return x
+
+
+def _seed(value: str) -> int:
+    n = int(value)
+    if not -(2**63) <= n < 2**64:  # what torch.manual_seed takes
+        raise argparse.ArgumentTypeError(f"must be in [-2**63, 2**64), got {value}")
+    return n
+
+
 def _read_files(files: List[str]) -> str:
+    from .training import read_text_file
+
     parts = []
     for f in files:
-        p = Path(f)
-        if not p.is_file():
+        if not os.path.lexists(f):
             raise CliError(f"no such file: {f}")
         try:
-            parts.append(p.read_text(encoding="utf-8"))
+            parts.append(read_text_file(f))
         except UnicodeDecodeError as e:
             raise CliError(f"{f} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+        except OSError as e:
+            raise CliError(f"cannot read {f}: {e.strerror or e}") from None
     return "\n".join(parts)
 
 
@@ -69,21 +98,33 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bptt", type=_positive_int, default=64, help="tokens per window")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="parallel streams")
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adam")
-    t.add_argument("--lr", type=_non_negative_float, default=3e-3, help="learning rate")
-    t.add_argument("--clip", type=_non_negative_float, default=0.25, help="max gradient norm")
+    t.add_argument("--lr", type=_finite_non_negative_float, default=3e-3, help="learning rate")
+    t.add_argument(
+        "--clip", type=_clip, default=0.25, help="max gradient norm (inf for no clipping)"
+    )
     t.add_argument("--epochs", type=_positive_int, default=1000, help="epochs at most")
     t.add_argument("--max-steps", type=_positive_int, default=None, help="steps at most")
     t.add_argument(
         "--time-budget",
         type=_non_negative_float,
         default=60.0,
-        help="seconds of training at most (default: 60; 0 for no limit)",
+        help="seconds of training at most (default: 60; 0 or inf for no limit)",
     )
     t.add_argument("--eval-every", type=_positive_int, default=200, help="validate every N steps")
-    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--seed", type=_seed, default=0, help="random seed")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    t.add_argument("--out", default="runs/default", help="checkpoint directory")
+    t.add_argument(
+        "--out",
+        default="runs/default",
+        help="checkpoint directory; one holding an earlier run's files needs --resume or "
+        "--overwrite",
+    )
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an OUT that holds an earlier run, replacing its files",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--prompt", default=None, help="prompt for the sample printed at the end")
 
@@ -101,6 +142,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("perplexity", help="perplexity of a model on text files")
     p.add_argument("checkpoint")
     p.add_argument("files", nargs="+")
+    _cli_score.add_parser(sub)
+    _cli_ngram.add_parser(sub)
     return ap
 
 
@@ -110,16 +153,83 @@ def _load_model(path: str):
     if not Path(path).exists():
         raise CliError(f"no such checkpoint: {path}")
     ckpt = Path(path)
-    if ckpt.is_dir():
-        ckpt = (
-            ckpt / "best.safetensors"
-            if (ckpt / "best.safetensors").exists()
-            else ckpt / "last.safetensors"
-        )
+    if not ckpt.is_dir():
+        try:
+            return rustrnn.LanguageModel.load(ckpt)
+        except (ValueError, OSError) as e:
+            raise CliError(f"cannot load checkpoint: {e}") from None
+    # A directory written by `train`: its best model, else the last one, else the final
+    # save. A damaged file is reported and the next one tried.
+    names = ("best.safetensors", "last.safetensors", "model.safetensors")
+    candidates = [ckpt / n for n in names if os.path.lexists(ckpt / n)]
+    if not candidates:
+        raise CliError(f"cannot load checkpoint: {path} holds none of {', '.join(names)}")
+    for i, c in enumerate(candidates):
+        try:
+            return rustrnn.LanguageModel.load(c)
+        except (ValueError, OSError) as e:
+            if i + 1 == len(candidates):
+                raise CliError(f"cannot load checkpoint: {e}") from None
+            print(
+                f"rustrnn: warning: {c} is unreadable ({e}); using {candidates[i + 1].name}",
+                file=sys.stderr,
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _train_device(name: str):
+    """``--device`` as a torch.device rustrnn can train on (checked before any work)."""
+    import torch
+
     try:
-        return rustrnn.LanguageModel.load(ckpt)
-    except (ValueError, OSError) as e:
-        raise CliError(f"cannot load checkpoint: {e}") from None
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise CliError(f"--device {name}: {e}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise CliError(f"--device {name}: training runs on cpu or cuda, not {device.type}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def _claim_out(args) -> None:
+    """``--out`` before any training: a writable directory, and not an earlier run's
+    unless ``--resume`` or ``--overwrite`` says what to do with it."""
+    from . import _rustrnn
+
+    out = args.out
+    try:
+        _rustrnn.claim_checkpoint_dir(out, args.resume or args.overwrite)
+    except FileExistsError:
+        held = sorted(n for n in os.listdir(out) if not n.startswith("."))
+        raise CliError(
+            f"--out {out} already holds an earlier run ({', '.join(held[:3])}"
+            f"{', ...' if len(held) > 3 else ''}): pass --resume to continue it, --overwrite "
+            "to replace it, or choose another --out"
+        ) from None
+    except OSError as e:
+        raise CliError(f"--out {e}") from None
+
+
+def _check_model_size(args, vocab_size: int, embed: int) -> None:
+    """Refuses a model that could not fit in memory before allocating it: training holds
+    the weights, their gradients and Adam's two moments (four float32 copies)."""
+    gates = {"lstm": 4, "gru": 3}.get(args.cell, 1)
+    h, layers = args.hidden, args.layers
+    first = gates * h * (embed + h) + 2 * gates * h
+    rest = gates * h * (2 * h) + 2 * gates * h
+    n = vocab_size * embed + first + (layers - 1) * rest + vocab_size * h + vocab_size
+    need = 4 * 4 * n
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    if need > memory:
+        raise CliError(
+            f"--embed {embed} --hidden {h} --layers {layers}: the model would have {n:,} "
+            f"parameters; training it needs about {need / 2**30:,.1f} GiB, more than this "
+            f"machine's {memory / 2**30:,.1f} GiB"
+        )
 
 
 def _cmd_train(args) -> int:
@@ -129,50 +239,77 @@ def _cmd_train(args) -> int:
 
     from .corpus import default_corpus, split
 
+    device = _train_device(args.device)
     text = _read_files(args.files) if args.files else default_corpus()
+    if not text.strip():
+        raise CliError("the corpus is empty: nothing to train on")
+    _claim_out(args)
     train_text, valid_text = split(text)
     torch.manual_seed(args.seed)
-    vocab = rustrnn.Vocab.build(train_text, level=args.level)
     try:
+        vocab = rustrnn.Vocab.build(train_text, level=args.level)
+        embed = args.hidden if args.tied else args.embed
+        _check_model_size(args, len(vocab), embed)
         model = rustrnn.LanguageModel(
             vocab,
-            embed_size=args.hidden if args.tied else args.embed,
+            embed_size=embed,
             hidden_size=args.hidden,
             num_layers=args.layers,
             cell=args.cell,
             dropout=args.dropout,
             tie_weights=args.tied,
-        ).to(args.device)
+        ).to(device)
     except (ValueError, RuntimeError) as e:
         raise CliError(str(e)) from None
+    # Too little text for the streams is an option mistake: say so before training.
+    train_ids = vocab.encode(train_text)
+    if train_ids.numel() // args.batch_size < 2:
+        raise CliError(
+            f"the corpus has {train_ids.numel():,} training tokens, too few for "
+            f"--batch-size {args.batch_size} (each stream needs at least 2 tokens)"
+        )
+    valid_ids = vocab.encode(valid_text) if valid_text else None
+    if valid_ids is not None and valid_ids.numel() < 2:
+        valid_ids = valid_text = None  # too little to measure anything
+    budget = args.time_budget if args.time_budget and math.isfinite(args.time_budget) else None
     print(
         f"training a {args.cell} language model on {len(text):,} characters "
-        f"({len(vocab)} {args.level} tokens in the vocabulary), up to {args.time_budget:g} s",
+        f"({len(vocab)} {args.level} tokens in the vocabulary)"
+        + (f", up to {budget:g} s" if budget else ""),
         file=sys.stderr,
     )
-    history = rustrnn.train(
-        model,
-        train_text,
-        valid_text,
-        batch_size=args.batch_size,
-        bptt=args.bptt,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        time_budget=args.time_budget or None,
-        eval_every=args.eval_every,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        clip=args.clip,
-        seed=args.seed,
-        checkpoint_dir=args.out,
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        history = rustrnn.train(
+            model,
+            train_ids,
+            valid_ids,
+            batch_size=args.batch_size,
+            bptt=args.bptt,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            time_budget=budget,
+            eval_every=args.eval_every,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            clip=None if math.isinf(args.clip) else args.clip,
+            seed=args.seed,
+            checkpoint_dir=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as e:
+        raise CliError(str(e)) from None
     final = Path(args.out) / "model.safetensors"
-    model.save(final)
-    ppl = model.perplexity(valid_text[:20000])
-    print(f"validation perplexity {ppl:.2f} after {len(history.losses)} steps; saved {final}")
+    try:
+        model.save(final)
+    except OSError as e:
+        raise CliError(f"cannot save the model: {e}") from None
+    if valid_text:
+        ppl = model.perplexity(valid_text[:20000])
+        print(f"validation perplexity {ppl:.2f} after {len(history.losses)} steps; saved {final}")
+    else:
+        print(f"{len(history.losses)} steps (no validation text); saved {final}")
     prompt = args.prompt or train_text[:40].rsplit(" ", 1)[0] + " "
     greedy = model.generate(prompt, 160, greedy=True)[0]
     torch.manual_seed(args.seed)
@@ -202,13 +339,28 @@ def _cmd_generate(args) -> int:
             greedy=args.greedy,
             num_samples=args.num_samples,
         )
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, IndexError, RuntimeError) as e:
         raise CliError(str(e)) from None
     for t in texts:
-        print(args.prompt + t)
+        print(_joined(model.vocab, args.prompt, t))
         if args.num_samples > 1:
             print("-" * 40)
     return 0
+
+
+def _joined(vocab, prompt: str, continuation: str) -> str:
+    """The prompt and its continuation as one text: at word level decoded words are
+    separated by a space, so one goes between the prompt's last word and the first
+    generated one (none at a line break or where the prompt ends in whitespace)."""
+    if (
+        vocab.level == "word"
+        and prompt
+        and continuation
+        and not prompt[-1].isspace()
+        and not continuation[0].isspace()
+    ):
+        return f"{prompt} {continuation}"
+    return prompt + continuation
 
 
 def _cmd_perplexity(args) -> int:
@@ -222,9 +374,19 @@ def _cmd_perplexity(args) -> int:
     return 0
 
 
+def _cmd_score(args) -> int:
+    return _cli_score.run(args, _load_model(args.checkpoint), CliError)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"train": _cmd_train, "generate": _cmd_generate, "perplexity": _cmd_perplexity}
+    commands = {
+        "train": _cmd_train,
+        "generate": _cmd_generate,
+        "perplexity": _cmd_perplexity,
+        "score": _cmd_score,
+        "ngram": _cli_ngram.run,
+    }
     try:
         return commands[args.command](args)
     except CliError as e:

@@ -8,7 +8,8 @@ token loop in Rust with the GIL released.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+import operator
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,54 @@ def _make_stack(cell, embed_size, hidden_size, num_layers, dropout):
     if cell == "gru":
         return GRU(embed_size, hidden_size, num_layers, dropout=inner)
     return RNN(embed_size, hidden_size, num_layers, nonlinearity=cell[4:], dropout=inner)
+
+
+class TokenScore(NamedTuple):
+    """One token's score, as :meth:`LanguageModel.full_scores` returns it."""
+
+    token: str
+    log_prob: float
+    oov: bool
+
+
+class Evaluation:
+    """Totals of :meth:`LanguageModel.evaluate`, with KenLM's definitions.
+
+    Attributes:
+        tokens: scored tokens (a line's end counts when eos).
+        oovs: scored tokens that were out of the vocabulary.
+        log_prob: the natural-log probability of all of them.
+        perplexity_including_oovs: ``exp(-log_prob / tokens)``.
+        perplexity_excluding_oovs: the same without the OOV tokens' terms and count.
+        bits_per_token: ``-log_prob / tokens / ln 2``.
+    """
+
+    def __init__(self, tokens: int, oovs: int, log_prob: float, oov_log_prob: float) -> None:
+        self.tokens = tokens
+        self.oovs = oovs
+        self.log_prob = log_prob
+        self._oov_log_prob = oov_log_prob
+
+    @property
+    def perplexity_including_oovs(self) -> float:
+        return math.exp(-self.log_prob / self.tokens) if self.tokens else math.nan
+
+    @property
+    def perplexity_excluding_oovs(self) -> float:
+        n = self.tokens - self.oovs
+        return math.exp(-(self.log_prob - self._oov_log_prob) / n) if n else math.nan
+
+    @property
+    def bits_per_token(self) -> float:
+        return -self.log_prob / self.tokens / math.log(2) if self.tokens else math.nan
+
+    def __repr__(self) -> str:
+        return (
+            f"Evaluation(tokens={self.tokens}, oovs={self.oovs}, log_prob={self.log_prob:.4f}, "
+            f"perplexity_including_oovs={self.perplexity_including_oovs:.4f}, "
+            f"perplexity_excluding_oovs={self.perplexity_excluding_oovs:.4f}, "
+            f"bits_per_token={self.bits_per_token:.4f})"
+        )
 
 
 def _shift_packed(ids: PackedSequence, first: int) -> PackedSequence:
@@ -206,6 +255,10 @@ class LanguageModel(nn.Module):
         """
         if isinstance(text_or_ids, PackedSequence):
             return self._log_prob_packed(text_or_ids)
+        if not isinstance(text_or_ids, str):
+            from .training import as_index_tensor
+
+            text_or_ids = as_index_tensor(text_or_ids)  # float ids raise as nn.Embedding does
         ids = self._ids(text_or_ids)
         if ids.numel() == 0:
             raise ValueError("cannot score an empty sequence")
@@ -250,6 +303,102 @@ class LanguageModel(nn.Module):
         _, per_token = self.log_prob(text_or_ids)
         return math.exp(-per_token.mean().item())
 
+    # ------------------------------------------------------ scoring many lines
+    def _line(self, line: Union[str, Tensor, Sequence[int]], bos: bool, eos: bool):
+        """``(context, targets, tokens, oov)`` of one line: what it is read from, what it
+        predicts (its tokens, then the line break with eos), their spellings and which
+        were out of vocabulary. With bos the line is read after a line break, as
+        :meth:`log_prob` reads text; without, its first token only conditions the rest."""
+        vocab = self.vocab
+        if isinstance(line, str):
+            spelled = vocab.tokenize(line)
+            ids = vocab.encode(line).tolist()
+            unk = vocab.unk_id
+            oov = [i == unk and t != "<unk>" for t, i in zip(spelled, ids)]
+        else:
+            ids = self._ids(line).tolist()
+            spelled = [vocab.token(i) for i in ids]
+            oov = [False] * len(ids)
+        boundary = self._boundary_id()
+        if (bos or eos) and boundary is None:
+            raise ValueError("bos and eos need a line-break token in the vocabulary")
+        context = ([boundary] if bos else []) + ids
+        targets = ids + ([boundary] if eos else [])
+        if eos:
+            spelled, oov = spelled + [vocab.token(boundary)], oov + [False]
+        if not bos:
+            # The first token has nothing to be predicted from.
+            targets, spelled, oov = targets[1:], spelled[1:], oov[1:]
+        return context[: len(targets)], targets, spelled, oov
+
+    def _score_lines(self, lines, bos: bool, eos: bool):
+        if isinstance(lines, (str, Tensor)):
+            raise TypeError(
+                "lines must be a list of lines (str or id sequences), got a single "
+                f"{type(lines).__name__}; use [line]"
+            )
+        parsed = [self._line(line, bos, eos) for line in lines]
+        head_bias = self.head.bias.detach() if self.head.bias is not None else None
+        scores = _rustrnn.score_lines(
+            self.rnn._spec,
+            self.embedding.weight.detach(),
+            [w.detach() for w in self.rnn._flat_weights],
+            self.head.weight.detach(),
+            head_bias,
+            [p[0] for p in parsed],
+            [p[1] for p in parsed],
+        )
+        return parsed, scores
+
+    def score(self, lines, *, bos: bool = True, eos: bool = True) -> Tensor:
+        """log P of each line, many lines batched together (sorted by length, packed) in
+        Rust without the GIL, as KenLM's ``Model.score`` (natural log, not log10).
+
+        Args:
+            lines: a list of lines, each a str (encoded with the model's vocabulary) or a
+                1-D sequence of ids.
+            bos: read each line after a line break (the boundary the model saw in
+                training), so its first token is scored; without, the first token only
+                conditions the rest.
+            eos: add the probability of the line break that ends the line.
+
+        Returns:
+            A float64 tensor ``(len(lines),)`` in the lines' order; a line with nothing
+            to score gives 0.
+        """
+        _, scores = self._score_lines(lines, bos, eos)
+        return torch.tensor([math.fsum(s) for s in scores], dtype=torch.float64)
+
+    def full_scores(self, line, *, bos: bool = True, eos: bool = True) -> List["TokenScore"]:
+        """One :class:`TokenScore` ``(token, log_prob, oov)`` per scored token of
+        ``line``, like KenLM's ``full_scores`` (natural log; ``oov``: the token was not in
+        the vocabulary and was read as ``<unk>``). ``bos`` and ``eos`` as for
+        :meth:`score`; with eos the last record is the line break."""
+        (parsed,), (scores,) = self._score_lines([line], bos, eos)
+        return [
+            TokenScore(token, logp, oov) for token, logp, oov in zip(parsed[2], scores, parsed[3])
+        ]
+
+    def evaluate(self, text_or_lines, *, bos: bool = True, eos: bool = True) -> "Evaluation":
+        """Totals over many lines, with KenLM's out-of-vocabulary accounting.
+
+        Args:
+            text_or_lines: text (split into lines) or a list of lines.
+            bos, eos: as for :meth:`score`.
+
+        Returns:
+            An :class:`Evaluation`: scored ``tokens`` (line breaks included with eos),
+            ``oovs`` among them, the total ``log_prob`` (natural log), perplexity including
+            and excluding OOVs (KenLM's ``query`` definitions) and ``bits_per_token``.
+        """
+        lines = text_or_lines.splitlines() if isinstance(text_or_lines, str) else text_or_lines
+        parsed, scores = self._score_lines(list(lines), bos, eos)
+        tokens = sum(len(s) for s in scores)
+        log_prob = math.fsum(x for s in scores for x in s)
+        oov_flags = [f for p in parsed for f in p[3]]
+        oov_log_prob = math.fsum(x for p, s in zip(parsed, scores) for x, f in zip(s, p[3]) if f)
+        return Evaluation(tokens, sum(oov_flags), log_prob, oov_log_prob)
+
     # ------------------------------------------------------------ word vectors
     def embeddings(self) -> Tensor:
         """The word vectors: a detached ``(V, E)`` tensor, row i for token id i."""
@@ -278,11 +427,46 @@ class LanguageModel(nn.Module):
         return [(self.vocab.token(int(i)), float(v)) for v, i in zip(values, ids)]
 
     # --------------------------------------------------------------- generate
-    def _stop_ids(self, stop) -> List[int]:
+    def _stop_rule(self, stop) -> Tuple[List[int], List[str]]:
+        """``(ids, strings)`` of ``generate``'s ``stop``: an int is a token id, a str is
+        matched on the decoded text."""
         if stop is None:
-            return []
-        items = [stop] if isinstance(stop, (str, int)) else list(stop)
-        return [self.vocab[s] if isinstance(s, str) else int(s) for s in items]
+            return [], []
+        single = (
+            isinstance(stop, str)
+            or not hasattr(stop, "__iter__")
+            or (isinstance(stop, Tensor) and stop.dim() == 0)
+        )
+        ids: List[int] = []
+        strings: List[str] = []
+        for s in [stop] if single else list(stop):
+            if isinstance(s, str):
+                strings.append(s)
+                continue
+            try:
+                if isinstance(s, bool):
+                    raise TypeError
+                ids.append(operator.index(s))
+            except TypeError:
+                raise TypeError(
+                    "stop must be a str (matched on the decoded text), an int token id, or a "
+                    f"list of them; got {type(s).__name__} {s!r}"
+                ) from None
+        return ids, strings
+
+    @staticmethod
+    def _check_prompt_ids(prompt) -> None:
+        """Integer ids only, as ``torch.nn.Embedding`` takes them (same class and message):
+        float ids are refused, not truncated."""
+        if isinstance(prompt, str):
+            return
+        t = prompt if isinstance(prompt, Tensor) else torch.as_tensor(prompt)
+        if t.numel() and t.dtype not in (torch.long, torch.int):
+            raise RuntimeError(
+                "Expected tensor for argument #1 'indices' to have one of the following scalar "
+                f"types: Long, Int; but got {t.type()} instead (while checking arguments for "
+                "embedding)"
+            )
 
     def generate(
         self,
@@ -301,31 +485,43 @@ class LanguageModel(nn.Module):
         """Continues ``prompt`` by drawing each next token from the model's distribution.
 
         The prompt primes the state; then the whole token loop runs in Rust with the GIL
-        released and no autograd graph. ``num_samples`` continuations are one batch.
+        released and no autograd graph. ``num_samples`` continuations are one batch. The
+        output grows as tokens come, so ``max_tokens`` may be far more than a run reaches
+        before ``stop`` or Ctrl-C (``KeyboardInterrupt``) ends it.
 
         Args:
             prompt: text (encoded with the vocabulary; unknown tokens follow its ``<unk>``
-                rule) or a 1-D sequence of ids.
-            max_tokens: tokens to generate per sample.
+                rule) or a 1-D sequence of integer ids.
+            max_tokens: tokens to generate per sample, at most.
             temperature, top_k, top_p, greedy: as for :func:`rustrnn.sample`.
             num_samples: continuations to draw at once.
-            stop: a token (or list of tokens/ids) that ends a continuation; it is kept.
-            generator: a ``torch.Generator`` for the draws (default: torch's global one,
-                so ``torch.manual_seed`` makes the output repeat).
+            stop: what ends a continuation (the token that ends it is kept): a str, matched
+                on the continuation's decoded text, so it may span tokens or lie inside one
+                (like Hugging Face's ``stop_strings``; a special's spelling such as
+                ``"<eos>"`` also stops at that token); an int, a token id; or a list of
+                them.
+            generator: a CPU ``torch.Generator`` for the draws (default: torch's global
+                one, so ``torch.manual_seed`` makes the output repeat).
             return_ids: also return the generated ids.
 
         Returns:
             A list of ``num_samples`` strings (the continuations, without the prompt), or
             ``(strings, ids)`` with ``ids`` a list of 1-D LongTensors.
+
+        Raises:
+            RuntimeError: float ids (as ``torch.nn.Embedding``); an embedding, stack and
+                head that do not fit together (as ``forward`` raises); memory that cannot
+                be had for ``num_samples`` rows or the tokens so far.
+            IndexError: a prompt or stop id outside the vocabulary.
+            ValueError: a bad option value, an empty stop string.
         """
         if not isinstance(max_tokens, int) or max_tokens < 0:
             raise ValueError(f"max_tokens must be a non-negative int, got {max_tokens!r}")
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        self._check_prompt_ids(prompt)
         ids = self._ids(prompt).cpu()
-        uniform = None
-        if generator is not None and not greedy:
-            uniform = torch.rand(max_tokens, num_samples, generator=generator, dtype=torch.float64)
+        stop_ids, stop_strings = self._stop_rule(stop)
         head_bias = self.head.bias.detach() if self.head.bias is not None else None
         out, lengths = _rustrnn.generate(
             self.rnn._spec,
@@ -336,12 +532,14 @@ class LanguageModel(nn.Module):
             ids,
             max_tokens,
             num_samples,
-            self._stop_ids(stop),
+            stop_ids,
+            stop_strings,
+            self.vocab if stop_strings else None,
             float(temperature),
             top_k,
             top_p,
             greedy,
-            uniform,
+            generator,
         )
         seqs = [out[i, : lengths[i]].cpu() for i in range(num_samples)]
         texts = [self.vocab.decode(s) for s in seqs]

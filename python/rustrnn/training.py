@@ -7,9 +7,12 @@ torch's RNG for checkpoints and, under ``torch.distributed``, averages gradients
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import operator
 import os
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -123,32 +126,108 @@ def _looks_like_path(s: str) -> bool:
     return "\n" not in s and (os.sep in s or "/" in s or s.endswith((".txt", ".raw", ".tokens")))
 
 
+def read_text_file(path: str | os.PathLike[str]) -> str:
+    """The contents of the regular UTF-8 file ``path``.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO
+    (or a socket, or a device such as ``/dev/zero``) is refused at once instead of
+    blocking forever or never ending.
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory.
+        OSError: ``path`` is missing, unreadable or not a regular file.
+        UnicodeDecodeError: the file is not UTF-8.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a text file", str(path))
+        if not stat.S_ISREG(mode):
+            kind = "FIFO" if stat.S_ISFIFO(mode) else "special file"
+            raise OSError(f"{os.fspath(path)}: not a regular file (a {kind}); refusing to read it")
+        with os.fdopen(fd, encoding="utf-8") as f:
+            fd = -1
+            return f.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def as_index_tensor(data) -> Tensor:
+    """``data`` (a tensor or a sequence of ints) as int64 ids, refusing what
+    ``torch.nn.Embedding`` refuses: float or bool ids raise its RuntimeError (torch's own,
+    raised by its embedding) rather than being truncated. int32 is widened, as Embedding
+    takes it."""
+    t = data if isinstance(data, Tensor) else torch.as_tensor(data)
+    if not isinstance(data, Tensor) and t.numel() == 0:
+        return t.to(torch.long)
+    if t.dtype not in (torch.long, torch.int32):
+        # torch's check of the indices' dtype comes first, so an empty weight suffices.
+        torch.embedding(torch.empty(0, 1), t.reshape(-1)[:1].cpu())
+        raise RuntimeError(f"ids must be integers, got {t.dtype}")  # pragma: no cover
+    return t.to(torch.long)
+
+
 def as_ids(data: Data, vocab, what: str = "data") -> Tensor:
     """The 1-D LongTensor of ids of ``data``: text (encoded with ``vocab``), a path to
-    a UTF-8 text file (str or os.PathLike), a 1-D LongTensor, or a sequence of ints."""
+    a UTF-8 text file (str or os.PathLike), a 1-D LongTensor, or a sequence of ints.
+
+    A str is a path when it looks like one (no line break; a slash or a text-file
+    suffix): it must then name a regular file, so a directory raises
+    IsADirectoryError and a missing file FileNotFoundError rather than the path itself
+    being trained on."""
     if isinstance(data, os.PathLike) or (isinstance(data, str) and _looks_like_path(data)):
         path = os.fspath(data)
-        if isinstance(data, os.PathLike) or os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                return vocab.encode(f.read())
-        if "\n" not in path and len(path) < 4096 and not os.path.exists(path):
+        if isinstance(data, os.PathLike) or os.path.lexists(path):
+            return vocab.encode(read_text_file(path))
+        if len(path) < 4096:
             raise FileNotFoundError(
                 f"{what}: no such file {path!r} (to train on this string as text, add a newline)"
             )
     if isinstance(data, str):
         return vocab.encode(data)
-    if isinstance(data, Tensor):
-        if data.dim() != 1 or data.dtype != torch.long:
-            shape = tuple(data.shape)
+    if isinstance(data, (Tensor, list, tuple)):
+        ids = as_index_tensor(data)
+        if ids.dim() != 1:
+            shape = tuple(ids.shape)
             raise ValueError(
-                f"{what} ids must be a 1-D LongTensor, got {data.dtype} of shape {shape}"
+                f"{what} ids must be a 1-D LongTensor, got {ids.dtype} of shape {shape}"
             )
-        return data
-    if isinstance(data, (list, tuple)):
-        return torch.tensor(data, dtype=torch.long)
+        return ids
     raise TypeError(
         f"{what} must be text, a file path or a 1-D LongTensor, got {type(data).__name__}"
     )
+
+
+def _int_option(name: str, value, minimum: int | None = None) -> int:
+    """An integer option as torch takes one (``operator.index``: no floats, no bools
+    silently truncated), within int64."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if not -(2**63) <= n < 2**63:
+        raise ValueError(f"{name} must fit in 64 bits, got {n}")
+    return n
+
+
+def _float_option(name: str, value) -> float | str:
+    """A float option for the Rust core: a number, or ``"inf"``/``"-inf"``/``"nan"``
+    (which JSON cannot spell) for the core's checks to name."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    x = float(value)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
 
 
 def _distributed() -> tuple[int, int]:
@@ -158,26 +237,91 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+class _ParameterGuard:
+    """The Parameters a run started with, so that a callback replacing one (which the
+    loop would then no longer train) is caught rather than ignored."""
+
+    def __init__(self, model):
+        self.slots = [
+            (f"{prefix}.{name}" if prefix else name, module, name, p, p.shape, p.dtype, p.device)
+            for prefix, module in model.named_modules()
+            for name, p in module._parameters.items()
+            if p is not None
+        ]
+
+    def check(self, step: int) -> None:
+        for full, module, name, p, shape, dtype, device in self.slots:
+            now = module._parameters.get(name)
+            if now is not p or p.shape != shape or p.dtype != dtype or p.device != device:
+                raise RuntimeError(
+                    f"the callback replaced the model's Parameter '{full}' (after step {step}): "
+                    "rustrnn.train updates the Parameters the model had when it started, so the "
+                    "new one would stay untrained. Change Parameters in place instead "
+                    "(with torch.no_grad(): p.copy_(new_value))"
+                )
+
+
 class _Hooks:
     """What the Rust loop calls (with the GIL) every step and evaluation."""
 
-    def __init__(self, progress: bool, callback, device: torch.device, world: int):
+    def __init__(
+        self,
+        progress: bool,
+        callback,
+        device: torch.device,
+        world: int,
+        time_budget: float | None = None,
+        guard: _ParameterGuard | None = None,
+    ):
         self.progress = progress
         self.callback = callback
         self.device = device
         self.world = world
+        self.time_budget = time_budget if time_budget and math.isfinite(time_budget) else None
+        self.guard = guard
         self.bar = None
         self.t0 = time.perf_counter()
         self.tokens = 0
+        self.total = 0
+        self.done = 0
 
     def on_start(self, total: int, done: int) -> None:
         self.t0 = time.perf_counter()
+        self.total, self.done = total, done
         if self.progress:
             from tqdm.auto import tqdm
 
+            # With a time budget the steps it allows are not known until steps have
+            # been timed: no total (and no ETA) until then, see _fit_to_budget.
             self.bar = tqdm(
-                total=total, initial=done, unit="step", desc="train", dynamic_ncols=True
+                total=None if self.time_budget is not None else total,
+                initial=done,
+                unit="step",
+                desc="train",
+                dynamic_ncols=True,
             )
+
+    def _fit_to_budget(self, n: int) -> None:
+        """The bar's total (hence its ETA) once ``n`` steps are done: the steps planned,
+        or those the time budget leaves room for at the rate so far, whichever is fewer
+        (at least one more while time is left, since the budget is checked before each
+        step)."""
+        if self.bar is None or self.time_budget is None:
+            return
+        elapsed = time.perf_counter() - self.t0
+        steps = n - self.done
+        if steps <= 0 or elapsed <= 0:
+            return
+        left = self.time_budget - elapsed
+        reachable = n + (max(1, math.ceil(steps / elapsed * left)) if left > 0 else 0)
+        self.bar.total = min(self.total, reachable)
+
+    def finish(self, stop_reason: str) -> None:
+        """Closes the bar at the step the run ended on (a time budget's end is the
+        run's end, not a shortfall)."""
+        if self.bar is not None and stop_reason == "time_budget":
+            self.bar.total = self.bar.n
+            self.bar.refresh()
 
     def on_step(self, m: dict[str, Any]) -> None:
         self.tokens += m["tokens"]
@@ -192,17 +336,22 @@ class _Hooks:
                 lr=f"{m['lr']:.3g}",
                 refresh=False,
             )
+            self._fit_to_budget(self.bar.n + 1)
             self.bar.update(1)
-        if self.callback is not None:
-            self.callback(m["step"], m)
+        self._call_back(m)
 
     def on_eval(self, m: dict[str, Any]) -> None:
         m["event"] = "eval"
         if self.bar is not None:
             note = " (best)" if m["improved"] else f"; lr {m['lr']:.3g}"
             self.bar.write(f"step {m['step']}: valid ppl {m['valid_ppl']:.2f}{note}")
+        self._call_back(m)
+
+    def _call_back(self, m: dict[str, Any]) -> None:
         if self.callback is not None:
             self.callback(m["step"], m)
+            if self.guard is not None:
+                self.guard.check(m["step"])
 
     def rng_state(self) -> list[tuple[str, Tensor]]:
         states = [("cpu", torch.get_rng_state())]
@@ -253,6 +402,7 @@ def train(
     seed: int | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> History:
@@ -276,12 +426,15 @@ def train(
         bptt: window length ``T`` in tokens. Default: 64.
         epochs: passes over ``train``. Default: 1.
         max_steps: stop after this many steps in all (resumed ones included).
-        time_budget: stop after this many seconds (checked before each step).
+        time_budget: stop after this many seconds (checked before each step); None or
+            ``math.inf`` for no limit. The progress bar's total and ETA then follow the
+            steps the budget leaves room for.
         optimizer: ``'adam'``, ``'adamw'`` or ``'sgd'``. Default: ``'adam'``.
         lr: learning rate. Default: 2e-3.
         weight_decay: L2 penalty (decoupled for ``'adamw'``). Default: 0.
         momentum: SGD momentum. Default: 0.
-        clip: max global gradient norm, or None for no clipping. Default: 0.25.
+        clip: max global gradient norm, or None (or ``math.inf``) for no clipping.
+            Default: 0.25.
         lr_decay: when the validation perplexity does not improve on the best, the
             learning rate is multiplied by this (after ``patience`` such evaluations).
             Default: 0.25.
@@ -291,11 +444,21 @@ def train(
         checkpoint_dir: write ``last.safetensors`` (after each evaluation, each epoch,
             and when training stops or is interrupted) and ``best.safetensors`` (best
             validation perplexity) there. Both load with
-            :meth:`rustrnn.LanguageModel.load`.
+            :meth:`rustrnn.LanguageModel.load`. The directory is created if needed and
+            checked (a writable directory) before the first step; one that already
+            holds files (another run's checkpoints) is refused with FileExistsError
+            unless ``resume`` or ``overwrite`` is set, so no run replaces another's
+            checkpoints unasked.
         resume: continue from ``checkpoint_dir/last.safetensors`` when it exists (the
             weights, optimizer state, learning rate, RNG state, carried state, position
             and history are restored, so the losses continue exactly as an
             uninterrupted run's); start afresh when it does not.
+        overwrite: start afresh in a ``checkpoint_dir`` that holds files (with
+            ``resume`` too, a ``last.safetensors`` there is resumed from instead). The
+            first checkpoint this run writes replaces ``last.safetensors``, and the
+            replaced run's ``best.safetensors`` (and the ``model.safetensors`` the
+            ``rustrnn train`` command saves) are removed then, so the two runs' files
+            never mix; a run that fails before its first checkpoint changes nothing.
         progress: show a tqdm progress bar (loss, perplexity, tokens/s, lr).
         callback: ``callback(step, metrics)`` after every step (``metrics["event"] ==
             "step"``: loss, ppl, lr, grad_norm, tokens_per_sec, epoch, ...) and every
@@ -313,13 +476,22 @@ def train(
             is handled the same way and re-raised as is.
         FloatingPointError: the loss (or the gradient norm) is not finite; the message
             names the step. Training stops before that update; no checkpoint is written.
+            Or an update made a weight non-finite (a learning rate far too high): the
+            message names the step and the parameter, and says the weights are spoiled.
         ValueError: bad options, data too short for ``batch_size``, or a checkpoint
             that does not match the model, the data or the options.
+        FileExistsError: ``checkpoint_dir`` holds files and neither ``resume`` nor
+            ``overwrite`` is set.
+        IsADirectoryError: ``train`` or ``valid`` names a directory.
+        RuntimeError: float or bool ids (as ``torch.nn.Embedding`` raises), or a
+            callback replaced one of the model's Parameters.
     """
-    if optimizer.lower() not in OPTIMIZERS:
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     vocab = model.vocab
     device = model.embedding.weight.device
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"rustrnn.train needs the model on a CPU or CUDA device, got {device}")
     train_ids = as_ids(train, vocab, "train").to(device)
     valid_ids = None if valid is None else as_ids(valid, vocab, "valid").to(device)
     if seed is not None:
@@ -337,27 +509,38 @@ def train(
         last = os.path.join(os.fspath(checkpoint_dir), "last.safetensors")
         if os.path.exists(last):
             resume_from = last
+
+    def opt_int(name, value):
+        return None if value is None else _int_option(name, value)
+
+    def opt_float(name, value):
+        return None if value is None else _float_option(name, value)
+
     options = {
-        "batch_size": batch_size,
-        "bptt": bptt,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "time_budget": None if time_budget is None else float(time_budget),
+        "batch_size": _int_option("batch_size", batch_size),
+        "bptt": _int_option("bptt", bptt),
+        "epochs": _int_option("epochs", epochs),
+        "max_steps": opt_int("max_steps", max_steps),
+        "time_budget": opt_float("time_budget", time_budget),
         "optimizer": {
             "method": optimizer.lower(),
-            "lr": float(lr),
-            "weight_decay": float(weight_decay),
-            "momentum": float(momentum),
+            "lr": _float_option("lr", lr),
+            "weight_decay": _float_option("weight_decay", weight_decay),
+            "momentum": _float_option("momentum", momentum),
         },
-        "clip": None if clip is None else float(clip),
-        "lr_decay": float(lr_decay),
-        "patience": patience,
-        "eval_every": eval_every,
+        "clip": opt_float("clip", clip),
+        "lr_decay": _float_option("lr_decay", lr_decay),
+        "patience": _int_option("patience", patience),
+        "eval_every": opt_int("eval_every", eval_every),
         "checkpoint_dir": None if checkpoint_dir is None else os.fspath(checkpoint_dir),
         "rank": rank,
         "world_size": world,
+        "resume": bool(resume),
+        "overwrite": bool(overwrite),
     }
-    hooks = _Hooks(progress and rank == 0, callback, device, world)
+    budget = None if time_budget is None else float(time_budget)
+    guard = _ParameterGuard(model) if callback is not None else None
+    hooks = _Hooks(progress and rank == 0, callback, device, world, budget, guard)
     try:
         history, _stop = _rustrnn.train_lm(
             _config_json(model),
@@ -375,6 +558,8 @@ def train(
         if isinstance(partial, str):
             e.history = History.from_json(partial)  # type: ignore[attr-defined]
         raise
+    else:
+        hooks.finish(_stop)
     finally:
         hooks.close()
     return History.from_json(history)

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::lanes::{self, Lanes, LANES};
-use super::packed::{PackedLayer, SLOTS};
+use super::packed::{PackedLayer, ALL_LIVE, SLOTS};
 use super::team::SharedBuf;
 
 /// Rows computed together: each loaded weight vector serves this many.
@@ -92,17 +92,13 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// The best the CPU has, capped by `RUSTRNN_CPU` ([`crate::cpu`]).
     pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                return Isa::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
+        match crate::cpu::level() {
+            crate::cpu::Level::Avx512 => Isa::Avx512,
+            crate::cpu::Level::Avx2 => Isa::Avx2,
+            crate::cpu::Level::Portable => Isa::Portable,
         }
-        Isa::Portable
     }
 }
 
@@ -138,7 +134,25 @@ unsafe fn run_avx2(job: &Job, blocks: Range<usize>) {
 /// `AVX512`: compiled inside `run_avx512`, so the intrinsics tile may be used.
 #[inline(always)]
 unsafe fn run_body<const FMA: bool, const AVX512: bool>(job: &Job, blocks: Range<usize>) {
+    if job.pointwise == Pointwise::Gru {
+        run_tiles::<FMA, AVX512, true>(job, blocks)
+    } else {
+        run_tiles::<FMA, AVX512, false>(job, blocks)
+    }
+}
+
+/// `SPLIT`: the GRU's layout, whose slot 2 (`W_in x + b_in`) reads only the
+/// input part of `[x, h]` and slot 3 (`W_hn h + b_hn`) only the recurrent
+/// part. Their other halves are zero weights, and skipping them is not only
+/// a quarter fewer multiply-adds: `0 · inf` is NaN, so an infinite input
+/// would otherwise poison the recurrent part, which torch computes apart.
+#[inline(always)]
+unsafe fn run_tiles<const FMA: bool, const AVX512: bool, const SPLIT: bool>(
+    job: &Job,
+    blocks: Range<usize>,
+) {
     let k = job.layer.k;
+    let split = if SPLIT { job.layer.x_width.min(k) } else { k };
     let input = job.input.get(0..job.rows * k);
     for b in blocks {
         let (panel, bias) = job.layer.block(b);
@@ -150,11 +164,17 @@ unsafe fn run_body<const FMA: bool, const AVX512: bool>(job: &Job, blocks: Range
                 ($r:literal, $rows:expr) => {{
                     #[cfg(target_arch = "x86_64")]
                     if AVX512 {
-                        finish(job, b, r0, &tile_avx512::<$r>(panel, bias, $rows));
+                        let acc = tile_avx512::<$r, SPLIT>(panel, bias, $rows, split);
+                        finish(job, b, r0, &acc);
                         r0 += $r;
                         continue;
                     }
-                    finish(job, b, r0, &tile::<$r, FMA>(panel, bias, $rows));
+                    finish(
+                        job,
+                        b,
+                        r0,
+                        &tile::<$r, FMA, SPLIT>(panel, bias, $rows, split),
+                    );
                 }};
             }
             match n {
@@ -168,25 +188,35 @@ unsafe fn run_body<const FMA: bool, const AVX512: bool>(job: &Job, blocks: Range
     }
 }
 
-/// `bias + Σ_k panel[k] x[k]` for `R` input rows, in portable Rust.
+/// `bias + Σ_k panel[k] x[k]` for `R` input rows, in portable Rust; with
+/// `SPLIT`, slot 3 sums over `k < split` no more and slot 2 over `k >= split`.
 #[inline(always)]
-fn tile<const R: usize, const FMA: bool>(
+fn tile<const R: usize, const FMA: bool, const SPLIT: bool>(
     panel: &[Lanes],
     bias: &[Lanes],
     rows: [&[f32]; R],
+    split: usize,
 ) -> [[Lanes; SLOTS]; R] {
     let bias: [Lanes; SLOTS] = [bias[0], bias[1], bias[2], bias[3]];
     let mut acc = [bias; R];
-    for (kk, w) in panel.chunks_exact(SLOTS).enumerate() {
-        for r in 0..R {
-            let x = rows[r][kk];
-            for s in 0..SLOTS {
-                for l in 0..LANES {
-                    acc[r][s][l] = if FMA {
-                        w[s][l].mul_add(x, acc[r][s][l])
-                    } else {
-                        w[s][l] * x + acc[r][s][l]
-                    };
+    let k = panel.len() / SLOTS;
+    let (lo, hi) = panel.split_at(split.min(k) * SLOTS);
+    let skip = |s: usize, high: bool| SPLIT && s == if high { 2 } else { 3 };
+    for (high, part, k0) in [(false, lo, 0), (true, hi, split)] {
+        for (kk, w) in part.chunks_exact(SLOTS).enumerate() {
+            for r in 0..R {
+                let x = rows[r][k0 + kk];
+                for s in 0..SLOTS {
+                    if skip(s, high) {
+                        continue;
+                    }
+                    for l in 0..LANES {
+                        acc[r][s][l] = if FMA {
+                            w[s][l].mul_add(x, acc[r][s][l])
+                        } else {
+                            w[s][l] * x + acc[r][s][l]
+                        };
+                    }
                 }
             }
         }
@@ -201,14 +231,15 @@ fn tile<const R: usize, const FMA: bool>(
 ///
 /// # Safety
 /// AVX-512F is available; `bias.len() == SLOTS`; every row holds at least
-/// `panel.len() / SLOTS` values.
+/// `panel.len() / SLOTS` values; `split <= panel.len() / SLOTS`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile_avx512<const R: usize>(
+unsafe fn tile_avx512<const R: usize, const SPLIT: bool>(
     panel: &[Lanes],
     bias: &[Lanes],
     rows: [&[f32]; R],
+    split: usize,
 ) -> [[Lanes; SLOTS]; R] {
     use std::arch::x86_64::*;
     let k = panel.len() / SLOTS;
@@ -216,15 +247,34 @@ unsafe fn tile_avx512<const R: usize>(
     let mut acc = [b; R];
     let w = panel.as_ptr() as *const f32;
     let x = rows.map(<[f32]>::as_ptr);
-    for kk in 0..k {
-        let p = w.add(kk * SLOTS * LANES);
-        let ws = [0, 1, 2, 3].map(|s| _mm512_loadu_ps(p.add(s * LANES)));
-        for r in 0..R {
-            let xb = _mm512_set1_ps(*x[r].add(kk));
-            for s in 0..SLOTS {
-                acc[r][s] = _mm512_fmadd_ps(ws[s], xb, acc[r][s]);
+    // Multiply-adds over `range` of k into every slot but `skip` (none when 4).
+    macro_rules! accumulate {
+        ($range:expr, $skip:expr) => {
+            for kk in $range {
+                let p = w.add(kk * SLOTS * LANES);
+                let ws = [0, 1, 2, 3].map(|s| {
+                    if s == $skip {
+                        _mm512_setzero_ps()
+                    } else {
+                        _mm512_loadu_ps(p.add(s * LANES))
+                    }
+                });
+                for r in 0..R {
+                    let xb = _mm512_set1_ps(*x[r].add(kk));
+                    for s in 0..SLOTS {
+                        if s != $skip {
+                            acc[r][s] = _mm512_fmadd_ps(ws[s], xb, acc[r][s]);
+                        }
+                    }
+                }
             }
-        }
+        };
+    }
+    if SPLIT {
+        accumulate!(0..split, 3);
+        accumulate!(split..k, 2);
+    } else {
+        accumulate!(0..k, 4);
     }
     let mut out = [[[0.0f32; LANES]; SLOTS]; R];
     for r in 0..R {
@@ -244,6 +294,7 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
         let mut outs = [[0.0f32; LANES]; SLOTS];
         let used = match job.pointwise {
             Pointwise::Lstm => {
+                #[allow(clippy::expect_used, reason = "every LSTM job is built with its cell")]
                 let cell = job.cell.expect("the LSTM kernel has a cell state");
                 let at = r * cell.stride + cell.offset + b * LANES;
                 let c = cell.buf.get_mut(at..at + LANES);
@@ -297,7 +348,7 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
             }
             Pointwise::Relu => {
                 for (o, g) in outs.iter_mut().zip(gates) {
-                    *o = lanes::map(g, |x| x.max(0.0));
+                    *o = lanes::map(g, lanes::relu);
                 }
                 SLOTS
             }
@@ -306,6 +357,18 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
                 SLOTS
             }
         };
+        // Padding units (zero weights) compute `0 · x`, NaN where the input
+        // holds an infinity; written into the state they would reach every
+        // unit of the next step through its zero weights, so they are 0.
+        for (o, &live) in outs[..used].iter_mut().zip(&job.layer.live(b)) {
+            if live != ALL_LIVE {
+                for (l, v) in o.iter_mut().enumerate() {
+                    if live >> l & 1 == 0 {
+                        *v = 0.0;
+                    }
+                }
+            }
+        }
         for dest in job.out.iter().flatten() {
             let at = r * dest.stride + dest.offset + b * units;
             let out = dest.buf.get_mut(at..at + used * LANES);
@@ -320,6 +383,130 @@ unsafe fn finish<const R: usize>(job: &Job, b: usize, r0: usize, acc: &[[Lanes; 
 mod tests {
     use super::*;
     use crate::kernel::packed::{Dense, Source};
+
+    /// The instruction sets this CPU can run, the portable code first.
+    fn isas() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                isas.push(Isa::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                isas.push(Isa::Avx512);
+            }
+        }
+        isas
+    }
+
+    /// A GRU step with +inf in one row's input and NaN in another's, on
+    /// every instruction set: the recurrent candidate part `W_hn h + b_hn`
+    /// stays finite (it never sees the input), the gates saturate as
+    /// torch's do, and the padding units (20 of 32) are written as 0 so
+    /// that the next step's product cannot pick up `0 · inf`.
+    #[test]
+    fn gru_step_keeps_infinities_where_torch_has_them() {
+        let (hidden, xw, rows) = (20usize, 3usize, 3usize);
+        let hp = 32;
+        let value = |i: usize| ((i * 7919) % 23) as f32 / 23.0 - 0.5;
+        let w_ih: Vec<f32> = (0..3 * hidden * xw).map(value).collect();
+        let w_hh: Vec<f32> = (0..3 * hidden * hidden).map(|i| value(i + 5)).collect();
+        let b_ih: Vec<f32> = (0..3 * hidden).map(|i| value(i + 7)).collect();
+        let b_hh: Vec<f32> = (0..3 * hidden).map(|i| value(i + 9)).collect();
+        let input = Dense {
+            weight: &w_ih,
+            cols: xw,
+            bias: Some(&b_ih),
+        };
+        let recurrent = Dense {
+            weight: &w_hh,
+            cols: hidden,
+            bias: Some(&b_hh),
+        };
+        let layer = PackedLayer::new(hp / LANES, xw, hp, input, Some(recurrent), |b, s, l| {
+            let u = b * LANES + l;
+            let (row, source) = match s {
+                0 => (u, Source::Both),
+                1 => (hidden + u, Source::Both),
+                2 => (2 * hidden + u, Source::Input),
+                _ => (2 * hidden + u, Source::Recurrent),
+            };
+            (u < hidden).then_some((row, source))
+        });
+        let k = layer.k;
+        let h: Vec<f32> = (0..hidden).map(|i| value(i + 13)).collect();
+        let x = [
+            [f32::INFINITY, 0.25, -0.5],
+            [0.1, f32::NAN, 0.3],
+            [0.2, -0.1, 0.4],
+        ];
+        let buf = SharedBuf::new(rows * k);
+        for (r, xr) in x.iter().enumerate() {
+            let row = unsafe { buf.get_mut(r * k..(r + 1) * k) };
+            row[..xw].copy_from_slice(xr);
+            row[xw..xw + hidden].copy_from_slice(&h);
+        }
+        // The reference in f64, the way torch composes it.
+        let dot = |w: &[f32], cols: usize, row: usize, v: &[f64]| -> f64 {
+            (0..cols).map(|c| w[row * cols + c] as f64 * v[c]).sum()
+        };
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        for isa in isas() {
+            let out = SharedBuf::new(rows * hp);
+            let gates = SharedBuf::new(rows * 4 * hp);
+            let job = Job {
+                layer: &layer,
+                pointwise: Pointwise::Gru,
+                input: &buf,
+                rows,
+                cell: None,
+                out: [
+                    Some(Dest {
+                        buf: &out,
+                        stride: hp,
+                        offset: 0,
+                    }),
+                    None,
+                ],
+                gates: Some(GateSave {
+                    buf: &gates,
+                    stride: 4 * hp,
+                    offset: 0,
+                    slot_stride: hp,
+                    cell: None,
+                }),
+            };
+            unsafe { run(isa, &job, 0..layer.blocks) };
+            let (out, gates) = unsafe { (out.get(0..rows * hp), gates.get(0..rows * 4 * hp)) };
+            for (r, xr) in x.iter().enumerate() {
+                let xv: Vec<f64> = xr.iter().map(|&v| v as f64).collect();
+                let hv: Vec<f64> = h.iter().map(|&v| v as f64).collect();
+                for u in 0..hidden {
+                    let gi = |g: usize| {
+                        dot(&w_ih, xw, g * hidden + u, &xv) + b_ih[g * hidden + u] as f64
+                    };
+                    let gh = |g: usize| {
+                        dot(&w_hh, hidden, g * hidden + u, &hv) + b_hh[g * hidden + u] as f64
+                    };
+                    let reset = sig(gi(0) + gh(0));
+                    let z = sig(gi(1) + gh(1));
+                    let n = (gi(2) + reset * gh(2)).tanh();
+                    let want = (1.0 - z) * n + z * hv[u];
+                    let got = out[r * hp + u] as f64;
+                    let hn = gates[r * 4 * hp + 3 * hp + u] as f64;
+                    assert!(
+                        (hn - gh(2)).abs() < 1e-5,
+                        "{isa:?} row {r} unit {u}: W_hn h {hn}"
+                    );
+                    let same = (want.is_nan() && got.is_nan()) || (got - want).abs() < 1e-5;
+                    assert!(same, "{isa:?} row {r} unit {u}: {got} vs {want}");
+                }
+                for u in hidden..hp {
+                    assert_eq!(out[r * hp + u], 0.0, "{isa:?} row {r}: padding unit {u}");
+                }
+            }
+        }
+    }
 
     /// Every instruction set this CPU has gives the plain product (linear
     /// output, 5 rows: a full tile and a remainder; 3 blocks, the last padded).
@@ -343,17 +530,7 @@ mod tests {
         });
         let input = SharedBuf::new(rows * cols);
         unsafe { input.get_mut(0..rows * cols) }.copy_from_slice(&x);
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                isas.push(Isa::Avx2);
-            }
-            if Isa::detect() == Isa::Avx512 {
-                isas.push(Isa::Avx512);
-            }
-        }
-        for isa in isas {
+        for isa in isas() {
             let out = SharedBuf::new(rows * blocks * width);
             let job = Job {
                 layer: &layer,

@@ -113,7 +113,8 @@ impl Omp {
     /// nothing, when the runtime will not give that many threads (nested in
     /// another region, or limited).
     ///
-    /// `body` must not unwind: a panic inside the region aborts the process.
+    /// `body` must not unwind: a panic inside the region aborts the process
+    /// (`team::run` hands it only members that catch their panics).
     pub fn run<F: Fn(usize) + Sync>(&self, threads: usize, body: &F) -> bool {
         let region = Region {
             omp: self,

@@ -7,6 +7,10 @@ use super::lanes::{Lanes, LANES};
 /// Output columns per block: four vectors of `LANES`.
 pub const SLOTS: usize = 4;
 
+/// A slot's [`PackedLayer::live`] mask when none of its lanes is padding.
+pub const ALL_LIVE: u16 = u16::MAX;
+const _: () = assert!(LANES == 16, "a u16 holds one bit per lane");
+
 /// Which product a packed column takes its weights (and bias) from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -42,6 +46,8 @@ pub struct PackedLayer {
     panel: Vec<Lanes>,
     /// `[blocks][SLOTS]`.
     bias: Vec<Lanes>,
+    /// `[blocks][SLOTS]`: bit `l` set when lane `l` is a real column, not padding.
+    live: Vec<[u16; SLOTS]>,
 }
 
 impl PackedLayer {
@@ -60,6 +66,7 @@ impl PackedLayer {
         let k = x_width + h_width;
         let mut panel = vec![[0.0; LANES]; blocks * k * SLOTS];
         let mut bias = vec![[0.0; LANES]; blocks * SLOTS];
+        let mut live = vec![[0u16; SLOTS]; blocks];
         for b in 0..blocks {
             // A block's panel is the transpose of its (up to) 64 weight rows:
             // read each row once, write it down a column of the panel.
@@ -69,6 +76,7 @@ impl PackedLayer {
                 let Some((row, source)) = column(b, e / LANES, e % LANES) else {
                     continue;
                 };
+                live[b][e / LANES] |= 1 << (e % LANES);
                 let mut total = 0.0;
                 let parts = [
                     (source != Source::Recurrent).then_some((input, 0, x_width)),
@@ -93,7 +101,14 @@ impl PackedLayer {
             blocks,
             panel,
             bias,
+            live,
         }
+    }
+
+    /// Block `b`'s live-lane masks, one per slot (see `live`).
+    #[inline(always)]
+    pub fn live(&self, b: usize) -> [u16; SLOTS] {
+        self.live[b]
     }
 
     /// Block `b`'s panel `[k * SLOTS]` and bias `[SLOTS]`.

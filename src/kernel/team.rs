@@ -5,9 +5,21 @@
 //! threads (a condition variable, a thread pool's queue) would cost as much as
 //! the work; the threads spin instead, and yield only after a long wait (an
 //! oversubscribed machine).
+//!
+//! A panic in one member (a bug: every index is validated before a team
+//! starts) must neither abort the process (the members of an OpenMP region
+//! run in a C frame that cannot unwind) nor leave the others spinning at the
+//! barrier: [`run`] catches it at the member's edge and poisons the barrier,
+//! whose waiters then unwind too, and returns an error.
 
+use std::any::Any;
+use std::collections::TryReserveError;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
 
 /// Spins before each `yield_now` once a wait has gone on this long.
 const SPINS_BEFORE_YIELD: u32 = 1 << 14;
@@ -16,7 +28,13 @@ pub struct SpinBarrier {
     threads: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    /// Set when a member of the team panicked: it will never arrive.
+    poisoned: AtomicBool,
 }
+
+/// The payload a member unwinds with when its barrier is poisoned (raised
+/// with `resume_unwind`, so no panic message is printed for it).
+struct Poisoned;
 
 impl SpinBarrier {
     pub fn new(threads: usize) -> Self {
@@ -24,11 +42,15 @@ impl SpinBarrier {
             threads,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
         }
     }
 
     /// Returns once all `threads` have called `wait` for this round. Writes a
     /// thread made before its call are visible to every thread after it.
+    ///
+    /// Once the barrier is poisoned (a member panicked, see [`run`]) a waiter
+    /// unwinds instead of waiting for a member that will never come.
     pub fn wait(&self) {
         if self.threads == 1 {
             return;
@@ -41,6 +63,9 @@ impl SpinBarrier {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
+            if self.poisoned.load(Ordering::Acquire) {
+                resume_unwind(Box::new(Poisoned));
+            }
             if spins < SPINS_BEFORE_YIELD {
                 spins += 1;
                 std::hint::spin_loop();
@@ -76,6 +101,17 @@ impl<T: Copy + Default> SharedBuf<T> {
             len,
             _owned: owned,
         }
+    }
+
+    /// [`SharedBuf::new`], or an error (RuntimeError) when the memory cannot
+    /// be had, for sizes that come from user input.
+    pub fn try_new(len: usize) -> Result<Self> {
+        let mut owned = try_vec(T::default(), len)?;
+        Ok(SharedBuf {
+            ptr: owned.as_mut_ptr(),
+            len,
+            _owned: owned,
+        })
     }
 
     /// A buffer over `len` elements at `ptr`.
@@ -132,6 +168,24 @@ impl<T: Copy + Default> SharedBuf<T> {
     }
 }
 
+/// `len` copies of `value`, or an error (RuntimeError, as libtorch's
+/// allocator raises) instead of aborting when the memory cannot be had.
+pub fn try_vec<T: Clone>(value: T, len: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|e| no_memory::<T>(len, e))?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// The error for `len` elements of `T` that could not be allocated.
+pub fn no_memory<T>(len: usize, err: TryReserveError) -> Error {
+    let bytes = len.saturating_mul(std::mem::size_of::<T>());
+    Error::shape(format!(
+        "cannot allocate memory for {len} elements ({bytes} bytes): {err}"
+    ))
+}
+
 /// Most threads a team uses: past this the barriers cost more than they save.
 const MAX_THREADS: usize = 8;
 
@@ -150,22 +204,72 @@ pub fn size(available: usize, parts: usize, work: usize, min_work: usize) -> usi
 /// threads when the runtime can be borrowed (see `omp`), else on threads of
 /// our own. Member 0 always runs on the caller's thread (an OpenMP region's
 /// master is the thread that starts it). Returns when all are done.
-pub fn run<F: Fn(usize) + Sync>(threads: usize, body: F) {
-    if threads <= 1 {
-        return body(0);
+///
+/// `barrier` is the one the members meet at (made for `threads`). Should a
+/// member panic, the panic stops at the member's edge, the barrier is
+/// poisoned so that the others leave it, and `run` returns an error naming
+/// the panic (RuntimeError): the team's buffers then hold no useful result.
+pub fn run<F: Fn(usize) + Sync>(threads: usize, barrier: &SpinBarrier, body: F) -> Result<()> {
+    let threads = threads.max(1);
+    if barrier.threads != threads && threads > 1 {
+        return Err(Error::shape(format!(
+            "internal: a team of {threads} threads was given a barrier for {}",
+            barrier.threads
+        )));
     }
-    if let Some(omp) = super::omp::runtime() {
-        if omp.run(threads, &body) {
-            return;
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let fail = |message: String| {
+        barrier.poisoned.store(true, Ordering::Release);
+        failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(message);
+    };
+    let member = |tid: usize| {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| body(tid))) {
+            barrier.poisoned.store(true, Ordering::Release);
+            if !payload.is::<Poisoned>() {
+                fail(panic_message(payload.as_ref()));
+            }
+            // A payload whose destructor panics must not escape either.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
         }
+    };
+    let ran_on_omp =
+        threads > 1 && super::omp::runtime().is_some_and(|omp| omp.run(threads, &member));
+    if threads == 1 {
+        member(0);
+    } else if !ran_on_omp {
+        std::thread::scope(|scope| {
+            for tid in 1..threads {
+                let member = &member;
+                let started = std::thread::Builder::new().spawn_scoped(scope, move || member(tid));
+                if let Err(e) = started {
+                    // The others would wait for it forever: poison and leave.
+                    fail(format!("could not start a thread: {e}"));
+                    break;
+                }
+            }
+            member(0);
+        });
     }
-    std::thread::scope(|scope| {
-        for tid in 1..threads {
-            let body = &body;
-            scope.spawn(move || body(tid));
-        }
-        body(0);
-    });
+    match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        None => Ok(()),
+        Some(message) => Err(Error::shape(format!(
+            "internal error in a CPU kernel, the computation was abandoned: {message}"
+        ))),
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a thread panicked".to_string()
+    }
 }
 
 /// The `part`-th of `parts` nearly equal consecutive pieces of `0..len`.
@@ -195,15 +299,44 @@ mod tests {
         let check = |threads: usize| {
             let seen: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
             let barrier = SpinBarrier::new(threads);
-            run(threads, |tid| {
+            run(threads, &barrier, |tid| {
                 seen[tid].fetch_add(1, Ordering::Relaxed);
                 barrier.wait();
-            });
+            })
+            .unwrap();
             assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
         };
         check(1);
         check(3);
-        run(2, |_| check(2));
+        run(2, &SpinBarrier::new(2), |_| check(2)).unwrap();
+    }
+
+    /// A member that panics makes `run` return an error: the others, waiting
+    /// at the barrier for it, leave (no hang), and nothing unwinds out of the
+    /// OpenMP region (no abort); the same on threads of our own (nested).
+    #[test]
+    fn a_panicking_member_poisons_the_team() {
+        let _torch = tch::Tensor::zeros([1], tch::kind::FLOAT_CPU);
+        let check = |threads: usize, bad: usize| {
+            let barrier = SpinBarrier::new(threads);
+            let err = run(threads, &barrier, |tid| {
+                for round in 0..100 {
+                    if tid == bad && round == 3 {
+                        panic!("member {tid} fails");
+                    }
+                    barrier.wait();
+                }
+            })
+            .unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("member {bad} fails")),
+                "{err}"
+            );
+        };
+        check(1, 0);
+        check(3, 0);
+        check(3, 2);
+        run(2, &SpinBarrier::new(2), |_| check(2, 1)).unwrap();
     }
 
     #[test]

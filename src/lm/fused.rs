@@ -18,13 +18,14 @@
 //! reading in the same phase; `p` flips every token.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
 use super::draw::RowDraw;
-use super::{GenerateOptions, Generated, LmWeights};
+use super::stop::{RowText, Stop};
+use super::{grow, GenerateOptions, Generated, LmWeights};
 use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
@@ -96,7 +97,13 @@ struct Shared<'a> {
     /// `[UNIFORM_CHUNK, rows]`, refilled by thread 0 during the head phase.
     uniforms: &'a SharedBuf<f64>,
     tokens: Vec<AtomicUsize>,
-    stop: &'a [i64],
+    stop: &'a Stop<'a>,
+    /// Per row: how many tokens it keeps (-1 while it runs), and its text
+    /// for stop strings; each written by the thread that draws the row.
+    lengths: Vec<AtomicI64>,
+    texts: Vec<Mutex<RowText>>,
+    /// Rows that have stopped.
+    stopped: AtomicUsize,
     sample: SampleOptions,
     /// Rows whose logits were not finite, with their maximum.
     faults: Mutex<Vec<(usize, f32)>>,
@@ -110,8 +117,8 @@ struct Lead<'r, I> {
     rng: &'r mut dyn UniformSource,
     interrupted: I,
     error: Option<Error>,
+    /// `[steps, rows]`, grown as tokens come.
     out: Vec<i64>,
-    lengths: Vec<i64>,
 }
 
 /// What only team member 0 touches. `team::run` runs member 0 on the caller's
@@ -133,11 +140,10 @@ impl<T> CallerOnly<T> {
 fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut Lead<I>>) {
     let my_rows = split(s.rows, s.threads, tid);
     let mut draw = RowDraw::new(s.sample);
-    let mut stopped = vec![false; s.rows];
     let vp = s.head.layer.blocks * SLOTS * LANES;
     let mut p = 0;
     let forced = s.prompt.len();
-    for pos in 0..forced + s.max_tokens {
+    for pos in 0..forced.saturating_add(s.max_tokens) {
         // `step`: the index of the token being generated, once past the prompt.
         let step = pos.checked_sub(forced);
 
@@ -189,8 +195,12 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
             match token {
                 Ok(token) => {
                     s.tokens[r].store(token, Ordering::Relaxed);
+                    // `check` made sure every token has an embedding row.
                     let x = unsafe { first.get_mut(r * k0..r * k0 + s.embed) };
                     x.copy_from_slice(&s.embedding[token * s.embed..(token + 1) * s.embed]);
+                    if let Some(step) = step {
+                        stop_row(s, r, token as i64, step);
+                    }
                 }
                 Err(max) => {
                     s.faults
@@ -212,19 +222,13 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
             return;
         }
         if let Some(step) = step {
-            // Every thread follows the stop rule itself, so all leave together.
-            for (r, done) in stopped.iter_mut().enumerate() {
-                let token = s.tokens[r].load(Ordering::Relaxed) as i64;
-                let hit = s.stop.contains(&token);
-                if let Some(lead) = lead.as_deref_mut() {
-                    lead.out.push(token);
-                    if !*done && hit {
-                        lead.lengths[r] = step as i64 + 1;
-                    }
-                }
-                *done |= hit;
+            if let Some(lead) = lead.as_deref_mut() {
+                keep_tokens(s, lead);
             }
-            if step + 1 == s.max_tokens || (!s.stop.is_empty() && stopped.iter().all(|&d| d)) {
+            // Every thread reads the same count after the barrier, so all
+            // leave together.
+            let all_stopped = s.stopped.load(Ordering::Relaxed) == s.rows;
+            if step + 1 == s.max_tokens || (!s.stop.is_empty() && all_stopped) {
                 return;
             }
         }
@@ -236,6 +240,57 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
         }
         p = 1 - p;
     }
+}
+
+/// The stop rule for row `r`, which drew `token` as its `step`-th: marks
+/// the row stopped when the token ends it. Only the row's own thread calls it.
+fn stop_row(s: &Shared, r: usize, token: i64, step: usize) {
+    if s.stop.is_empty() || s.lengths[r].load(Ordering::Relaxed) >= 0 {
+        return;
+    }
+    let hit = match s.texts.get(r) {
+        Some(text) => s
+            .stop
+            .hit(&mut text.lock().unwrap_or_else(|e| e.into_inner()), token),
+        None => s.stop.hit(&mut RowText::default(), token),
+    };
+    if hit {
+        s.lengths[r].store(step as i64 + 1, Ordering::Relaxed);
+        s.stopped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The lead keeps every row's token of this step; should the memory run
+/// out, the loop ends (at the next check, all threads together) with an error.
+fn keep_tokens<I>(s: &Shared, lead: &mut Lead<I>) {
+    if lead.error.is_some() {
+        return;
+    }
+    if let Err(e) = grow(&mut lead.out, s.rows) {
+        lead.error = Some(e);
+        s.abort.store(true, Ordering::Relaxed);
+        return;
+    }
+    lead.out
+        .extend(s.tokens.iter().map(|t| t.load(Ordering::Relaxed) as i64));
+}
+
+/// A team buffer of `rows x width` values, or an error naming the sizes.
+fn rows_buf<T: Copy + Default>(rows: usize, width: usize) -> Result<SharedBuf<T>> {
+    let len = rows.checked_mul(width).ok_or_else(|| {
+        Error::shape(format!(
+            "num_samples = {rows} is too large: {rows} rows of {width} values overflow"
+        ))
+    })?;
+    SharedBuf::try_new(len).map_err(|e| Error::shape(format!("num_samples = {rows}: {e}")))
+}
+
+/// `rows` values made by `f`, or an error when the memory cannot be had.
+fn try_rows<T>(rows: usize, f: impl FnMut(usize) -> T) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    grow(&mut v, rows)?;
+    v.extend((0..rows).map(f));
+    Ok(v)
 }
 
 /// Feeds `prompt` (checked by the caller) from zero states and generates as
@@ -251,10 +306,11 @@ pub fn generate(
 ) -> Result<Generated> {
     let prompt: Vec<usize> = Vec::<i64>::try_from(prompt)?
         .into_iter()
-        .map(|t| t as usize)
+        .map(|t| usize::try_from(t).unwrap_or(usize::MAX))
         .collect();
-    let rows = opts.num_samples as usize;
-    let max_tokens = opts.max_tokens as usize;
+    let too_large = |what: &str| Error::value(format!("{what} is too large for this machine"));
+    let rows = usize::try_from(opts.num_samples).map_err(|_| too_large("num_samples"))?;
+    let max_tokens = usize::try_from(opts.max_tokens).map_err(|_| too_large("max_tokens"))?;
     let pw = pointwise(cfg.mode);
     let hp = padded(cfg.hidden_size as usize, pw);
     let embed = cfg.input_size as usize;
@@ -275,24 +331,29 @@ pub fn generate(
     let vocab = w.head_weight.size()[0] as usize;
     let vp = head.blocks * SLOTS * LANES;
 
-    // Zero states: the prompt is fed first.
+    // Zero states: the prompt is fed first. Every buffer is sized by
+    // `num_samples`, so each allocation may fail (an error, not an abort).
     let inputs: Vec<[SharedBuf; 2]> = layers
         .iter()
-        .map(|layer| {
-            [
-                SharedBuf::new(rows * layer.k),
-                SharedBuf::new(rows * layer.k),
-            ]
-        })
-        .collect();
+        .map(|layer| Ok([rows_buf(rows, layer.k)?, rows_buf(rows, layer.k)?]))
+        .collect::<Result<_>>()?;
     let cells: Vec<SharedBuf> = match cfg.mode {
-        Mode::Lstm => (0..n_layers).map(|_| SharedBuf::new(rows * hp)).collect(),
+        Mode::Lstm => (0..n_layers)
+            .map(|_| rows_buf(rows, hp))
+            .collect::<Result<_>>()?,
         _ => Vec::new(),
     };
-    let top = SharedBuf::new(rows * hp);
-    let logits = SharedBuf::new(rows * vp);
-    let uniforms = SharedBuf::new(UNIFORM_CHUNK.min(max_tokens.max(1)) * rows);
+    let top = rows_buf(rows, hp)?;
+    let logits = rows_buf(rows, vp)?;
+    let uniforms = rows_buf(rows, UNIFORM_CHUNK.min(max_tokens.max(1)))?;
     let embedding = Floats::new(w.embedding)?;
+    let tokens = try_rows(rows, |_| AtomicUsize::new(0))?;
+    let lengths = try_rows(rows, |_| AtomicI64::new(-1))?;
+    let texts = if !opts.stop.has_strings() {
+        Vec::new()
+    } else {
+        try_rows(rows, |_| Mutex::new(RowText::default()))?
+    };
 
     let make_jobs = |p: usize| -> Vec<Job> {
         (0..n_layers)
@@ -340,7 +401,7 @@ pub fn generate(
     let threads = team::size(
         tch::get_num_threads().max(1) as usize,
         usize::MAX,
-        weights_per_token * rows,
+        weights_per_token.saturating_mul(rows),
         MIN_WEIGHTS_PER_THREAD,
     );
     let shared = Shared {
@@ -373,8 +434,11 @@ pub fn generate(
         embedding: embedding.get(),
         embed,
         uniforms: &uniforms,
-        tokens: (0..rows).map(|_| AtomicUsize::new(0)).collect(),
+        tokens,
         stop: &opts.stop,
+        lengths,
+        texts,
+        stopped: AtomicUsize::new(0),
         sample: *sample,
         faults: Mutex::new(Vec::new()),
         abort: AtomicBool::new(false),
@@ -383,12 +447,11 @@ pub fn generate(
         rng,
         interrupted,
         error: None,
-        out: Vec::with_capacity(max_tokens * rows),
-        lengths: vec![-1; rows],
+        out: Vec::new(),
     };
     if max_tokens > 0 {
         let lead = CallerOnly(UnsafeCell::new(Some(&mut lead)));
-        team::run(threads, |tid| {
+        team::run(threads, &shared.barrier, |tid| {
             if tid == 0 {
                 // SAFETY: member 0 runs once, on this thread (`team::run`'s
                 // contract), so the lead is taken once and never crosses threads.
@@ -396,7 +459,7 @@ pub fn generate(
             } else {
                 token_loop::<fn() -> bool>(&shared, tid, None);
             }
-        });
+        })?;
     }
     let faults = shared
         .faults
@@ -413,15 +476,34 @@ pub fn generate(
         return Err(e);
     }
     let steps = lead.out.len() / rows.max(1);
-    for len in lead.lengths.iter_mut().filter(|l| **l < 0) {
-        *len = steps as i64;
-    }
-    let ids = Tensor::f_from_slice(&lead.out)?
-        .f_view([steps as i64, rows as i64])?
-        .f_tr()?
-        .f_contiguous()?;
+    let lengths = shared
+        .lengths
+        .iter()
+        .map(|l| match l.load(Ordering::Relaxed) {
+            len if len >= 0 => len,
+            _ => steps as i64,
+        })
+        .collect();
     Ok(Generated {
-        ids,
-        lengths: lead.lengths,
+        ids: transposed(&lead.out, rows, steps)?,
+        lengths,
     })
+}
+
+/// `[rows, steps]` int64 ids from `out` laid out `[steps, rows]`, written
+/// straight into the tensor (one copy of the output besides `out`).
+fn transposed(out: &[i64], rows: usize, steps: usize) -> Result<Tensor> {
+    let ids = Tensor::f_empty([rows as i64, steps as i64], (Kind::Int64, Device::Cpu))?;
+    if rows * steps > 0 {
+        // SAFETY: a fresh contiguous int64 CPU tensor of `rows * steps`
+        // elements, written here only, before anyone else sees it.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(ids.data_ptr() as *mut i64, rows * steps) };
+        for (t, step) in out.chunks_exact(rows).enumerate() {
+            for (r, &id) in step.iter().enumerate() {
+                dst[r * steps + t] = id;
+            }
+        }
+    }
+    Ok(ids)
 }

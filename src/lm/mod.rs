@@ -3,16 +3,26 @@
 //!
 //! How the next token is chosen is the caller's: `generate` hands each step's
 //! logits to a `draw` function (multinomial sampling, greedy argmax, ...).
+//! When a sample ends is [`Stop`]'s rule (ids, or strings in the decoded text).
+//!
+//! Everything the loops index is validated before they start ([`check_model`]),
+//! and the output grows as tokens come: `max_tokens` is a bound, not a size
+//! to reserve (a run may stop, or be interrupted, long before it).
 
 mod draw;
 mod fused;
+pub mod score;
+pub mod stop;
 #[cfg(test)]
 mod tests;
 
 use tch::{Kind, Tensor};
 
+use self::stop::RowText;
+pub use self::stop::Stop;
 use crate::error::{Error, Result};
-use crate::rnn::check::check_weights;
+use crate::kernel::team::{no_memory, try_vec};
+use crate::rnn::check::{check_weights, device_name, dtype_name};
 use crate::rnn::product::Product;
 use crate::rnn::step::{StepState, Stepper};
 use crate::rnn::{stack, RnnConfig};
@@ -29,15 +39,15 @@ pub struct LmWeights<'a> {
     pub head_bias: Option<&'a Tensor>,
 }
 
-pub struct GenerateOptions {
+pub struct GenerateOptions<'a> {
     pub max_tokens: i64,
     pub num_samples: i64,
-    /// Ids that end a sample; the stop id itself is kept, nothing after it.
-    pub stop: Vec<i64>,
+    /// What ends a sample; the token that ends it is kept, nothing after it.
+    pub stop: Stop<'a>,
 }
 
 /// Generated ids `[num_samples, steps]` and, per sample, how many are valid
-/// (up to and including its stop id).
+/// (up to and including the token that stopped it).
 pub struct Generated {
     pub ids: Tensor,
     pub lengths: Vec<i64>,
@@ -61,13 +71,94 @@ fn prime(
     Ok((last, out.h_n, out.c_n))
 }
 
-fn check(cfg: &RnnConfig, w: &LmWeights, prompt: &Tensor, opts: &GenerateOptions) -> Result<()> {
+/// Checks that the embedding, the stack and the head fit together as
+/// `forward` needs them to (RuntimeError, as forward raises, for a shape;
+/// ValueError for a dtype), and that each drawn token can be fed back: the
+/// head draws no more tokens than the embedding has rows. Returns the
+/// vocabulary size (embedding rows) and the head's outputs.
+pub(crate) fn check_model(cfg: &RnnConfig, w: &LmWeights) -> Result<(i64, i64)> {
     check_weights(cfg, w.stack)?;
+    let (kind, device) = (w.stack[0].f_kind()?, w.stack[0].device());
+    let emb = w.embedding.size();
+    let &[vocab, width] = emb.as_slice() else {
+        return Err(Error::shape(format!(
+            "the embedding must be a 2-D (vocabulary, width) matrix, got shape {emb:?}"
+        )));
+    };
+    if width != cfg.input_size {
+        return Err(Error::shape(format!(
+            "the embedding's rows are {width} wide but the stack's input_size is {}: \
+             input.size(-1) must be equal to input_size. Expected {}, got {width}",
+            cfg.input_size, cfg.input_size
+        )));
+    }
+    if vocab == 0 {
+        return Err(Error::shape(
+            "the embedding has no rows: the vocabulary is empty",
+        ));
+    }
+    let head = w.head_weight.size();
+    let top = cfg.real_hidden_size();
+    let &[outputs, cols] = head.as_slice() else {
+        return Err(Error::shape(format!(
+            "head.weight must be a 2-D (outputs, {top}) matrix, got shape {head:?}"
+        )));
+    };
+    if cols != top {
+        return Err(Error::shape(format!(
+            "head.weight has shape {head:?} but the stack's output is {top} wide: \
+             head.weight must be ({outputs}, {top})"
+        )));
+    }
+    if outputs == 0 || outputs > vocab {
+        return Err(Error::shape(format!(
+            "head.weight has {outputs} rows (the tokens it draws) but the embedding has {vocab}: \
+             every drawn token is fed back through the embedding, so the head needs \
+             between 1 and {vocab} rows"
+        )));
+    }
+    if let Some(bias) = w.head_bias {
+        if bias.size() != [outputs] {
+            return Err(Error::shape(format!(
+                "head.bias has shape {:?} but head.weight has {outputs} rows: \
+                 head.bias must have shape [{outputs}]",
+                bias.size()
+            )));
+        }
+    }
+    let named = [
+        ("the embedding", w.embedding),
+        ("head.weight", w.head_weight),
+    ];
+    for (name, t) in named
+        .into_iter()
+        .chain(w.head_bias.map(|b| ("head.bias", b)))
+    {
+        if t.f_kind()? != kind {
+            return Err(Error::value(format!(
+                "{name} is {} but the stack's weights are {}: the model must have one dtype",
+                dtype_name(t.f_kind()?),
+                dtype_name(kind)
+            )));
+        }
+        if t.device() != device {
+            return Err(Error::shape(format!(
+                "{name} is on {} but the stack's weights are on {}",
+                device_name(t.device()),
+                device_name(device)
+            )));
+        }
+    }
+    Ok((vocab, outputs))
+}
+
+fn check(cfg: &RnnConfig, w: &LmWeights, prompt: &Tensor, opts: &GenerateOptions) -> Result<()> {
     if cfg.bidirectional {
         return Err(Error::value(
             "a bidirectional stack cannot generate: its reverse pass needs the future",
         ));
     }
+    let (vocab, outputs) = check_model(cfg, w)?;
     if prompt.dim() != 1 || prompt.size()[0] == 0 {
         return Err(Error::value(format!(
             "the prompt must be a non-empty 1-D tensor of ids, got shape {:?}",
@@ -77,7 +168,6 @@ fn check(cfg: &RnnConfig, w: &LmWeights, prompt: &Tensor, opts: &GenerateOptions
     if prompt.f_kind()? != Kind::Int64 {
         return Err(Error::Type("the prompt ids must be an int64 tensor".into()));
     }
-    let vocab = w.embedding.size()[0];
     let (lo, hi) = (
         prompt.f_min()?.f_int64_value(&[])?,
         prompt.f_max()?.f_int64_value(&[])?,
@@ -100,7 +190,15 @@ fn check(cfg: &RnnConfig, w: &LmWeights, prompt: &Tensor, opts: &GenerateOptions
             opts.num_samples
         )));
     }
-    Ok(())
+    opts.stop.check(vocab, outputs)
+}
+
+/// Grows `out` for `more` elements, or an error (RuntimeError) when the
+/// memory cannot be had: generated tokens are kept as they come, since a
+/// run may stop (or be stopped) long before `max_tokens`.
+fn grow<T>(out: &mut Vec<T>, more: usize) -> Result<()> {
+    out.try_reserve(more)
+        .map_err(|e| no_memory::<T>(out.len().saturating_add(more), e))
 }
 
 /// Primes the state with `prompt`, then draws `max_tokens` tokens for
@@ -119,6 +217,14 @@ pub fn generate(
     let _guard = tch::no_grad_guard();
     check(cfg, w, prompt, opts)?;
     let n = opts.num_samples;
+    let rows = usize::try_from(n).map_err(|_| Error::value("num_samples is too large"))?;
+    let per_row = |e: Error| Error::shape(format!("num_samples = {rows}: {e}"));
+    let mut lengths = try_vec(-1i64, rows).map_err(per_row)?;
+    let mut texts = if opts.stop.is_empty() {
+        Vec::new()
+    } else {
+        try_vec(RowText::default(), rows).map_err(per_row)?
+    };
     let device = w.embedding.device();
     let prompt = prompt.f_to_device(device)?;
     // The prompt is the same for every sample: run it once as a sequence, then
@@ -142,9 +248,8 @@ pub fn generate(
     let mut logits = logits
         .f_expand([n, logits.size()[1]], false)?
         .f_contiguous()?;
-    let mut out: Vec<Tensor> = Vec::with_capacity(opts.max_tokens as usize);
-    let mut lengths = vec![-1i64; n as usize];
-    let stop = Tensor::f_from_slice(&opts.stop)?.f_to_device(device)?;
+    let mut out: Vec<Tensor> = Vec::new();
+    let mut stopped = 0;
     for step in 0..opts.max_tokens {
         if interrupted() {
             return Err(Error::Interrupted);
@@ -156,17 +261,17 @@ pub fn generate(
                 next.size()
             )));
         }
+        grow(&mut out, 1)?;
         out.push(next.shallow_clone());
         if !opts.stop.is_empty() {
-            let hit = Vec::<bool>::try_from(
-                Tensor::f_isin(&next, &stop, false, false)?.f_to_device(tch::Device::Cpu)?,
-            )?;
-            for (len, h) in lengths.iter_mut().zip(hit) {
-                if *len < 0 && h {
+            let ids = Vec::<i64>::try_from(next.f_to_device(tch::Device::Cpu)?)?;
+            for ((len, text), id) in lengths.iter_mut().zip(texts.iter_mut()).zip(ids) {
+                if *len < 0 && opts.stop.hit(text, id) {
                     *len = step + 1;
+                    stopped += 1;
                 }
             }
-            if lengths.iter().all(|l| *l >= 0) {
+            if stopped == rows {
                 break;
             }
         }
@@ -219,8 +324,7 @@ pub fn generate_sampled(
 }
 
 /// Uniforms drawn up front (`[steps, N]`, float64), handed out one row per
-/// token: how an explicit `torch.Generator` reaches a loop that runs without
-/// Python.
+/// token: a fixed table for tests that compare two paths on the same draws.
 pub struct Pregenerated {
     table: Tensor,
     next: i64,

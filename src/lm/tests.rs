@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{generate, generate_sampled, GenerateOptions, LmWeights, Pregenerated};
+use super::{generate, generate_sampled, GenerateOptions, LmWeights, Pregenerated, Stop};
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{sample_logits, SampleOptions};
 
@@ -29,7 +29,7 @@ fn run(mode: Mode, kind: Kind, sample: SampleOptions, fused: bool) -> Vec<i64> {
     let opts = GenerateOptions {
         max_tokens: steps,
         num_samples: rows,
-        stop: Vec::new(),
+        stop: Stop::none(),
     };
     let table = Tensor::rand([steps, rows], (Kind::Double, Device::Cpu));
     let mut rng = Pregenerated::new(table);

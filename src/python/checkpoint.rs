@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
+
+use super::guard::guard;
 use pyo3_tch::PyTensor;
 
 use crate::checkpoint::{kind_name, Checkpoint, FileKind, LmConfig};
@@ -36,19 +38,21 @@ fn save_model(
     vocab: &str,
     tensors: Vec<(String, PyTensor)>,
 ) -> PyResult<()> {
-    let config = LmConfig::from_json(config)?;
-    let vocab = Vocab::from_json(vocab.as_bytes())?;
-    let params = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
-    let ckpt = Checkpoint {
-        kind: FileKind::Model,
-        config,
-        vocab,
-        params,
-        extra: BTreeMap::new(),
-        training: None,
-    };
-    py.allow_threads(move || ckpt.save(&path))?;
-    Ok(())
+    guard("save_model", || {
+        let config = LmConfig::from_json(config)?;
+        let vocab = Vocab::from_json(vocab.as_bytes())?;
+        let params = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
+        let ckpt = Checkpoint {
+            kind: FileKind::Model,
+            config,
+            vocab,
+            params,
+            extra: BTreeMap::new(),
+            training: None,
+        };
+        py.allow_threads(move || ckpt.save(&path))?;
+        Ok(())
+    })
 }
 
 /// Reads and validates a checkpoint (model or training kind).
@@ -71,20 +75,22 @@ fn load_model(
     py: Python<'_>,
     path: PathBuf,
 ) -> PyResult<(String, String, String, String, Vec<(String, PyTensor)>)> {
-    let ckpt = py.allow_threads(|| Checkpoint::load(&path))?;
-    let kind = match ckpt.kind {
-        FileKind::Model => "model",
-        FileKind::Training => "training",
-    };
-    let dtype = kind_name(ckpt.dtype()?).to_string();
-    Ok((
-        kind.to_string(),
-        ckpt.config.to_json(),
-        ckpt.vocab.to_json(),
-        dtype,
-        ckpt.params
-            .into_iter()
-            .map(|(n, t)| (n, PyTensor(t)))
-            .collect(),
-    ))
+    guard("load_model", || {
+        let ckpt = py.allow_threads(|| Checkpoint::load(&path))?;
+        let kind = match ckpt.kind {
+            FileKind::Model => "model",
+            FileKind::Training => "training",
+        };
+        let dtype = kind_name(ckpt.dtype()?).to_string();
+        Ok((
+            kind.to_string(),
+            ckpt.config.to_json(),
+            ckpt.vocab.to_json(),
+            dtype,
+            ckpt.params
+                .into_iter()
+                .map(|(n, t)| (n, PyTensor(t)))
+                .collect(),
+        ))
+    })
 }

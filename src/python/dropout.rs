@@ -1,6 +1,8 @@
 //! Binding for `crate::dropout`.
 
 use pyo3::prelude::*;
+
+use super::guard::guard;
 use pyo3_tch::PyTensor;
 
 use crate::dropout;
@@ -16,14 +18,16 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// generator.
 #[pyfunction]
 pub fn dropout_mask(py: Python<'_>, input: PyTensor, p: f64) -> PyResult<PyTensor> {
-    if !(0.0..=1.0).contains(&p) {
-        return Err(Error::value(format!(
-            "dropout probability has to be between 0 and 1, but got {p}"
+    guard("dropout_mask", || {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::value(format!(
+                "dropout probability has to be between 0 and 1, but got {p}"
+            ))
+            .into());
+        }
+        let input = input.0;
+        Ok(PyTensor(
+            py.allow_threads(move || dropout::mask(&input, p))?,
         ))
-        .into());
-    }
-    let input = input.0;
-    Ok(PyTensor(
-        py.allow_threads(move || dropout::mask(&input, p))?,
-    ))
+    })
 }

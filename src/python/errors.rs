@@ -3,8 +3,9 @@
 //! written against torch.nn (`except RuntimeError`, `except ValueError`) works.
 
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyFloatingPointError, PyIndexError, PyKeyError, PyKeyboardInterrupt,
-    PyOSError, PyPermissionError, PyRuntimeError, PyTypeError, PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyFloatingPointError, PyIndexError,
+    PyIsADirectoryError, PyKeyError, PyKeyboardInterrupt, PyNotADirectoryError, PyOSError,
+    PyPermissionError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::PyErr;
 
@@ -22,6 +23,9 @@ impl From<Error> for PyErr {
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
                 std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+                std::io::ErrorKind::AlreadyExists => PyFileExistsError::new_err(msg),
+                std::io::ErrorKind::IsADirectory => PyIsADirectoryError::new_err(msg),
+                std::io::ErrorKind::NotADirectory => PyNotADirectoryError::new_err(msg),
                 _ => PyOSError::new_err(msg),
             },
             Error::NonFinite(_) => PyFloatingPointError::new_err(msg),

@@ -1,12 +1,16 @@
 //! Binding for text generation (`crate::lm::generate_sampled`).
 
 use pyo3::prelude::*;
+
+use super::guard::guard;
 use pyo3_tch::PyTensor;
 
 use super::gil::interrupt_poller;
 use super::rnn::PyRnnSpec;
-use crate::lm::{self, GenerateOptions, LmWeights, Pregenerated};
-use crate::sampler::{DefaultGenerator, SampleOptions, UniformSource};
+use super::sampler::with_rng;
+use super::vocab::PyVocab;
+use crate::lm::{self, GenerateOptions, LmWeights, Stop};
+use crate::sampler::SampleOptions;
 
 /// Generates `num_samples` continuations of `prompt` in one batch, in Rust,
 /// without the GIL and without autograd.
@@ -15,19 +19,32 @@ use crate::sampler::{DefaultGenerator, SampleOptions, UniformSource};
 ///     spec: the stack's RnnSpec.
 ///     embedding: `(V, E)` embedding matrix.
 ///     stack_weights: the stack's parameters in torch's flat order.
-///     head_weight, head_bias: the `(V, H)` output layer (bias may be None).
+///     head_weight, head_bias: the `(V', H)` output layer, `V' <= V` (bias may be None).
 ///     prompt: 1-D int64 ids.
-///     max_tokens, num_samples: how many tokens, how many continuations.
+///     max_tokens, num_samples: how many tokens at most, how many continuations.
 ///     stop: ids that end a continuation (kept in it).
+///     stop_strings: strings that end a continuation at the token that
+///         completes one in its decoded text (kept in it).
+///     vocab: the Vocab the strings are matched with (None without strings).
 ///     temperature, top_k, top_p, greedy: how each token is drawn.
-///     uniform: `(max_tokens, num_samples)` float64 uniforms from a user's
-///         generator, or None to draw from torch's default generator.
+///     generator: a CPU `torch.Generator` for the uniforms, or None to draw
+///         from torch's default generator.
 ///
 /// Returns:
 ///     `(ids (num_samples, steps), lengths)`: each row is valid up to its length.
+///
+/// Raises:
+///     RuntimeError: the embedding, stack and head do not fit together (as
+///         forward would raise), or memory for num_samples rows (or for the
+///         tokens so far) cannot be had.
+///     IndexError: a prompt or stop id outside the vocabulary.
+///     ValueError: a bad sampling option, max_tokens < 0, num_samples < 1, an
+///         empty stop string.
+///     KeyboardInterrupt: Ctrl-C during the loop.
 #[pyfunction]
 #[pyo3(signature = (spec, embedding, stack_weights, head_weight, head_bias, prompt, max_tokens,
-                    num_samples, stop, temperature, top_k, top_p, greedy, uniform))]
+                    num_samples, stop, stop_strings, vocab, temperature, top_k, top_p, greedy,
+                    generator))]
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     py: Python<'_>,
@@ -40,48 +57,51 @@ pub fn generate(
     max_tokens: i64,
     num_samples: i64,
     stop: Vec<i64>,
+    stop_strings: Vec<String>,
+    vocab: Option<Py<PyVocab>>,
     temperature: f64,
     top_k: Option<i64>,
     top_p: Option<f64>,
     greedy: bool,
-    uniform: Option<PyTensor>,
+    generator: Option<Bound<'_, PyAny>>,
 ) -> PyResult<(PyTensor, Vec<i64>)> {
-    let cfg = spec.config().clone();
-    let sample = SampleOptions {
-        temperature,
-        top_k,
-        top_p,
-        greedy,
-    };
-    sample.validate()?;
-    let opts = GenerateOptions {
-        max_tokens,
-        num_samples,
-        stop,
-    };
-    let stack: Vec<tch::Tensor> = stack_weights.into_iter().map(|t| t.0).collect();
-    let (embedding, head_weight, head_bias) = (embedding.0, head_weight.0, head_bias.map(|t| t.0));
-    let (prompt, uniform) = (prompt.0, uniform.map(|t| t.0));
-    let out = py.allow_threads(move || {
-        let weights = LmWeights {
-            embedding: &embedding,
-            stack: &stack,
-            head_weight: &head_weight,
-            head_bias: head_bias.as_ref(),
+    guard("generate", || {
+        let cfg = spec.config().clone();
+        let sample = SampleOptions {
+            temperature,
+            top_k,
+            top_p,
+            greedy,
         };
-        let mut rng: Box<dyn UniformSource> = match uniform {
-            Some(table) => Box::new(Pregenerated::new(table)),
-            None => Box::new(DefaultGenerator),
-        };
-        lm::generate_sampled(
-            &cfg,
-            &weights,
-            &prompt,
-            &opts,
-            &sample,
-            rng.as_mut(),
-            interrupt_poller(16),
-        )
-    })?;
-    Ok((PyTensor(out.ids), out.lengths))
+        sample.validate()?;
+        let stack: Vec<tch::Tensor> = stack_weights.into_iter().map(|t| t.0).collect();
+        let (embedding, head_weight, head_bias) =
+            (embedding.0, head_weight.0, head_bias.map(|t| t.0));
+        let prompt = prompt.0;
+        let out = with_rng(py, "generate", generator, true, move |rng| {
+            // A frozen pyclass: its core is read without the GIL.
+            let stop = Stop::new(stop, stop_strings, vocab.as_ref().map(|v| v.get().core()))?;
+            let opts = GenerateOptions {
+                max_tokens,
+                num_samples,
+                stop,
+            };
+            let weights = LmWeights {
+                embedding: &embedding,
+                stack: &stack,
+                head_weight: &head_weight,
+                head_bias: head_bias.as_ref(),
+            };
+            lm::generate_sampled(
+                &cfg,
+                &weights,
+                &prompt,
+                &opts,
+                &sample,
+                rng,
+                interrupt_poller(16),
+            )
+        })?;
+        Ok((PyTensor(out.ids), out.lengths))
+    })
 }

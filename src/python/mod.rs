@@ -2,12 +2,16 @@
 //! GIL around long work and maps errors. No algorithm lives here.
 
 mod checkpoint;
+mod cpu;
 mod dropout;
 mod errors;
 mod gil;
+mod guard;
 mod lm;
+mod ngram;
 mod rnn;
 mod sampler;
+mod score;
 mod train;
 mod vocab;
 
@@ -24,8 +28,12 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rnn::PyTape>()?;
     m.add_function(wrap_pyfunction!(rnn::cell_forward, m)?)?;
     m.add_function(wrap_pyfunction!(lm::generate, m)?)?;
+    m.add_function(wrap_pyfunction!(score::score_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(guard::_guard_selftest, m)?)?;
     checkpoint::register(m)?;
+    cpu::register(m)?;
     dropout::register(m)?;
+    ngram::register(m)?;
     sampler::register(m)?;
     train::register(m)?;
     vocab::register(m)?;

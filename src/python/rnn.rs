@@ -4,6 +4,8 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
+
+use super::guard::guard;
 use pyo3::types::PyType;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
@@ -59,19 +61,21 @@ impl PyRnnSpec {
         bidirectional: bool,
         proj_size: i64,
     ) -> PyResult<Self> {
-        let cfg = RnnConfig {
-            mode: Mode::parse(mode)?,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            proj_size,
-        };
-        cfg.validate()?;
-        Ok(PyRnnSpec { cfg })
+        guard("RnnSpec.new", || {
+            let cfg = RnnConfig {
+                mode: Mode::parse(mode)?,
+                input_size,
+                hidden_size,
+                num_layers,
+                bias,
+                batch_first,
+                dropout,
+                bidirectional,
+                proj_size,
+            };
+            cfg.validate()?;
+            Ok(PyRnnSpec { cfg })
+        })
     }
 
     /// `(RnnSpec, constructor arguments)`: pickling, `copy` and `torch.save`
@@ -104,6 +108,20 @@ impl PyRnnSpec {
             .into_iter()
             .map(|p| (p.name, p.shape))
             .collect()
+    }
+
+    /// Refuses (RuntimeError) parameters that would not fit in this machine's
+    /// memory at `element_size` bytes each, before any is created: for
+    /// parameters in host memory (the CPU), where running out kills the
+    /// process instead of raising.
+    ///
+    /// Args:
+    ///     element_size: bytes per element of the parameters' dtype.
+    #[pyo3(text_signature = "(self, element_size)")]
+    fn check_host_allocation(&self, element_size: usize) -> PyResult<()> {
+        guard("RnnSpec.check_host_allocation", || {
+            Ok(self.cfg.check_host_allocation(element_size)?)
+        })
     }
 
     fn extra_repr(&self) -> String {
@@ -142,29 +160,31 @@ impl PyRnnSpec {
         keep_tape: bool,
         batch_sizes: Option<Vec<i64>>,
     ) -> PyResult<(PyTensor, PyTensor, Option<PyTensor>, Option<PyTape>)> {
-        let cfg = self.cfg.clone();
-        let weights = unwrap_all(weights);
-        let (input, hx, cx) = (input.0, hx.map(|t| t.0), cx.map(|t| t.0));
-        let out = py.allow_threads(move || {
-            stack::forward(
-                &cfg,
-                &input,
-                batch_sizes.as_deref(),
-                hx.as_ref(),
-                cx.as_ref(),
-                &weights,
-                train,
-                keep_tape,
-            )
-        })?;
-        Ok((
-            PyTensor(out.output),
-            PyTensor(out.h_n),
-            out.c_n.map(PyTensor),
-            out.tape.map(|t| PyTape {
-                tape: Mutex::new(t),
-            }),
-        ))
+        guard("RnnSpec.forward", || {
+            let cfg = self.cfg.clone();
+            let weights = unwrap_all(weights);
+            let (input, hx, cx) = (input.0, hx.map(|t| t.0), cx.map(|t| t.0));
+            let out = py.allow_threads(move || {
+                stack::forward(
+                    &cfg,
+                    &input,
+                    batch_sizes.as_deref(),
+                    hx.as_ref(),
+                    cx.as_ref(),
+                    &weights,
+                    train,
+                    keep_tape,
+                )
+            })?;
+            Ok((
+                PyTensor(out.output),
+                PyTensor(out.h_n),
+                out.c_n.map(PyTensor),
+                out.tape.map(|t| PyTape {
+                    tape: Mutex::new(t),
+                }),
+            ))
+        })
     }
 }
 
@@ -193,23 +213,25 @@ impl PyTape {
         d_cn: Option<PyTensor>,
         need_input_grad: bool,
     ) -> PyResult<StackGrads> {
-        // A shallow copy lets the work run without the GIL and keeps the tape
-        // usable for a second backward (retain_graph=True).
-        let tape = self
-            .tape
-            .lock()
-            .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("tape lock poisoned"))?
-            .shallow_clone();
-        let (d_output, d_hn, d_cn) = (d_output.0, d_hn.0, d_cn.map(|t| t.0));
-        let g = py.allow_threads(move || {
-            stack::backward(&tape, &d_output, &d_hn, d_cn.as_ref(), need_input_grad)
-        })?;
-        Ok((
-            g.input.map(PyTensor),
-            PyTensor(g.hx),
-            g.cx.map(PyTensor),
-            wrap_all(g.weights),
-        ))
+        guard("Tape.backward", || {
+            // A shallow copy lets the work run without the GIL and keeps the tape
+            // usable for a second backward (retain_graph=True).
+            let tape = self
+                .tape
+                .lock()
+                .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("tape lock poisoned"))?
+                .shallow_clone();
+            let (d_output, d_hn, d_cn) = (d_output.0, d_hn.0, d_cn.map(|t| t.0));
+            let g = py.allow_threads(move || {
+                stack::backward(&tape, &d_output, &d_hn, d_cn.as_ref(), need_input_grad)
+            })?;
+            Ok((
+                g.input.map(PyTensor),
+                PyTensor(g.hx),
+                g.cx.map(PyTensor),
+                wrap_all(g.weights),
+            ))
+        })
     }
 }
 
@@ -232,8 +254,10 @@ pub fn cell_forward(
     cx: Option<PyTensor>,
     weights: Vec<PyTensor>,
 ) -> PyResult<(PyTensor, Option<PyTensor>)> {
-    let mode = Mode::parse(mode)?;
-    let weights = unwrap_all(weights);
-    let (h, c) = cell::cell_forward(mode, &input, hx.as_deref(), cx.as_deref(), &weights)?;
-    Ok((PyTensor(h), c.map(PyTensor)))
+    guard("cell_forward", || {
+        let mode = Mode::parse(mode)?;
+        let weights = unwrap_all(weights);
+        let (h, c) = cell::cell_forward(mode, &input, hx.as_deref(), cx.as_deref(), &weights)?;
+        Ok((PyTensor(h), c.map(PyTensor)))
+    })
 }

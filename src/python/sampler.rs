@@ -1,9 +1,11 @@
 //! Bindings for `crate::sampler`: argument conversion, the `generator=` hook
 //! and GIL release; the algorithms are in the core.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyTuple};
+
+use super::guard::guard;
+use pyo3::types::{PyBool, PyDict, PyInt, PyTuple};
 use pyo3_tch::PyTensor;
 use tch::{Device, Tensor};
 
@@ -48,12 +50,14 @@ fn multinomial(
     replacement: bool,
     generator: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyTensor> {
-    let num_samples = int_arg("multinomial", "num_samples", num_samples)?;
-    let input = input.0;
-    let out = with_rng(py, "multinomial", generator, move |rng| {
-        sampler::multinomial(&input, num_samples, replacement, rng)
-    })?;
-    Ok(PyTensor(out))
+    guard("multinomial", || {
+        let num_samples = int_arg("multinomial", "num_samples", num_samples)?;
+        let input = input.0;
+        let out = with_rng(py, "multinomial", generator, false, move |rng| {
+            sampler::multinomial(&input, num_samples, replacement, rng)
+        })?;
+        Ok(PyTensor(out))
+    })
 }
 
 /// Next-token ids from logits, with temperature, top-k, top-p (nucleus) or greedy decoding.
@@ -89,27 +93,38 @@ fn sample(
     greedy: bool,
     generator: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyTensor> {
-    let top_k = top_k.map(|k| int_arg("sample", "top_k", k)).transpose()?;
-    let opts = SampleOptions {
-        temperature,
-        top_k,
-        top_p,
-        greedy,
-    };
-    opts.validate()?;
-    let logits = logits.0;
-    let out = with_rng(py, "sample", generator, move |rng| {
-        sampler::sample_logits(&logits, &opts, rng)
-    })?;
-    Ok(PyTensor(out))
+    guard("sample", || {
+        let top_k = top_k.map(|k| int_arg("sample", "top_k", k)).transpose()?;
+        let opts = SampleOptions {
+            temperature,
+            top_k,
+            top_p,
+            greedy,
+        };
+        opts.validate()?;
+        let logits = logits.0;
+        let out = with_rng(py, "sample", generator, false, move |rng| {
+            sampler::sample_logits(&logits, &opts, rng)
+        })?;
+        Ok(PyTensor(out))
+    })
 }
 
-/// An int argument, refusing bool as torch does.
-fn int_arg(func: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<i64> {
+/// An int argument, refusing bool as torch does; an int outside int64 is
+/// torch's ValueError ("Overflow when unpacking long long").
+pub(crate) fn int_arg(func: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<i64> {
     if value.is_instance_of::<PyBool>() {
         return Err(PyTypeError::new_err(format!(
             "{func}(): argument '{name}' must be int, not bool"
         )));
+    }
+    if value.is_instance_of::<PyInt>() {
+        return value.extract::<i64>().map_err(|_| {
+            PyValueError::new_err(format!(
+                "{func}(): argument '{name}' = {value} does not fit in int64: \
+                 Overflow when unpacking long long"
+            ))
+        });
     }
     value.extract::<i64>().map_err(|_| {
         let type_name = value
@@ -124,10 +139,13 @@ fn int_arg(func: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<i64> {
 
 /// Runs `work` without the GIL, drawing its uniforms from `generator` (a
 /// `torch.Generator`) when given, else from torch's default generator.
-fn with_rng<T, F>(
+/// With `on_cpu` the generator's uniforms are drawn on the CPU (a CPU
+/// generator) and moved to the device asked for.
+pub(crate) fn with_rng<T, F>(
     py: Python<'_>,
     func: &str,
     generator: Option<Bound<'_, PyAny>>,
+    on_cpu: bool,
     work: F,
 ) -> PyResult<T>
 where
@@ -146,6 +164,7 @@ where
     }
     let mut source = TorchGenerator {
         generator: generator.unbind(),
+        on_cpu,
         error: None,
     };
     let result = py.allow_threads(|| work(&mut source));
@@ -158,17 +177,19 @@ where
 /// taken with the GIL re-acquired.
 struct TorchGenerator {
     generator: Py<PyAny>,
+    on_cpu: bool,
     error: Option<PyErr>,
 }
 
 impl UniformSource for TorchGenerator {
     fn uniform(&mut self, shape: &[i64], device: Device) -> Result<Tensor> {
+        let on = if self.on_cpu { Device::Cpu } else { device };
         let drawn = Python::with_gil(|py| -> PyResult<Tensor> {
             let torch = py.import("torch")?;
             let kwargs = PyDict::new(py);
             kwargs.set_item("generator", self.generator.bind(py))?;
             kwargs.set_item("dtype", torch.getattr("float64")?)?;
-            kwargs.set_item("device", device_string(device))?;
+            kwargs.set_item("device", device_string(on))?;
             let size = PyTuple::new(py, shape)?;
             Ok(torch
                 .getattr("rand")?
@@ -176,10 +197,15 @@ impl UniformSource for TorchGenerator {
                 .extract::<PyTensor>()?
                 .0)
         });
-        drawn.map_err(|e| {
+        let drawn = drawn.map_err(|e| {
             let msg = e.to_string();
             self.error = Some(e);
             Error::Shape(msg)
+        })?;
+        Ok(if on == device {
+            drawn
+        } else {
+            drawn.f_to_device(device)?
         })
     }
 }

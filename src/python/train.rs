@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
+
+use super::guard::guard;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
@@ -22,7 +24,29 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clip_grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(train_lm, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate_lm, m)?)?;
+    m.add_function(wrap_pyfunction!(claim_checkpoint_dir, m)?)?;
     Ok(())
+}
+
+/// Makes `path` ready for a run's checkpoints, as `rustrnn.train` does before
+/// its first step: creates it, checks that it is a writable directory, and
+/// refuses one that already holds files unless `allow_existing`.
+///
+/// Args:
+///     path: the checkpoint directory.
+///     allow_existing: the run resumes from it or replaces what is there.
+///
+/// Raises:
+///     FileExistsError: it holds files and `allow_existing` is false.
+///     NotADirectoryError: it is a file.
+///     PermissionError, OSError: it cannot be created or written to.
+#[pyfunction]
+#[pyo3(signature = (path, allow_existing), text_signature = "(path, allow_existing)")]
+fn claim_checkpoint_dir(py: Python<'_>, path: PathBuf, allow_existing: bool) -> PyResult<()> {
+    guard("claim_checkpoint_dir", || {
+        py.allow_threads(|| train::claim_checkpoint_dir(&path, allow_existing))?;
+        Ok(())
+    })
 }
 
 fn unwrap_all(v: Vec<PyTensor>) -> Vec<Tensor> {
@@ -178,44 +202,48 @@ fn train_lm(
     hooks: Py<PyAny>,
     distributed: bool,
 ) -> PyResult<(String, String)> {
-    let vocab = Vocab::from_json(vocab.as_bytes())?;
-    let opts: TrainOptions = serde_json::from_str(options)
-        .map_err(|e| Error::value(format!("invalid training options: {e}")))?;
-    let model = lm_params(config, vocab.len() as i64, params)?;
-    let mut hooks = PyHooks {
-        obj: hooks,
-        distributed,
-        error: None,
-    };
-    let (train, valid) = (train.0, valid.map(|v| v.0));
-    let hooks_ref = &mut hooks;
-    let (history, result) = py.allow_threads(move || {
-        let hooks = hooks_ref;
-        let mut trainer = match Trainer::new(model, vocab, &train, valid.as_ref(), opts) {
-            Ok(t) => t,
-            Err(e) => return (None, Err(e)),
+    guard("train_lm", || {
+        let vocab = Vocab::from_json(vocab.as_bytes())?;
+        let opts: TrainOptions = serde_json::from_str(options)
+            .map_err(|e| Error::value(format!("invalid training options: {e}")))?;
+        let model = lm_params(config, vocab.len() as i64, params)?;
+        let mut hooks = PyHooks {
+            obj: hooks,
+            distributed,
+            error: None,
         };
-        let result = match &resume {
-            Some(path) => trainer.resume(path, hooks),
-            None => Ok(()),
-        }
-        .and_then(|()| trainer.run(hooks));
-        let history = serde_json::to_string(trainer.history()).ok();
-        (history, result)
-    });
-    match result {
-        Ok(stop) => Ok((history.unwrap_or_default(), stop.name().to_string())),
-        Err(e) => {
-            let err = match (e, hooks.error.take()) {
-                (Error::Interrupted, Some(py_err)) => py_err,
-                (e, _) => PyErr::from(e),
+        let (train, valid) = (train.0, valid.map(|v| v.0));
+        let hooks_ref = &mut hooks;
+        let (history, result) = py.allow_threads(move || {
+            let hooks = hooks_ref;
+            let mut trainer = match Trainer::new(model, vocab, &train, valid.as_ref(), opts) {
+                Ok(t) => t,
+                Err(e) => return (None, Err(e)),
             };
-            if let Some(h) = history {
-                let _ = err.value(py).setattr("history", h);
+            let result = trainer
+                .claim_checkpoint_dir(resume.is_some())
+                .and_then(|()| match &resume {
+                    Some(path) => trainer.resume(path, hooks),
+                    None => Ok(()),
+                })
+                .and_then(|()| trainer.run(hooks));
+            let history = serde_json::to_string(trainer.history()).ok();
+            (history, result)
+        });
+        match result {
+            Ok(stop) => Ok((history.unwrap_or_default(), stop.name().to_string())),
+            Err(e) => {
+                let err = match (e, hooks.error.take()) {
+                    (Error::Interrupted, Some(py_err)) => py_err,
+                    (e, _) => PyErr::from(e),
+                };
+                if let Some(h) = history {
+                    let _ = err.value(py).setattr("history", h);
+                }
+                Err(err)
             }
-            Err(err)
         }
-    }
+    })
 }
 
 /// Perplexity of a language model on 1-D ids, in eval mode.
@@ -239,15 +267,17 @@ fn evaluate_lm(
     batch_size: i64,
     bptt: i64,
 ) -> PyResult<f64> {
-    let vocab_size = params.first().map_or(0, |(_, t)| t.size()[0]);
-    let model = lm_params(config, vocab_size, params)?;
-    let ids = ids.0;
-    let ppl = py.allow_threads(move || {
-        train::evaluate(&model, &ids, batch_size, bptt, &mut || {
-            Python::with_gil(|py| py.check_signals()).map_err(|_| Error::Interrupted)
-        })
-    })?;
-    Ok(ppl)
+    guard("evaluate_lm", || {
+        let vocab_size = params.first().map_or(0, |(_, t)| t.size()[0]);
+        let model = lm_params(config, vocab_size, params)?;
+        let ids = ids.0;
+        let ppl = py.allow_threads(move || {
+            train::evaluate(&model, &ids, batch_size, bptt, &mut || {
+                Python::with_gil(|py| py.check_signals()).map_err(|_| Error::Interrupted)
+            })
+        })?;
+        Ok(ppl)
+    })
 }
 
 /// An optimizer with torch.optim's update rule, updating tensors in place.
@@ -277,44 +307,52 @@ impl PyOptimizer {
         betas: (f64, f64),
         eps: f64,
     ) -> PyResult<Self> {
-        let cfg = OptimConfig {
-            method: Method::parse(method)?,
-            lr,
-            weight_decay,
-            momentum,
-            betas,
-            eps,
-        };
-        let params = unwrap_all(params);
-        Ok(PyOptimizer {
-            inner: Mutex::new((Optimizer::new(cfg, params.len())?, params)),
+        guard("Optimizer.new", || {
+            let cfg = OptimConfig {
+                method: Method::parse(method)?,
+                lr,
+                weight_decay,
+                momentum,
+                betas,
+                eps,
+            };
+            let params = unwrap_all(params);
+            Ok(PyOptimizer {
+                inner: Mutex::new((Optimizer::new(cfg, params.len())?, params)),
+            })
         })
     }
 
     /// One update from `grads` (one per parameter, same shapes).
     fn step(&self, grads: Vec<PyTensor>) -> PyResult<()> {
-        let mut inner = self.lock()?;
-        let (opt, params) = &mut *inner;
-        Ok(opt.step(params, &unwrap_all(grads))?)
+        guard("Optimizer.step", || {
+            let mut inner = self.lock()?;
+            let (opt, params) = &mut *inner;
+            Ok(opt.step(params, &unwrap_all(grads))?)
+        })
     }
 
     /// The learning rate; assigning it takes effect at the next step.
     #[getter]
     fn get_lr(&self) -> PyResult<f64> {
-        Ok(self.lock()?.0.lr())
+        guard("Optimizer.get_lr", || Ok(self.lock()?.0.lr()))
     }
 
     #[setter]
     fn set_lr(&self, lr: f64) -> PyResult<()> {
-        Ok(self.lock()?.0.set_lr(lr)?)
+        guard("Optimizer.set_lr", || Ok(self.lock()?.0.set_lr(lr)?))
     }
 }
 
 impl PyOptimizer {
+    /// The optimizer. Its methods check their arguments before changing
+    /// anything, so a lock poisoned by an unforeseen panic still guards a
+    /// consistent optimizer: take it back rather than refuse every later call.
     fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, (Optimizer, Vec<Tensor>)>> {
-        self.inner
-            .lock()
-            .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("optimizer lock poisoned"))
+        Ok(self.inner.lock().unwrap_or_else(|poisoned| {
+            self.inner.clear_poison();
+            poisoned.into_inner()
+        }))
     }
 }
 
@@ -323,5 +361,7 @@ impl PyOptimizer {
 #[pyfunction]
 #[pyo3(signature = (grads, max_norm))]
 fn clip_grad_norm(grads: Vec<PyTensor>, max_norm: f64) -> PyResult<f64> {
-    Ok(train::clip_grad_norm(&unwrap_all(grads), max_norm)?)
+    guard("clip_grad_norm", || {
+        Ok(train::clip_grad_norm(&unwrap_all(grads), max_norm)?)
+    })
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+use super::guard::guard;
 use pyo3::types::{PyIterator, PyList, PyString};
 use pyo3_tch::PyTensor;
 
@@ -79,6 +81,13 @@ pub struct PyVocab {
     inner: Vocab,
 }
 
+impl PyVocab {
+    /// The core vocabulary, for bindings that take one (generation's stop strings).
+    pub(crate) fn core(&self) -> &Vocab {
+        &self.inner
+    }
+}
+
 #[pymethods]
 impl PyVocab {
     /// Counts the tokens of `text` and numbers them.
@@ -109,25 +118,29 @@ impl PyVocab {
         lower: bool,
         specials: Vec<String>,
     ) -> PyResult<Self> {
-        let level = Level::parse(level)?;
-        let min_freq = usize::try_from(min_freq).map_err(|_| {
-            PyValueError::new_err(format!("min_freq must be at least 1, got {min_freq}"))
-        })?;
-        let max_size = max_size
-            .map(|m| {
-                usize::try_from(m).map_err(|_| {
-                    PyValueError::new_err(format!("max_size must be None or non-negative, got {m}"))
+        guard("Vocab.build", || {
+            let level = Level::parse(level)?;
+            let min_freq = usize::try_from(min_freq).map_err(|_| {
+                PyValueError::new_err(format!("min_freq must be at least 1, got {min_freq}"))
+            })?;
+            let max_size = max_size
+                .map(|m| {
+                    usize::try_from(m).map_err(|_| {
+                        PyValueError::new_err(format!(
+                            "max_size must be None or non-negative, got {m}"
+                        ))
+                    })
                 })
-            })
-            .transpose()?;
-        let opts = BuildOptions {
-            min_freq,
-            max_size,
-            lower,
-            specials,
-        };
-        let inner = py.allow_threads(|| Vocab::build(text, level, &opts))?;
-        Ok(PyVocab { inner })
+                .transpose()?;
+            let opts = BuildOptions {
+                min_freq,
+                max_size,
+                lower,
+                specials,
+            };
+            let inner = py.allow_threads(|| Vocab::build(text, level, &opts))?;
+            Ok(PyVocab { inner })
+        })
     }
 
     /// Reads a vocabulary written by `save`.
@@ -141,8 +154,10 @@ impl PyVocab {
     ///         or is corrupt (naming it).
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.allow_threads(|| Vocab::load(&path))?;
-        Ok(PyVocab { inner })
+        guard("Vocab.load", || {
+            let inner = py.allow_threads(|| Vocab::load(&path))?;
+            Ok(PyVocab { inner })
+        })
     }
 
     /// Writes the vocabulary as versioned JSON (`"format": "rustrnn.vocab"`,
@@ -152,8 +167,10 @@ impl PyVocab {
     /// Args:
     ///     path: str or os.PathLike.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.allow_threads(|| self.inner.save(&path))?;
-        Ok(())
+        guard("Vocab.save", || {
+            py.allow_threads(|| self.inner.save(&path))?;
+            Ok(())
+        })
     }
 
     /// The document `save` writes, as a str.
@@ -170,8 +187,10 @@ impl PyVocab {
     ///     ValueError: not a rustrnn vocabulary of a known version, or corrupt.
     #[staticmethod]
     fn from_json(text: &str) -> PyResult<Self> {
-        Ok(PyVocab {
-            inner: Vocab::from_json(text.as_bytes())?,
+        guard("Vocab.from_json", || {
+            Ok(PyVocab {
+                inner: Vocab::from_json(text.as_bytes())?,
+            })
         })
     }
 
@@ -179,8 +198,10 @@ impl PyVocab {
     /// `torch.save` carry the versioned JSON document that `save` writes, and
     /// read it back through the same validation as `load`.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
-        let from_json = slf.get_type().getattr("from_json")?;
-        Ok((from_json, (slf.get().inner.to_json(),)))
+        guard("Vocab.__reduce__", || {
+            let from_json = slf.get_type().getattr("from_json")?;
+            Ok((from_json, (slf.get().inner.to_json(),)))
+        })
     }
 
     /// The ids of `text`'s tokens.
@@ -194,7 +215,9 @@ impl PyVocab {
     /// Raises:
     ///     KeyError: a token is unknown and the vocabulary has no `<unk>`.
     fn encode(&self, py: Python<'_>, text: &str) -> PyResult<PyTensor> {
-        Ok(PyTensor(py.allow_threads(|| self.inner.encode(text))?))
+        guard("Vocab.encode", || {
+            Ok(PyTensor(py.allow_threads(|| self.inner.encode(text))?))
+        })
     }
 
     /// The text of `ids`.
@@ -211,11 +234,13 @@ impl PyVocab {
     /// Raises:
     ///     IndexError: an id is outside `range(len(self))`.
     fn decode(&self, py: Python<'_>, ids: Ids) -> PyResult<String> {
-        let text = match ids {
-            Ids::Tensor(t) => py.allow_threads(move || self.inner.decode_tensor(&t.0))?,
-            Ids::List(v) => py.allow_threads(|| self.inner.decode(&v))?,
-        };
-        Ok(text)
+        guard("Vocab.decode", || {
+            let text = match ids {
+                Ids::Tensor(t) => py.allow_threads(move || self.inner.decode_tensor(&t.0))?,
+                Ids::List(v) => py.allow_threads(|| self.inner.decode(&v))?,
+            };
+            Ok(text)
+        })
     }
 
     /// One-hot rows of `ids`, as `torch.nn.functional.one_hot(ids, len(self)).float()`.
@@ -229,13 +254,15 @@ impl PyVocab {
     /// Raises:
     ///     IndexError: an id is outside `range(len(self))`.
     fn one_hot(&self, py: Python<'_>, ids: Ids) -> PyResult<PyTensor> {
-        let ids = match ids {
-            Ids::Tensor(t) => t.0,
-            Ids::List(v) => tch::Tensor::from_slice(&v),
-        };
-        Ok(PyTensor(
-            py.allow_threads(move || self.inner.one_hot(&ids))?,
-        ))
+        guard("Vocab.one_hot", || {
+            let ids = match ids {
+                Ids::Tensor(t) => t.0,
+                Ids::List(v) => tch::Tensor::from_slice(&v),
+            };
+            Ok(PyTensor(
+                py.allow_threads(move || self.inner.one_hot(&ids))?,
+            ))
+        })
     }
 
     /// The tokens of `text` before lookup (lower-cased when the vocabulary is).
@@ -254,7 +281,7 @@ impl PyVocab {
     /// Raises:
     ///     IndexError: `id` is outside `range(len(self))` (negative ids too).
     fn token(&self, id: i64) -> PyResult<String> {
-        Ok(self.inner.token(id)?.to_string())
+        guard("Vocab.token", || Ok(self.inner.token(id)?.to_string()))
     }
 
     /// Every token in id order, the specials first.
@@ -299,7 +326,7 @@ impl PyVocab {
     /// The id of `token`, exactly as written; `<unk>`'s id for an unknown
     /// token, or KeyError when there is no `<unk>`.
     fn __getitem__(&self, token: &str) -> PyResult<i64> {
-        Ok(self.inner.id(token)?)
+        guard("Vocab.__getitem__", || Ok(self.inner.id(token)?))
     }
 
     fn __contains__(&self, token: &Bound<'_, PyAny>) -> bool {
@@ -311,7 +338,9 @@ impl PyVocab {
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
-        PyList::new(py, self.inner.tokens())?.try_iter()
+        guard("Vocab.__iter__", || {
+            PyList::new(py, self.inner.tokens())?.try_iter()
+        })
     }
 
     fn __repr__(&self) -> String {

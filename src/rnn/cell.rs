@@ -5,7 +5,7 @@
 
 use tch::Tensor;
 
-use super::check::dtype_name;
+use super::check::{dtype_name, kind_of, tensor_dtype_name, zeros_on};
 use super::config::Mode;
 use crate::error::{Error, Result};
 
@@ -77,6 +77,23 @@ pub fn gru_cell(x: &Tensor, h: &Tensor, w: &CellWeights) -> Result<Tensor> {
     Ok(n.f_add(&z.f_mul(&h.f_sub(&n)?)?)?)
 }
 
+/// `t.size(dim)` with c10's `IndexError` (and words) for a dimension the
+/// tensor does not have, as torch's cells read their parameters' sizes.
+fn size_at(t: &Tensor, dim: usize) -> Result<i64> {
+    let size = t.size();
+    match size.get(dim) {
+        Some(&n) => Ok(n),
+        None if size.is_empty() => Err(Error::Index(format!(
+            "Dimension specified as {dim} but tensor has no dimensions"
+        ))),
+        None => Err(Error::Index(format!(
+            "Dimension out of range (expected to be in range of [-{}, {}], but got {dim})",
+            size.len(),
+            size.len() - 1
+        ))),
+    }
+}
+
 fn cell_name(mode: Mode) -> &'static str {
     match mode {
         Mode::RnnTanh | Mode::RnnRelu => "RNNCell",
@@ -97,8 +114,6 @@ pub fn cell_forward(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let w = CellWeights::from_slice(weights)?;
     let name = cell_name(mode);
-    let hidden = w.w_hh.size()[1];
-    let input_size = w.w_ih.size()[1];
     if input.dim() != 1 && input.dim() != 2 {
         return Err(Error::Value(format!(
             "{name}: Expected input to be 1D or 2D, got {}D instead",
@@ -129,6 +144,30 @@ pub fn cell_forward(
             )));
         }
     }
+    // The parameters' sizes as torch 2.13's cells read and check them, in
+    // its order (which differs between the cells), with its messages.
+    let gates = mode.gates();
+    let first_dims = || -> Result<()> {
+        let hidden = size_at(w.w_hh, 1)?;
+        let want = gates
+            .checked_mul(hidden)
+            .ok_or_else(|| Error::shape(format!("{gates} * hidden_size {hidden} overflows")))?;
+        for (which, t) in [("weight_ih", w.w_ih), ("weight_hh", w.w_hh)] {
+            let got = size_at(t, 0)?;
+            if got != want {
+                return Err(Error::shape(format!(
+                    "{which} first dim must be {gates} * hidden_size = {want}, but got {got}"
+                )));
+            }
+        }
+        Ok(())
+    };
+    let rnn = matches!(mode, Mode::RnnTanh | Mode::RnnRelu);
+    if rnn {
+        first_dims()?;
+    }
+    let input_size = size_at(w.w_ih, 1)?;
+    let hidden = size_at(w.w_hh, 1)?;
     let unbatched = input.dim() == 1;
     let x = if unbatched {
         input.f_unsqueeze(0)?
@@ -136,11 +175,11 @@ pub fn cell_forward(
         input.shallow_clone()
     };
     let kind = w.w_ih.f_kind()?;
-    if x.f_kind()? != kind {
+    if kind_of(&x)? != Some(kind) {
         return Err(Error::Shape(format!(
             "{name}: input must have the type {}, got type {}",
             dtype_name(kind),
-            dtype_name(x.f_kind()?)
+            tensor_dtype_name(&x)
         )));
     }
     if x.device() != w.w_ih.device() {
@@ -153,6 +192,9 @@ pub fn cell_forward(
             "input has inconsistent input_size: got {} expected {input_size}",
             x.size()[1]
         )));
+    }
+    if mode == Mode::Lstm {
+        first_dims()?;
     }
     let batch = x.size()[0];
     let mut prepared = Vec::new();
@@ -174,17 +216,20 @@ pub fn cell_forward(
                 t.size()[1]
             )));
         }
-        if t.f_kind()? != kind || t.device() != x.device() {
+        if kind_of(&t)? != Some(kind) || t.device() != x.device() {
             return Err(Error::Shape(format!(
                 "{name}: hidden{k} must have the type {} on the input's device, got {}",
                 dtype_name(kind),
-                dtype_name(t.f_kind()?)
+                tensor_dtype_name(&t)
             )));
         }
         prepared.push(t);
     }
+    if mode == Mode::Gru {
+        first_dims()?;
+    }
     if prepared.is_empty() {
-        let zeros = Tensor::f_zeros([batch, hidden], (kind, x.device()))?;
+        let zeros = zeros_on(&x, &[batch, hidden])?;
         prepared.push(zeros.shallow_clone());
         if mode == Mode::Lstm {
             prepared.push(zeros);

@@ -7,6 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{Mode, RnnConfig};
 use super::steps::Steps;
+pub use crate::error::{device_name, dtype_name, kind_of, tensor_device_name, tensor_dtype_name};
 use crate::error::{Error, Result};
 
 /// How the user laid out the input; undone on every tensor handed back.
@@ -25,7 +26,8 @@ impl Layout {
         if self.packed {
             return Ok(rows.shallow_clone());
         }
-        let t = rows.f_reshape([steps.len() as i64, steps.batch() as i64, -1])?;
+        let features = rows.size2()?.1;
+        let t = rows.f_reshape([steps.len() as i64, steps.batch() as i64, features])?;
         Ok(if self.unbatched {
             t.f_squeeze_dim(1)?
         } else if self.batch_first {
@@ -98,31 +100,22 @@ pub struct Prepared {
     pub layout: Layout,
 }
 
-/// torch's spelling of a dtype, for messages.
-pub fn dtype_name(kind: Kind) -> String {
-    let name = match kind {
-        Kind::Float => "float32",
-        Kind::Double => "float64",
-        Kind::Half => "float16",
-        Kind::BFloat16 => "bfloat16",
-        Kind::Int64 => "int64",
-        Kind::Int => "int32",
-        Kind::Int16 => "int16",
-        Kind::Int8 => "int8",
-        Kind::Uint8 => "uint8",
-        Kind::Bool => "bool",
-        other => return format!("{other:?}"),
-    };
-    format!("torch.{name}")
+/// An uninitialized tensor of `shape` with `like`'s dtype and device, on
+/// every device: tch reports those it does not know (meta among them) as
+/// `Mps`, and creating one on `Mps` would ask for the real MPS backend.
+pub fn empty_on(like: &Tensor, shape: &[i64]) -> Result<Tensor> {
+    Ok(match like.device() {
+        Device::Mps => like.f_empty_like()?.f_resize_(shape)?,
+        device => Tensor::f_empty(shape, (like.f_kind()?, device))?,
+    })
 }
 
-pub fn device_name(device: Device) -> String {
-    match device {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(i) => format!("cuda:{i}"),
-        Device::Mps => "a non-CPU, non-CUDA device".into(),
-        Device::Vulkan => "vulkan".into(),
-    }
+/// [`empty_on`], zeroed.
+pub fn zeros_on(like: &Tensor, shape: &[i64]) -> Result<Tensor> {
+    Ok(match like.device() {
+        Device::Mps => empty_on(like, shape)?.f_zero_()?,
+        device => Tensor::f_zeros(shape, (like.f_kind()?, device))?,
+    })
 }
 
 fn dims(t: &Tensor) -> String {
@@ -151,22 +144,22 @@ pub fn check_weights(cfg: &RnnConfig, weights: &[Tensor]) -> Result<()> {
                 dims(w)
             )));
         }
-        if w.f_kind()? != kind {
+        if kind_of(w)? != Some(kind) {
             return Err(Error::shape(format!(
                 "all parameters must have one dtype: {} is {}, {} is {}",
                 specs[0].name,
                 dtype_name(kind),
                 spec.name,
-                dtype_name(w.f_kind()?)
+                tensor_dtype_name(w)
             )));
         }
         if w.device() != device {
             return Err(Error::shape(format!(
                 "all parameters must be on one device: {} is on {}, {} is on {}",
                 specs[0].name,
-                device_name(device),
+                tensor_device_name(&weights[0]),
                 spec.name,
-                device_name(w.device())
+                tensor_device_name(w)
             )));
         }
     }
@@ -250,14 +243,13 @@ pub fn prepare(
     };
 
     let param_kind = weights[0].f_kind()?;
-    let input_kind = input.f_kind()?;
-    if input_kind != param_kind {
-        let (input_name, param_name) = (dtype_name(input_kind), dtype_name(param_kind));
+    let Some(input_kind) = kind_of(input)?.filter(|&k| k == param_kind) else {
+        let (input_name, param_name) = (tensor_dtype_name(input), dtype_name(param_kind));
         return Err(Error::Value(format!(
             "RNN input dtype ({input_name}) does not match weight dtype ({param_name}). \
              Convert input: input.to({param_name}), or convert model: model.to({input_name})"
         )));
-    }
+    };
     check_float(input_kind, "input")?;
     let features = input.size()[rank - 1];
     if features != cfg.input_size {
@@ -271,8 +263,8 @@ pub fn prepare(
         return Err(Error::Shape(format!(
             "Input and parameter tensors are not at the same device, found input tensor at {} \
              and parameter tensor at {}",
-            device_name(input.device()),
-            device_name(device)
+            tensor_device_name(input),
+            tensor_device_name(&weights[0])
         )));
     }
     let steps = match batch_sizes {
@@ -291,10 +283,9 @@ pub fn prepare(
     let layers = cfg.num_layers * cfg.num_directions();
     let h_shape = [layers, batch, cfg.real_hidden_size()];
     let c_shape = [layers, batch, cfg.hidden_size];
-    let opts = (param_kind, device);
     let state = |given: Option<&Tensor>, shape: [i64; 3], which: &str| -> Result<Tensor> {
         let Some(t) = given else {
-            return Ok(Tensor::f_zeros(shape, opts)?);
+            return zeros_on(&weights[0], &shape);
         };
         let t = layout.state_in(t)?;
         if t.size() != shape {
@@ -306,21 +297,20 @@ pub fn prepare(
                 t.size()
             )));
         }
-        let kind = t.f_kind()?;
-        if kind != param_kind {
+        if kind_of(&t)? != Some(param_kind) {
             return Err(Error::Shape(format!(
                 "{} must have the type {}, got type {}",
                 which.replace("hidden", "hx").replace(" ", ""),
                 dtype_name(param_kind),
-                dtype_name(kind)
+                tensor_dtype_name(&t)
             )));
         }
         if t.device() != device {
             return Err(Error::Shape(format!(
                 "Input and hidden tensors are not at the same device, found input tensor at {} \
                  and hidden tensor at {}",
-                device_name(device),
-                device_name(t.device())
+                tensor_device_name(&weights[0]),
+                tensor_device_name(&t)
             )));
         }
         Ok(t)

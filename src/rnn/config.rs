@@ -69,6 +69,33 @@ pub struct RnnConfig {
     pub proj_size: i64,
 }
 
+/// What a rough estimate of an empty `torch.nn.Parameter` costs in host
+/// memory (its tensor, storage and Python objects: about 620 bytes measured
+/// with torch 2.13), rounded down: a bound, not a budget.
+const TENSOR_HOST_BYTES: u64 = 512;
+
+/// This machine's physical memory in bytes (`u64::MAX` when unknown).
+fn host_memory() -> u64 {
+    // SAFETY: sysconf only reads system constants.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page)) {
+        (Ok(p), Ok(s)) if p > 0 && s > 0 => p.saturating_mul(s),
+        _ => u64::MAX,
+    }
+}
+
+/// The parameters of a stack in all (see [`RnnConfig::sizes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamSizes {
+    pub tensors: u64,
+    pub elements: i64,
+}
+
 /// One parameter of the stack: torch's name and shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamSpec {
@@ -126,7 +153,113 @@ impl RnnConfig {
                 "proj_size argument is only supported for LSTM, not RNN or GRU",
             ));
         }
-        Ok(())
+        self.sizes().map(|_| ())
+    }
+
+    /// The parameters' count and elements in all, computed with checked
+    /// arithmetic before anything is allocated: a size past `i64` is torch's
+    /// `TypeError` (its size arguments are C `long long`s), a tensor with
+    /// more elements than that torch's `RuntimeError` ("Storage size
+    /// calculation overflowed"), and more tensors than this machine's memory
+    /// could hold the Python objects of (a billion layers) a `RuntimeError`
+    /// too, where torch.nn would loop until the memory runs out.
+    pub fn sizes(&self) -> Result<ParamSizes> {
+        let name = self.mode.class_name();
+        let gates = self.mode.gates();
+        let gate_size = gates.checked_mul(self.hidden_size).ok_or_else(|| {
+            Error::Type(format!(
+                "{name}: weight_ih_l0 would have {gates} * hidden_size = {gates} * {} rows, \
+                 which overflows a 64-bit size (torch: Overflow when unpacking long long)",
+                self.hidden_size
+            ))
+        })?;
+        let dirs = self.num_directions();
+        let real_h = self.real_hidden_size();
+        let deeper_input = real_h.checked_mul(dirs).ok_or_else(|| {
+            Error::Type(format!(
+                "{name}: weight_ih_l1 would have {dirs} * {real_h} columns, which overflows a \
+                 64-bit size (torch: Overflow when unpacking long long)"
+            ))
+        })?;
+        let numel = |param: &str, shape: &[i64]| -> Result<i64> {
+            shape
+                .iter()
+                .try_fold(1i64, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| {
+                    Error::shape(format!(
+                        "Storage size calculation overflowed with sizes={shape:?} ({name} \
+                         parameter {param})"
+                    ))
+                })
+        };
+        let overflow = || {
+            Error::shape(format!(
+                "{name}: its parameters would have more elements in all than a 64-bit count \
+                 can hold"
+            ))
+        };
+        // Layers past the first are alike: count the first and one other.
+        let mut per_layer = [0i64; 2];
+        for (at, input) in [self.input_size, deeper_input].into_iter().enumerate() {
+            let suffix = if at == 0 { "_l0" } else { "_l1" };
+            let mut shapes = vec![
+                ("weight_ih", vec![gate_size, input]),
+                ("weight_hh", vec![gate_size, real_h]),
+            ];
+            if self.bias {
+                shapes.push(("bias_ih", vec![gate_size]));
+                shapes.push(("bias_hh", vec![gate_size]));
+            }
+            if self.proj_size > 0 {
+                shapes.push(("weight_hr", vec![self.proj_size, self.hidden_size]));
+            }
+            for (param, shape) in shapes {
+                let n = numel(&format!("{param}{suffix}"), &shape)?;
+                per_layer[at] = per_layer[at].checked_add(n).ok_or_else(overflow)?;
+            }
+            per_layer[at] = per_layer[at].checked_mul(dirs).ok_or_else(overflow)?;
+        }
+        let elements = (self.num_layers - 1)
+            .checked_mul(per_layer[1])
+            .and_then(|n| n.checked_add(per_layer[0]))
+            .ok_or_else(overflow)?;
+        let tensors = u64::try_from(self.num_layers)
+            .ok()
+            .and_then(|l| l.checked_mul(dirs as u64))
+            .and_then(|n| n.checked_mul(self.params_per_direction() as u64))
+            .ok_or_else(overflow)?;
+        let host = host_memory();
+        if tensors.saturating_mul(TENSOR_HOST_BYTES) > host {
+            return Err(Error::shape(format!(
+                "{name}: num_layers={} means {tensors} parameter tensors, whose Python objects \
+                 alone (about {TENSOR_HOST_BYTES} bytes each) need more than this machine's \
+                 {host} bytes of memory",
+                self.num_layers
+            )));
+        }
+        Ok(ParamSizes { tensors, elements })
+    }
+
+    /// Whether the parameters, at `element_size` bytes each, fit in this
+    /// machine's memory: a `RuntimeError` before the first is created rather
+    /// than the process killed when the memory runs out while they are
+    /// initialized. For parameters in host memory only (the CPU); elsewhere
+    /// the device's allocator refuses what it cannot hold.
+    pub fn check_host_allocation(&self, element_size: usize) -> Result<()> {
+        let sizes = self.sizes()?;
+        let bytes = (sizes.elements as u64).checked_mul(element_size as u64);
+        let host = host_memory();
+        match bytes {
+            Some(b) if b <= host => Ok(()),
+            _ => Err(Error::shape(format!(
+                "{}: can't allocate memory: its {} parameters need {} elements of {element_size} \
+                 bytes{}, more than this machine's {host} bytes of memory",
+                self.mode.class_name(),
+                sizes.tensors,
+                sizes.elements,
+                bytes.map_or(String::new(), |b| format!(" ({b} bytes)")),
+            ))),
+        }
     }
 
     pub fn num_directions(&self) -> i64 {
@@ -153,8 +286,11 @@ impl RnnConfig {
 
     /// The parameters in exactly torch's `_flat_weights_names` order, so state
     /// dicts round-trip with torch.nn and the flat list lines up with ours.
+    ///
+    /// The sizes are [`RnnConfig::validate`]d not to overflow; on a config
+    /// that was not, they saturate (a shape torch refuses) and never wrap.
     pub fn param_specs(&self) -> Vec<ParamSpec> {
-        let gate_size = self.mode.gates() * self.hidden_size;
+        let gate_size = self.mode.gates().saturating_mul(self.hidden_size);
         let real_h = self.real_hidden_size();
         let mut specs = Vec::new();
         for layer in 0..self.num_layers {
@@ -163,7 +299,7 @@ impl RnnConfig {
                 let layer_input = if layer == 0 {
                     self.input_size
                 } else {
-                    real_h * self.num_directions()
+                    real_h.saturating_mul(self.num_directions())
                 };
                 let mut push = |kind: &str, shape: Vec<i64>| {
                     specs.push(ParamSpec {
@@ -237,6 +373,35 @@ mod tests {
         // Layer 1 reads both directions' projected outputs.
         assert_eq!(specs[10].shape, vec![20, 4]);
         assert_eq!(specs[11].shape, vec![20, 2]);
+    }
+
+    /// Sizes whose products overflow are refused with torch's classes, not
+    /// wrapped into small (or empty) shapes; a billion layers are refused
+    /// before any spec is built.
+    #[test]
+    fn sizes_never_wrap() {
+        let cfg = |input, hidden, layers| RnnConfig::new(Mode::Lstm, input, hidden, layers);
+        assert!(matches!(cfg(4, 1 << 62, 1), Err(Error::Type(_))));
+        assert!(matches!(cfg(4, 1 << 61, 1), Err(Error::Type(_))));
+        let err = cfg(1 << 62, 1, 1).unwrap_err();
+        assert!(matches!(err, Error::Shape(_)), "{err}");
+        assert!(err
+            .to_string()
+            .contains("Storage size calculation overflowed"));
+        assert!(matches!(cfg(4, 4, 1_000_000_000), Err(Error::Shape(_))));
+        assert!(matches!(cfg(4, 4, i64::MAX), Err(Error::Shape(_))));
+        // weight_hh_l0 [2^42, 2^40]: more elements than an i64 counts.
+        assert!(matches!(cfg(4, 1 << 40, 1), Err(Error::Shape(_))));
+        let ok = cfg(4, 1 << 20, 1).unwrap();
+        assert_eq!(ok.param_specs()[0].shape, vec![4 << 20, 4]);
+        assert!(ok.check_host_allocation(4).is_err());
+        let small = cfg(3, 5, 2).unwrap();
+        let sizes = small.sizes().unwrap();
+        let specs = small.param_specs();
+        assert_eq!(sizes.tensors, specs.len() as u64);
+        let total: i64 = specs.iter().map(|p| p.shape.iter().product::<i64>()).sum();
+        assert_eq!(sizes.elements, total);
+        assert!(small.check_host_allocation(8).is_ok());
     }
 
     #[test]

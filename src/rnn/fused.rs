@@ -195,7 +195,7 @@ pub fn forward(
             barrier.wait();
         }
     };
-    team::run(threads, run);
+    team::run(threads, &barrier, run)?;
     drop((out_buf, gates_buf, cells_buf));
     let unpad = |t: Tensor| -> Result<Tensor> {
         Ok(if hp == hidden {

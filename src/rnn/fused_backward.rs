@@ -139,7 +139,7 @@ fn run_loop(
     let threads = team_size(&layer, rows);
     let barrier = SpinBarrier::new(threads);
     let isa = Isa::detect();
-    team::run(threads, |tid| {
+    team::run(threads, &barrier, |tid| {
         let my_blocks = split(layer.blocks, threads, tid);
         for &t in &order {
             let (first, n) = steps.at(t);
@@ -175,7 +175,7 @@ fn run_loop(
             unsafe { block::run(isa, &job, my_blocks.clone()) };
             barrier.wait();
         }
-    });
+    })?;
     drop(grads);
     // SAFETY: the team has finished.
     let p = unsafe { prod.get(0..rows * hp) };
@@ -273,10 +273,11 @@ pub fn simple(
         let (or, dor) = (o.row(i, 0, hid), d_out.row(i, 0, hid));
         for u in 0..hid {
             let act = if relu {
-                if or[u] > 0.0 {
-                    1.0
-                } else {
+                // torch's threshold_backward: a NaN output passes the gradient.
+                if or[u] <= 0.0 {
                     0.0
+                } else {
+                    1.0
                 }
             } else {
                 1.0 - or[u] * or[u]

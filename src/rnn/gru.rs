@@ -9,6 +9,7 @@
 
 use tch::Tensor;
 
+use super::check::empty_on;
 use super::direction::{
     dsigmoid, dtanh, mul3_into, project_inputs, sequence_grads, DirBackward, DirOutput, DirWeights,
 };
@@ -37,10 +38,9 @@ pub fn forward(
 ) -> Result<DirOutput<Saved>> {
     let rows = x.size()[0];
     let hid = w.w_hh.size()[1];
-    let opts = (x.f_kind()?, x.device());
     let gates = project_inputs(x, w.w_ih, w.b_ih)?;
-    let hn = Tensor::f_empty([rows, hid], opts)?;
-    let out = Tensor::f_empty([rows, hid], opts)?;
+    let hn = empty_on(x, &[rows, hid])?;
+    let out = empty_on(x, &[rows, hid])?;
     let w_hh_t = w.w_hh.f_tr()?;
     let mut state = Carry::new(h0, steps)?;
     for t in steps.order(reverse) {

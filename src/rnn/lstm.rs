@@ -8,6 +8,7 @@
 
 use tch::Tensor;
 
+use super::check::empty_on;
 use super::direction::{
     bias_sum, dsigmoid, dtanh, mul3_into, project_inputs, sequence_grads, DirBackward, DirOutput,
     DirWeights,
@@ -43,15 +44,14 @@ pub fn forward(
 ) -> Result<DirOutput<Saved>> {
     let rows = x.size()[0];
     let hid = w.w_hh.size()[0] / 4;
-    let opts = (x.f_kind()?, x.device());
     let gates = project_inputs(x, w.w_ih, bias_sum(w)?.as_ref())?;
-    let c = Tensor::f_empty([rows, hid], opts)?;
-    let tc = Tensor::f_empty([rows, hid], opts)?;
+    let c = empty_on(x, &[rows, hid])?;
+    let tc = empty_on(x, &[rows, hid])?;
     let hf = match w.w_hr {
-        Some(_) => Some(Tensor::f_empty([rows, hid], opts)?),
+        Some(_) => Some(empty_on(x, &[rows, hid])?),
         None => None,
     };
-    let out = Tensor::f_empty([rows, h0.size()[1]], opts)?;
+    let out = empty_on(x, &[rows, h0.size()[1]])?;
     let w_hh_t = w.w_hh.f_tr()?;
     let w_hr_t = match w.w_hr {
         Some(p) => Some(p.f_tr()?),

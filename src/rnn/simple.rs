@@ -72,8 +72,13 @@ pub fn backward(
     }
     // The activation's derivative depends only on its output, so it is taken
     // for all timesteps at once.
+    // ReLU's is torch's threshold_backward: 0 where the output is <= 0, so a
+    // NaN output passes its gradient on.
     let act_grad = if s.relu {
-        s.out.f_gt(0.0)?.f_to_dtype(s.out.f_kind()?, false, false)?
+        s.out
+            .f_le(0.0)?
+            .f_logical_not()?
+            .f_to_dtype(s.out.f_kind()?, false, false)?
     } else {
         dtanh(&s.out)?
     };

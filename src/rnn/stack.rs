@@ -2,9 +2,11 @@
 //! in one or both directions, layers are chained with dropout between them
 //! (training only), and a `Tape` keeps what the backward pass needs.
 
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
-use super::check::{prepare, Layout};
+use super::check::{
+    dtype_name, empty_on, kind_of, prepare, tensor_device_name, tensor_dtype_name, zeros_on, Layout,
+};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirOutput, DirWeights};
 use super::steps::Steps;
@@ -35,6 +37,13 @@ pub struct Tape {
     layout: Layout,
     steps: Steps,
     input_shape: Vec<i64>,
+    /// The shapes of the `h_n` and `c_n` the forward returned, and the dtype
+    /// and device of everything it returned: what the gradients must match.
+    h_shape: Vec<i64>,
+    c_shape: Option<Vec<i64>>,
+    kind: Kind,
+    device: Device,
+    device_name: String,
 }
 
 /// What a forward call returns, in the caller's layout.
@@ -71,6 +80,17 @@ fn run_direction(
             c_n: o.c_n,
             saved: f(o.saved),
         }
+    }
+    // An empty batch (padded input of batch size 0; a packed one cannot be
+    // empty) has nothing to compute: empty outputs, and the initial state,
+    // itself empty, is the final one. The backward sees the same (`backward`).
+    if steps.batch() == 0 {
+        return Ok(DirOutput {
+            out: empty_on(x, &[0, w.w_hh.size2()?.1])?,
+            h_n: h0.shallow_clone(),
+            c_n: c0.map(Tensor::shallow_clone),
+            saved: Saved::Discarded,
+        });
     }
     // A padded LSTM batch runs on oneDNN's layer kernel (as fast as ours, and
     // what torch.nn runs); everything else float32 on the CPU on our kernels.
@@ -201,14 +221,23 @@ pub fn forward(
     } else {
         Some(layout.state_out(&Tensor::f_stack(&c_n, 0)?)?)
     };
-    let tape = keep_tape.then(|| Tape {
-        cfg: cfg.clone(),
-        weights: weights.iter().map(|w| w.shallow_clone()).collect(),
-        layers: tapes,
-        layout,
-        steps: prep.steps.clone(),
-        input_shape: input.size(),
-    });
+    let tape = if keep_tape {
+        Some(Tape {
+            cfg: cfg.clone(),
+            weights: weights.iter().map(|w| w.shallow_clone()).collect(),
+            layers: tapes,
+            layout,
+            steps: prep.steps.clone(),
+            input_shape: input.size(),
+            h_shape: h_n.size(),
+            c_shape: c_n.as_ref().map(Tensor::size),
+            kind: output.f_kind()?,
+            device: output.device(),
+            device_name: tensor_device_name(&output),
+        })
+    } else {
+        None
+    };
     Ok(RnnOutput {
         output,
         h_n,
@@ -227,6 +256,29 @@ fn check_grad(name: &str, grad: &Tensor, want: &[i64]) -> Result<()> {
     Ok(())
 }
 
+impl Tape {
+    /// Checks a gradient against the forward's output it belongs to: its
+    /// shape, dtype and device, before any kernel reads it.
+    fn check_output_grad(&self, name: &str, grad: &Tensor, want: &[i64]) -> Result<()> {
+        check_grad(name, grad, want)?;
+        if kind_of(grad)? != Some(self.kind) {
+            return Err(Error::shape(format!(
+                "gradient of {name} must have the dtype {} of the forward's outputs, got {}",
+                dtype_name(self.kind),
+                tensor_dtype_name(grad)
+            )));
+        }
+        if grad.device() != self.device {
+            return Err(Error::shape(format!(
+                "gradient of {name} must be on the forward's device {}, got {}",
+                self.device_name,
+                tensor_device_name(grad)
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Back-propagates through a recorded forward call. The gradients arrive in the
 /// caller's layout, shaped like the forward's outputs.
 pub fn backward(
@@ -240,7 +292,22 @@ pub fn backward(
     let cfg = &tape.cfg;
     let layout = tape.layout;
     let want = layout.sequence_shape(&tape.steps, cfg.num_directions() * cfg.real_hidden_size());
-    check_grad("output", d_output, &want)?;
+    tape.check_output_grad("output", d_output, &want)?;
+    tape.check_output_grad("h_n", d_hn, &tape.h_shape)?;
+    match (d_cn, &tape.c_shape) {
+        (Some(d), Some(want)) => tape.check_output_grad("c_n", d, want)?,
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(Error::shape(format!(
+                "a {} has no c_n, but a gradient of c_n was given",
+                cfg.mode.class_name()
+            )))
+        }
+        (None, Some(_)) => return Err(Error::shape("LSTM backward needs the gradient of c_n")),
+    }
+    if tape.steps.batch() == 0 {
+        return empty_batch_grads(tape, need_input_grad);
+    }
     let mut d_out = layout.sequence_in(d_output)?.f_contiguous()?;
     let d_hn = layout.state_in(d_hn)?;
     let d_cn = match d_cn {
@@ -342,6 +409,30 @@ pub fn backward(
     })
 }
 
+/// The gradients of a forward over an empty batch, as torch.nn gives them:
+/// empty for the input and the initial states, zeros for the weights (a sum
+/// over no tokens).
+fn empty_batch_grads(tape: &Tape, need_input_grad: bool) -> Result<Grads> {
+    let like = &tape.weights[0];
+    Ok(Grads {
+        input: if need_input_grad {
+            Some(zeros_on(like, &tape.input_shape)?)
+        } else {
+            None
+        },
+        hx: zeros_on(like, &tape.h_shape)?,
+        cx: match &tape.c_shape {
+            Some(shape) => Some(zeros_on(like, shape)?),
+            None => None,
+        },
+        weights: tape
+            .weights
+            .iter()
+            .map(|w| Ok(w.f_zeros_like()?))
+            .collect::<Result<_>>()?,
+    })
+}
+
 impl Tape {
     /// A copy sharing every tensor, so the backward can run on its own thread
     /// while the original stays usable for a second backward pass.
@@ -360,6 +451,11 @@ impl Tape {
             layout: self.layout,
             steps: self.steps.clone(),
             input_shape: self.input_shape.clone(),
+            h_shape: self.h_shape.clone(),
+            c_shape: self.c_shape.clone(),
+            kind: self.kind,
+            device: self.device,
+            device_name: self.device_name.clone(),
         }
     }
 }

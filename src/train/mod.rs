@@ -47,16 +47,17 @@ impl LmParams {
     /// really are one tensor.
     pub fn new(config: LmConfig, vocab_size: i64, named: Vec<(String, Tensor)>) -> Result<Self> {
         let rnn = config.rnn_config()?;
-        let specs = config.param_specs(vocab_size)?;
-        if named.len() != specs.len() {
+        let specs = config.param_specs_for(vocab_size, named.len(), false)?;
+        let Some((_, first)) = named.first() else {
+            return Err(Error::value("the model has no tensors"));
+        };
+        let kind = first.f_kind()?;
+        let device = first.device();
+        if !matches!(device, tch::Device::Cpu | tch::Device::Cuda(_)) {
             return Err(Error::value(format!(
-                "expected the model's {} tensors, got {}",
-                specs.len(),
-                named.len()
+                "training needs the model on a CPU or CUDA device, got {device:?}"
             )));
         }
-        let kind = named[0].1.f_kind()?;
-        let device = named[0].1.device();
         if !matches!(
             kind,
             tch::Kind::Float | tch::Kind::Double | tch::Kind::Half | tch::Kind::BFloat16
@@ -149,12 +150,15 @@ pub struct TrainOptions {
     pub bptt: i64,
     pub epochs: i64,
     pub max_steps: Option<i64>,
-    /// Seconds; checked before each step.
+    /// Seconds; checked before each step. `None` or infinity: no limit.
+    #[serde(default, deserialize_with = "num::opt_f64")]
     pub time_budget: Option<f64>,
     pub optimizer: OptimConfig,
-    /// Max global L2 norm of the gradients; `None` for no clipping.
+    /// Max global L2 norm of the gradients; `None` or infinity for no clipping.
+    #[serde(default, deserialize_with = "num::opt_f64")]
     pub clip: Option<f64>,
     /// Factor applied to the learning rate when validation stops improving.
+    #[serde(deserialize_with = "num::f64")]
     pub lr_decay: f64,
     /// Non-improving evaluations tolerated before decaying.
     pub patience: i64,
@@ -167,6 +171,136 @@ pub struct TrainOptions {
     pub rank: i64,
     #[serde(default = "one")]
     pub world_size: i64,
+    /// A checkpoint directory that already holds files may be written to
+    /// only when the run resumes from it, or when told to replace what is
+    /// there (see [`claim_checkpoint_dir`]).
+    #[serde(default)]
+    pub resume: bool,
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// A float as Python prints it (`nan`, `inf`, `0.001`, `1e+300`), for
+/// messages about options given in Python.
+pub(crate) fn py_float(v: f64) -> String {
+    if v.is_nan() {
+        "nan".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else if v != 0.0 && (v.abs() >= 1e16 || v.abs() < 1e-4) {
+        let s = format!("{v:e}");
+        match s.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e:0>2}"),
+            Some((m, e)) => format!("{m}e-{:0>2}", &e[1..]),
+            None => s,
+        }
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// Floats in the options' JSON: numbers, or the strings `"inf"`, `"-inf"` and
+/// `"nan"`, which JSON cannot spell and which the checks then name.
+pub(crate) mod num {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Number(f64),
+        Text(String),
+    }
+
+    fn value<E: serde::de::Error>(n: Num) -> Result<f64, E> {
+        match n {
+            Num::Number(v) => Ok(v),
+            Num::Text(t) => match t.as_str() {
+                "inf" | "Infinity" => Ok(f64::INFINITY),
+                "-inf" | "-Infinity" => Ok(f64::NEG_INFINITY),
+                "nan" | "NaN" => Ok(f64::NAN),
+                other => Err(E::custom(format!("expected a number, got {other:?}"))),
+            },
+        }
+    }
+
+    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        value(Num::deserialize(d)?)
+    }
+
+    pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Option::<Num>::deserialize(d)?.map(value).transpose()
+    }
+
+    pub fn pair<'de, D: Deserializer<'de>>(d: D) -> Result<(f64, f64), D::Error> {
+        let (a, b) = <(Num, Num)>::deserialize(d)?;
+        Ok((value(a)?, value(b)?))
+    }
+}
+
+/// Makes `dir` ready for a run's checkpoints before any step: created if
+/// missing, refused if it is a file or cannot be written to, and refused if
+/// it already holds files (another run's checkpoints, a saved model) unless
+/// `allow_existing` (the run resumes from it, or was told to overwrite).
+/// A stray temporary file of a killed save does not count.
+pub fn claim_checkpoint_dir(dir: &std::path::Path, allow_existing: bool) -> Result<()> {
+    use std::io;
+    if let Ok(m) = std::fs::metadata(dir) {
+        if !m.is_dir() {
+            return Err(Error::io(
+                dir,
+                io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "the checkpoint directory exists and is not a directory",
+                ),
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // Writable? The probe is the temporary file a save of `last` would use.
+    let probe =
+        crate::atomic::temp_path(&dir.join("last.safetensors")).map_err(|e| Error::io(dir, e))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            Error::io(
+                dir,
+                io::Error::new(e.kind(), format!("cannot write checkpoints here: {e}")),
+            )
+        })?;
+    if allow_existing {
+        return Ok(());
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !(n.starts_with('.') && n.ends_with(".tmp")))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    let shown = names.len().min(3);
+    let more = if names.len() > shown {
+        format!(" and {} more", names.len() - shown)
+    } else {
+        String::new()
+    };
+    Err(Error::io(
+        dir,
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "the checkpoint directory already holds {}{more} (another run's?); \
+                 resume to continue that run, overwrite to replace it, or choose an empty directory",
+                names[..shown].join(", ")
+            ),
+        ),
+    ))
 }
 
 fn one() -> i64 {
@@ -198,19 +332,23 @@ impl TrainOptions {
         if let Some(t) = self.time_budget {
             if t.is_nan() || t < 0.0 {
                 return Err(Error::value(format!(
-                    "time_budget must be >= 0 seconds, got {t}"
+                    "time_budget must be >= 0 seconds (None or inf for no limit), got {}",
+                    py_float(t)
                 )));
             }
         }
         if let Some(c) = self.clip {
             if c.is_nan() || c <= 0.0 {
-                return Err(Error::value(format!("clip must be > 0 (or None), got {c}")));
+                return Err(Error::value(format!(
+                    "clip must be > 0 (None or inf for no clipping), got {}",
+                    py_float(c)
+                )));
             }
         }
         if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
             return Err(Error::value(format!(
                 "lr_decay must be in (0, 1], got {}",
-                self.lr_decay
+                py_float(self.lr_decay)
             )));
         }
         if self.patience < 0 {
@@ -337,3 +475,60 @@ pub trait Hooks {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_options_parse_and_are_named() {
+        let json = |clip: &str, lr: &str| {
+            format!(
+                r#"{{"batch_size": 2, "bptt": 4, "epochs": 1, "max_steps": null,
+                    "time_budget": "inf", "clip": {clip}, "lr_decay": 0.5, "patience": 0,
+                    "eval_every": null, "checkpoint_dir": null,
+                    "optimizer": {{"method": "adam", "lr": {lr}}}}}"#
+            )
+        };
+        let ok: TrainOptions = serde_json::from_str(&json("\"inf\"", "0.1")).unwrap();
+        assert_eq!(ok.time_budget, Some(f64::INFINITY));
+        ok.validate().unwrap();
+        let bad: TrainOptions = serde_json::from_str(&json("\"nan\"", "0.1")).unwrap();
+        let m = bad.validate().unwrap_err().to_string();
+        assert!(
+            m.starts_with("clip must be > 0") && m.ends_with("got nan"),
+            "{m}"
+        );
+        let bad: TrainOptions = serde_json::from_str(&json("1.0", "\"inf\"")).unwrap();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("learning rate: inf"));
+        assert!(serde_json::from_str::<TrainOptions>(&json("\"lots\"", "0.1")).is_err());
+        assert_eq!(py_float(1e300), "1e+300");
+        assert_eq!(py_float(1e-5), "1e-05");
+        assert_eq!(py_float(0.003), "0.003");
+    }
+
+    #[test]
+    fn a_directory_holding_files_is_claimed_only_when_allowed() {
+        let d = std::env::temp_dir().join(format!("rustrnn-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        claim_checkpoint_dir(&d, false).unwrap();
+        claim_checkpoint_dir(&d, false).unwrap(); // still empty
+        std::fs::write(d.join(".last.safetensors.tmp"), b"stray").unwrap();
+        claim_checkpoint_dir(&d, false).unwrap(); // a killed save's file does not count
+        std::fs::write(d.join("best.safetensors"), b"x").unwrap();
+        let e = claim_checkpoint_dir(&d, false).unwrap_err();
+        assert!(
+            matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+        );
+        claim_checkpoint_dir(&d, true).unwrap();
+        let e = claim_checkpoint_dir(&d.join("best.safetensors"), true).unwrap_err();
+        assert!(
+            matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotADirectory)
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -40,15 +40,16 @@ impl Method {
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
     pub method: Method,
+    #[serde(deserialize_with = "super::num::f64")]
     pub lr: f64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::num::f64")]
     pub weight_decay: f64,
     /// SGD only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::num::f64")]
     pub momentum: f64,
-    #[serde(default = "default_betas")]
+    #[serde(default = "default_betas", deserialize_with = "super::num::pair")]
     pub betas: (f64, f64),
-    #[serde(default = "default_eps")]
+    #[serde(default = "default_eps", deserialize_with = "super::num::f64")]
     pub eps: f64,
 }
 
@@ -72,16 +73,28 @@ impl OptimConfig {
         }
     }
 
-    /// The checks torch.optim's constructors make, with their wording.
+    /// The checks torch.optim's constructors make, with their wording; and,
+    /// stricter than torch, finite values (an infinite learning rate, decay or
+    /// momentum makes every weight non-finite at the first step).
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str, v: f64| Err(Error::value(format!("Invalid {what}: {v}")));
-        if negative_or_nan(self.lr) {
+        let bad = |what: &str, v: f64| {
+            let why = if v.is_infinite() {
+                " (it must be a finite number)"
+            } else {
+                ""
+            };
+            Err(Error::value(format!(
+                "Invalid {what}: {}{why}",
+                super::py_float(v)
+            )))
+        };
+        if invalid(self.lr) {
             return bad("learning rate", self.lr);
         }
-        if negative_or_nan(self.weight_decay) {
+        if invalid(self.weight_decay) {
             return bad("weight_decay value", self.weight_decay);
         }
-        if negative_or_nan(self.momentum) {
+        if invalid(self.momentum) {
             return bad("momentum value", self.momentum);
         }
         if self.momentum != 0.0 && self.method != Method::Sgd {
@@ -90,7 +103,7 @@ impl OptimConfig {
                 self.method
             )));
         }
-        if negative_or_nan(self.eps) {
+        if invalid(self.eps) {
             return bad("epsilon value", self.eps);
         }
         if !(0.0..1.0).contains(&self.betas.0) {
@@ -103,8 +116,9 @@ impl OptimConfig {
     }
 }
 
-fn negative_or_nan(v: f64) -> bool {
-    v.is_nan() || v < 0.0
+/// Negative, NaN or infinite.
+fn invalid(v: f64) -> bool {
+    !(v.is_finite() && v >= 0.0)
 }
 
 /// Per-parameter state, named as in torch.optim's `state_dict`.
@@ -144,8 +158,11 @@ impl Optimizer {
     /// Changes the learning rate from the next step on (as writing
     /// `param_group["lr"]` does in torch).
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        if negative_or_nan(lr) {
-            return Err(Error::value(format!("Invalid learning rate: {lr}")));
+        if invalid(lr) {
+            return Err(Error::value(format!(
+                "Invalid learning rate: {}",
+                super::py_float(lr)
+            )));
         }
         self.cfg.lr = lr;
         Ok(())
@@ -165,13 +182,48 @@ impl Optimizer {
                 grads.len()
             )));
         }
-        for (p, g) in params.iter().zip(grads) {
+        // Everything checked before anything changes: libtorch's errors in
+        // the ops below (those taking a scalar) would panic inside tch.
+        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
             if p.size() != g.size() {
                 return Err(Error::shape(format!(
-                    "a gradient of shape {:?} for a parameter of shape {:?}",
+                    "parameter {i}: a gradient of shape {:?} for a parameter of shape {:?}",
                     g.size(),
                     p.size()
                 )));
+            }
+            let (pk, gk) = (p.f_kind()?, g.f_kind()?);
+            if pk != gk {
+                return Err(Error::shape(format!(
+                    "parameter {i}: a gradient of dtype {} for a parameter of dtype {}; \
+                     the gradient must match the parameter's dtype",
+                    crate::checkpoint::kind_name(gk),
+                    crate::checkpoint::kind_name(pk)
+                )));
+            }
+            if !matches!(pk, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
+                return Err(Error::Type(format!(
+                    "parameter {i}: the optimizer updates floating-point tensors, got {pk:?}"
+                )));
+            }
+            if p.device() != g.device() {
+                return Err(Error::shape(format!(
+                    "parameter {i}: a gradient on {:?} for a parameter on {:?}",
+                    g.device(),
+                    p.device()
+                )));
+            }
+        }
+        for (slot, p) in self.slots.iter().zip(params) {
+            for t in [&slot.momentum_buffer, &slot.exp_avg, &slot.exp_avg_sq]
+                .into_iter()
+                .flatten()
+            {
+                if t.size() != p.size() || t.f_kind()? != p.f_kind()? || t.device() != p.device() {
+                    return Err(Error::shape(
+                        "the optimizer's state does not match its parameters (were they replaced?)",
+                    ));
+                }
             }
         }
         let _guard = tch::no_grad_guard();
@@ -213,6 +265,11 @@ impl Optimizer {
         state: Vec<(String, usize, Tensor)>,
         params: &[Tensor],
     ) -> Result<()> {
+        if steps < 0 {
+            return Err(Error::value(format!(
+                "the optimizer's step count must be >= 0, got {steps}"
+            )));
+        }
         let mut slots: Vec<Slot> = (0..self.slots.len()).map(|_| Slot::default()).collect();
         for (kind, i, t) in state {
             let p = params
@@ -229,7 +286,9 @@ impl Optimizer {
                 )));
             }
             let t = t.f_to_device(p.device())?;
-            let slot = &mut slots[i];
+            let slot = slots
+                .get_mut(i)
+                .ok_or_else(|| Error::value(format!("optimizer state for parameter {i}")))?;
             match kind.as_str() {
                 "momentum_buffer" => slot.momentum_buffer = Some(t),
                 "exp_avg" => slot.exp_avg = Some(t),
@@ -294,8 +353,8 @@ fn adam(cfg: &OptimConfig, step: i64, p: &mut Tensor, g: &Tensor, slot: &mut Slo
         Some(v) => v,
         None => p.f_zeros_like()?,
     };
-    let bias_correction1 = 1.0 - beta1.powi(step as i32);
-    let bias_correction2 = 1.0 - beta2.powi(step as i32);
+    let bias_correction1 = 1.0 - beta1.powf(step as f64);
+    let bias_correction2 = 1.0 - beta2.powf(step as f64);
     let adamw = cfg.method == Method::AdamW;
     let coefs = adam_fused::Coefs {
         beta1,
@@ -456,10 +515,27 @@ mod tests {
     }
 
     #[test]
+    fn a_gradient_of_another_dtype_is_an_error_before_any_change() {
+        let p = Tensor::zeros([3], (Kind::Float, tch::Device::Cpu));
+        let mut opt = Optimizer::new(OptimConfig::new(Method::Adam, 0.1), 1).unwrap();
+        let g = Tensor::ones([3], (Kind::Double, tch::Device::Cpu));
+        let err = opt.step(&[p.shallow_clone()], &[g]).unwrap_err();
+        assert!(err.to_string().contains("float64"), "{err}");
+        assert_eq!(opt.steps(), 0);
+        assert!(p.equal(&p.zeros_like()));
+        assert!(opt.load_state(-1, vec![], &[p]).is_err());
+    }
+
+    #[test]
     fn rejects_what_torch_rejects() {
         assert!(Optimizer::new(OptimConfig::new(Method::Adam, -1.0), 1).is_err());
         let mut c = OptimConfig::new(Method::Adam, 1.0);
         c.betas = (1.0, 0.9);
         assert!(Optimizer::new(c, 1).is_err());
+        // Stricter than torch: a learning rate that spoils every weight at once.
+        let e = Optimizer::new(OptimConfig::new(Method::Sgd, f64::INFINITY), 1);
+        assert!(
+            matches!(e, Err(Error::Value(m)) if m == "Invalid learning rate: inf (it must be a finite number)")
+        );
     }
 }

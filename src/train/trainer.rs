@@ -58,6 +58,48 @@ struct Progress {
     history: History,
 }
 
+impl Progress {
+    /// What a checkpoint's training state must satisfy before it is used.
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("step", self.step),
+            ("epoch", self.epoch),
+            ("position", self.position),
+            ("bad_evals", self.bad_evals),
+            ("optimizer_steps", self.optimizer_steps),
+            ("batch_size", self.batch_size),
+            ("bptt", self.bptt),
+            ("world_size", self.world_size),
+        ] {
+            if v < 0 {
+                return Err(Error::value(format!(
+                    "invalid training state: {name} is {v}, it must be >= 0"
+                )));
+            }
+        }
+        if self.optimizer_steps > self.step {
+            return Err(Error::value(format!(
+                "invalid training state: optimizer_steps {} is more than the {} steps done",
+                self.optimizer_steps, self.step
+            )));
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return Err(Error::value(format!(
+                "invalid training state: lr is {}",
+                super::py_float(self.lr)
+            )));
+        }
+        if let Some(b) = self.best_valid_ppl {
+            if !(b.is_finite() && b > 0.0) {
+                return Err(Error::value(format!(
+                    "invalid training state: best_valid_ppl is {b}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A training run over fixed data, resumable from its checkpoints.
 pub struct Trainer {
     model: LmParams,
@@ -71,6 +113,10 @@ pub struct Trainer {
     optimizer: Optimizer,
     progress: Progress,
     state: Option<State>,
+    /// With `overwrite`: the replaced run's files, removed once this run has
+    /// written its first checkpoint (so a run that fails before that leaves
+    /// them as they were, and none outlives the run that replaced it).
+    stale: Vec<std::path::PathBuf>,
 }
 
 fn check_ids(ids: &Tensor, vocab_size: i64, what: &str) -> Result<()> {
@@ -217,6 +263,7 @@ impl Trainer {
             optimizer,
             progress,
             state: None,
+            stale: Vec::new(),
         })
     }
 
@@ -272,7 +319,7 @@ impl Trainer {
     fn run_loop(&mut self, hooks: &mut dyn Hooks) -> Result<Stop> {
         let start = Instant::now();
         let per_epoch = self.train.windows();
-        let mut total = self.opts.epochs * per_epoch;
+        let mut total = self.opts.epochs.saturating_mul(per_epoch);
         if let Some(m) = self.opts.max_steps {
             total = total.min(m);
         }
@@ -343,8 +390,8 @@ impl Trainer {
             .collect();
         hooks.all_reduce(&grads)?;
         let norm = match self.opts.clip {
-            Some(c) => clip_grad_norm(&grads, c)?,
-            None => grad_norm(&grads)?,
+            Some(c) if c.is_finite() => clip_grad_norm(&grads, c)?,
+            _ => grad_norm(&grads)?,
         };
         if !norm.is_finite() {
             return Err(Error::NonFinite(format!(
@@ -360,6 +407,15 @@ impl Trainer {
             .map(|(_, _, t)| t.shallow_clone())
             .collect();
         self.optimizer.step(&params, &grads)?;
+        if let Some(name) = self.first_non_finite()? {
+            return Err(Error::NonFinite(format!(
+                "the update of step {n} (epoch {}, learning rate {}) made parameter '{name}' \
+                 non-finite: the model's weights are no longer usable (reload a checkpoint and \
+                 lower the learning rate)",
+                epoch + 1,
+                super::py_float(lr)
+            )));
+        }
         self.state = Some(out.state);
         self.progress.position += 1;
         self.progress.step = n;
@@ -387,6 +443,52 @@ impl Trainer {
         h.grad_norms.push(norm);
         h.tokens_per_sec.push(info.tokens_per_sec);
         hooks.on_step(&info)
+    }
+
+    /// The name of the first trained parameter that holds a NaN or an
+    /// infinity, if any (one device synchronisation for all of them).
+    fn first_non_finite(&self) -> Result<Option<String>> {
+        if self.trainable.is_empty() {
+            return Ok(None);
+        }
+        let _guard = tch::no_grad_guard();
+        let mut flags = Vec::with_capacity(self.trainable.len());
+        for (_, _, t) in &self.trainable {
+            flags.push(t.f_isfinite()?.f_all()?);
+        }
+        let flags = Tensor::f_stack(&flags, 0)?.f_to_device(tch::Device::Cpu)?;
+        let flags: Vec<bool> = Vec::<bool>::try_from(&flags)?;
+        Ok(flags
+            .iter()
+            .zip(&self.trainable)
+            .find(|(ok, _)| !**ok)
+            .map(|(_, (_, name, _))| name.clone()))
+    }
+
+    /// Prepares `checkpoint_dir` before the first step (see
+    /// [`super::claim_checkpoint_dir`]): a directory holding files is used
+    /// only with `resume` or `overwrite`. With `overwrite` and nothing to
+    /// resume, the replaced run's `best.safetensors` and `model.safetensors`
+    /// (the final model the `rustrnn train` command saves) are removed when
+    /// this run writes its first checkpoint, which replaces its `last`; so
+    /// the two runs' files never mix, and a run that fails before its first
+    /// checkpoint leaves the old ones as they were.
+    pub fn claim_checkpoint_dir(&mut self, resuming: bool) -> Result<()> {
+        let Some(dir) = &self.opts.checkpoint_dir else {
+            return Ok(());
+        };
+        if self.opts.rank != 0 {
+            return Ok(());
+        }
+        super::claim_checkpoint_dir(dir, self.opts.resume || self.opts.overwrite)?;
+        if self.opts.overwrite && !resuming {
+            self.stale = ["best.safetensors", "model.safetensors"]
+                .iter()
+                .map(|n| dir.join(n))
+                .filter(|p| p.exists())
+                .collect();
+        }
+        Ok(())
     }
 
     /// Validation perplexity; on a plateau the learning rate decays; `best`
@@ -476,7 +578,18 @@ impl Trainer {
             extra,
             training: Some(training),
         };
-        ckpt.save(&path)
+        ckpt.save(&path)?;
+        for old in std::mem::take(&mut self.stale) {
+            if old != path {
+                match std::fs::remove_file(&old) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(old, e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Continues the run saved in `path` (a training checkpoint of the same
@@ -523,6 +636,7 @@ impl Trainer {
         }
         let mut progress: Progress = serde_json::from_str(training)
             .map_err(|e| Error::value(format!("invalid training state: {e}")))?;
+        progress.validate()?;
         let now = (
             self.opts.optimizer.method,
             self.opts.batch_size,
@@ -696,6 +810,8 @@ mod tests {
             checkpoint_dir: dir.map(Path::to_path_buf),
             rank: 0,
             world_size: 1,
+            resume: true,
+            overwrite: false,
         }
     }
 

@@ -125,6 +125,9 @@ class RNNBase(nn.Module):
         self.proj_size = proj_size
         self._flat_weights_names = []
         factory = {"device": device, "dtype": dtype}
+        probe = torch.empty(0, **factory)  # the device and dtype the parameters will have
+        if probe.device.type == "cpu":  # elsewhere the device's allocator refuses what it can't
+            self._spec.check_host_allocation(probe.element_size())
         for name, shape in self._spec.param_specs():
             setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
             self._flat_weights_names.append(name)

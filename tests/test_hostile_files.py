@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 
+import hostile_probe
 import pytest
 import rustrnn
 import torch
@@ -22,41 +23,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 PROBE_TIMEOUT = 60
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def probe(code: str, *args: str, memory_gb: int | None = None, timeout: float = PROBE_TIMEOUT):
-    """Runs ``code`` in a fresh interpreter (torch and rustrnn imported); a hang fails
-    the test by its timeout."""
-    prelude = "import sys, torch, rustrnn\n"
-    if memory_gb is not None:
-        prelude = (
-            "import resource\n"
-            f"resource.setrlimit(resource.RLIMIT_AS, ({memory_gb << 30}, {memory_gb << 30}))\n"
-        ) + prelude
-    try:
-        return subprocess.run(
-            [sys.executable, "-c", prelude + textwrap.dedent(code), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=ENV,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the probe hung (no answer in {timeout} s):\n{code}")
+    return hostile_probe.probe(code, *args, timeout=timeout, memory_gb=memory_gb)
 
 
 def cli(*args, timeout=PROBE_TIMEOUT):
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "rustrnn", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=ENV,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"rustrnn {' '.join(args)} hung")
+    return hostile_probe.cli(*args, timeout=timeout)
 
 
 def one_line_error(r):

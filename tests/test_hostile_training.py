@@ -11,10 +11,8 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
-import textwrap
 
+import hostile_probe
 import pytest
 import rustrnn
 import torch
@@ -23,47 +21,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 TIMEOUT = 120
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 KW = {"batch_size": 2, "bptt": 8, "progress": False}
 
 
 def probe(code: str, memory_gb: int | None = None):
-    prelude = "import sys, torch, rustrnn\n"
-    if memory_gb is not None:
-        prelude = (
-            "import resource\n"
-            f"resource.setrlimit(resource.RLIMIT_AS, ({memory_gb << 30}, {memory_gb << 30}))\n"
-        ) + prelude
-    try:
-        return subprocess.run(
-            [sys.executable, "-c", prelude + textwrap.dedent(code)],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env=ENV,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the probe hung:\n{code}")
+    return hostile_probe.probe(code, timeout=TIMEOUT, memory_gb=memory_gb)
 
 
 def cli(*args, cwd=None, memory_gb: int | None = None):
-    def limit():  # pragma: no cover - runs in the child
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (memory_gb << 30, memory_gb << 30))
-
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "rustrnn", *args],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env=ENV,
-            cwd=cwd,
-            preexec_fn=limit if memory_gb else None,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"rustrnn {' '.join(args)} hung")
+    return hostile_probe.cli(*args, timeout=TIMEOUT, cwd=cwd, memory_gb=memory_gb)
 
 
 def one_line_error(r):

@@ -13,11 +13,11 @@ paths interleaved round by round and each keeping its best round.
 import argparse
 import platform
 import sys
-import time
 
 import rustrnn
 import steady_malloc
 import torch
+from bench_rnn import timed
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -28,15 +28,6 @@ KINDS = {
     "gru": (rustrnn.GRU, nn.GRU),
     "rnn": (rustrnn.RNN, nn.RNN),
 }
-
-
-def timed(fn, steps, warmup=5):
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
 
 
 def measure(module, x, steps):
@@ -50,7 +41,7 @@ def measure(module, x, steps):
         with torch.no_grad():
             module(x)
 
-    return timed(train_step, steps), timed(infer, steps)
+    return timed(train_step, steps, warmup=5), timed(infer, steps, warmup=5)
 
 
 def main():

@@ -23,6 +23,7 @@ Three things a custom op cannot do shape this file:
   draws the forward's masks.
 """
 
+import contextlib
 import functools
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -65,25 +66,18 @@ def _run(config, input, hx, cx, weights, seed, train, keep_tape):
         return spec.forward(input, hx, cx, weights, train, keep_tape)
 
 
+@contextlib.contextmanager
 def _seeded(device: torch.device, seed: Tensor):
     """Torch's generator for ``device`` seeded from ``seed`` inside the block, and restored
     after it."""
     cuda = device.type == "cuda"
-    rng = torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda")
-
-    class _Seeded:
-        def __enter__(self):
-            rng.__enter__()
-            value = int(seed)
-            torch.default_generator.manual_seed(value)
-            if cuda:
-                with torch.cuda.device(device):
-                    torch.cuda.manual_seed(value)
-
-        def __exit__(self, *exc):
-            return rng.__exit__(*exc)
-
-    return _Seeded()
+    with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda"):
+        value = int(seed)
+        torch.default_generator.manual_seed(value)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(value)
+        yield
 
 
 def _empty(like: Tensor) -> Tensor:

@@ -496,3 +496,79 @@ def test_long_text_reads_as_its_ids(level):
     small = NGramLM.fit("abcab\nba", one_line, order=2)
     assert small.counts == NGramLM.fit(["abcab", "ba"], one_line, order=2).counts
     assert small.full_scores("ab\nba")[2].token == "</s>"
+
+
+def _rustrnn_cli(*args, stdin=None):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "rustrnn", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_score_perplexity_and_generate_take_an_arpa_file(tmp_path):
+    from rustrnn.cli import _joined
+
+    train = "the cat sat\nthe dog sat\na cat ran\n" * 10
+    lm = NGramLM.fit(train, Vocab.build(train, level="word"), order=3)
+    named, sniffed = tmp_path / "model.arpa", tmp_path / "model.lm"
+    lm.save_arpa(named)
+    lm.save_arpa(sniffed)  # no .arpa suffix: recognised by its \data\ header
+    text = "the cat ran\nthe zebra sat\n\n"
+    (tmp_path / "in.txt").write_text(text)
+    lines = text.splitlines()
+
+    for model in (named, sniffed):
+        out = _rustrnn_cli("score", str(model), str(tmp_path / "in.txt"), "--per-token")
+        assert out.returncode == 0, out.stderr
+        rows = [r.split("\t") for r in out.stdout.splitlines()]
+        for row, line, want in zip(rows, lines, lm.score(lines).tolist()):
+            records = lm.full_scores(line)
+            assert float(row[0]) == pytest.approx(want, rel=1e-6, abs=1e-6)
+            assert row[1:4] == [str(len(records)), str(sum(r.oov for r in records)), line]
+        summary = dict(r for r in rows[len(lines) :])
+        result = lm.evaluate(lines)
+        assert float(summary["Perplexity excluding OOVs:"]) == pytest.approx(
+            result.perplexity_excluding_oovs, rel=1e-4
+        )
+        assert summary["OOVs:"] == "1" and summary["Tokens:"] == str(result.tokens)
+
+    stdin = _rustrnn_cli("score", str(named), "-", "--no-eos", stdin="the cat\n")
+    assert stdin.returncode == 0, stdin.stderr
+    assert float(stdin.stdout.split("\t")[0]) == pytest.approx(
+        lm.score("the cat", eos=False), rel=1e-6
+    )
+
+    ppl = _rustrnn_cli("perplexity", str(sniffed), str(tmp_path / "in.txt"))
+    assert ppl.returncode == 0, ppl.stderr
+    assert float(ppl.stdout) == pytest.approx(lm.perplexity(text), rel=1e-4)
+
+    gen = _rustrnn_cli(
+        "generate", str(named), "--prompt", "the", "--max-tokens", "8", "--seed", "5"
+    )
+    assert gen.returncode == 0, gen.stderr
+    torch.manual_seed(5)
+    (want,) = lm.generate("the", 8)
+    assert gen.stdout == _joined(lm.vocab, "the", want) + "\n"
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tthe\n", "line"),
+        ("not an arpa file\n", "arpa"),
+    ],
+)
+def test_cli_a_malformed_arpa_file_is_one_line_with_status_2(tmp_path, content, needle):
+    bad = tmp_path / "bad.arpa"
+    bad.write_text(content)
+    for args in (["score", str(bad), "-"], ["perplexity", str(bad), "-"], ["generate", str(bad)]):
+        out = _rustrnn_cli(*args, stdin="the cat\n")
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert needle in out.stderr.lower() and "Traceback" not in out.stderr

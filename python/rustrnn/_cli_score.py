@@ -2,7 +2,8 @@
 
 One line out per line in: the natural-log probability, the scored tokens, the OOVs among
 them and the line, tab-separated (``--per-token`` adds each token's score); then a
-summary like KenLM's. Lines go to the model in chunks, so a large file streams.
+summary like KenLM's. Lines go to the model in chunks, so a large file streams. The
+model is a :class:`~rustrnn.LanguageModel` or an :class:`~rustrnn.NGramLM` (an ARPA file).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ CHUNK = 2048
 
 def add_parser(sub) -> None:
     s = sub.add_parser("score", help="log-probability of every line of text (KenLM-style)")
-    s.add_argument("checkpoint", help="a model file or a training run's directory")
+    s.add_argument(
+        "checkpoint", help="a model file, a training run's directory or an ARPA n-gram file"
+    )
     s.add_argument("files", nargs="+", help="UTF-8 text files; - for standard input")
     s.add_argument("--no-bos", action="store_true", help="do not read lines after a line break")
     s.add_argument("--no-eos", action="store_true", help="do not score the end of each line")
@@ -49,6 +52,17 @@ def _chunks(lines: Iterator[str]) -> Iterator[List[str]]:
         yield chunk
 
 
+def _token_scores(model, chunk: List[str], bos: bool, eos: bool):
+    """``(tokens, oov flags, natural-log scores)`` of each line of ``chunk``."""
+    from .ngram import NGramLM
+
+    if isinstance(model, NGramLM):
+        rows = [model.full_scores(line, bos=bos, eos=eos) for line in chunk]
+        return [([r.token for r in t], [r.oov for r in t], [r.log_prob for r in t]) for t in rows]
+    parsed, scores = model._score_lines(chunk, bos, eos)
+    return [(p[2], p[3], s) for p, s in zip(parsed, scores)]
+
+
 def run(args, model, error) -> int:
     """Scores ``args.files`` with ``model``; ``error`` is the CLI's one-line error class."""
     bos, eos = not args.no_bos, not args.no_eos
@@ -56,10 +70,10 @@ def run(args, model, error) -> int:
     out = sys.stdout
     for chunk in _chunks(_lines(args.files, error)):
         try:
-            parsed, scores = model._score_lines(chunk, bos, eos)
+            scored = _token_scores(model, chunk, bos, eos)
         except (ValueError, KeyError, IndexError) as e:
             raise error(str(e)) from None
-        for line, (_, _, tokens, oov), s in zip(chunk, parsed, scores):
+        for line, (tokens, oov, s) in zip(chunk, scored):
             total = sum(s)
             oov_total = sum(x for x, f in zip(s, oov) if f)
             totals.append((total, len(s), sum(oov), oov_total))

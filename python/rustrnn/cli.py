@@ -129,7 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prompt", default=None, help="prompt for the sample printed at the end")
 
     g = sub.add_parser("generate", help="continue a prompt with a trained model")
-    g.add_argument("checkpoint")
+    g.add_argument("checkpoint", help="a checkpoint, a training run's directory or an ARPA file")
     g.add_argument("--prompt", default="The ", help="text to continue")
     g.add_argument("--max-tokens", type=_positive_int, default=200, help="tokens to generate")
     g.add_argument("--temperature", type=float, default=1.0)
@@ -140,19 +140,43 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None, help="random seed")
 
     p = sub.add_parser("perplexity", help="perplexity of a model on text files")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint, a training run's directory or an ARPA file")
     p.add_argument("files", nargs="+")
     _cli_score.add_parser(sub)
     _cli_ngram.add_parser(sub)
     return ap
 
 
+def _is_arpa(path: Path) -> bool:
+    """Whether ``path`` is an ARPA n-gram file: named ``*.arpa``, or text whose header
+    (what comes before the first n-gram section) has ARPA's ``\\data\\`` line."""
+    if path.suffix.lower() == ".arpa":
+        return True
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    if len(head) > 8 and head[8:9] == b"{":  # safetensors: a u64 length, then JSON
+        return False
+    return any(line.strip() == b"\\data\\" for line in head.splitlines())
+
+
 def _load_model(path: str):
+    """A trained LanguageModel (a checkpoint or a run's directory) or an NGramLM (an
+    ARPA file); generate, perplexity and score take either."""
     import rustrnn
 
     if not Path(path).exists():
         raise CliError(f"no such checkpoint: {path}")
     ckpt = Path(path)
+    if _is_arpa(ckpt):
+        try:
+            return rustrnn.NGramLM.load_arpa(ckpt)
+        except (ValueError, OSError) as e:
+            raise CliError(f"cannot load ARPA model: {e}") from None
     if not ckpt.is_dir():
         try:
             return rustrnn.LanguageModel.load(ckpt)

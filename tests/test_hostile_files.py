@@ -97,12 +97,14 @@ def test_generate_on_a_fifo_is_a_one_line_error(fifo):
     assert "FIFO" in line and str(fifo) in line
 
 
-def test_perplexity_on_a_fifo_corpus_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("command", ["perplexity", "score"])
+def test_a_fifo_corpus_is_a_one_line_error(tmp_path, command):
+    # score streams its files: it opened a FIFO with open() and waited for a writer forever
     model = tiny_lm()
     model.save(tmp_path / "m.safetensors")
     corpus = tmp_path / "corpus.txt"
     os.mkfifo(corpus)
-    line = one_line_error(cli("perplexity", str(tmp_path / "m.safetensors"), str(corpus)))
+    line = one_line_error(cli(command, str(tmp_path / "m.safetensors"), str(corpus)))
     assert "FIFO" in line
 
 

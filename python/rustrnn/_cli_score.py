@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Iterator, List, Tuple
 
+from .training import open_text_file
+
 CHUNK = 2048
 
 
@@ -28,9 +30,9 @@ def add_parser(sub) -> None:
 def _lines(files: List[str], error) -> Iterator[str]:
     for f in files:
         try:
-            stream = sys.stdin if f == "-" else open(f, encoding="utf-8")  # noqa: SIM115
-        except OSError as e:
-            raise error(f"cannot read {f}: {e.strerror}") from None
+            stream = sys.stdin if f == "-" else open_text_file(f)
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+            raise error(f"cannot read {f!r}: {getattr(e, 'strerror', None) or e}") from None
         try:
             for line in stream:
                 yield line.rstrip("\n")

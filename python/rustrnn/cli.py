@@ -224,8 +224,11 @@ def _claim_out(args) -> None:
     out = args.out
     try:
         _rustrnn.claim_checkpoint_dir(out, args.resume or args.overwrite)
-    except FileExistsError:
-        held = sorted(n for n in os.listdir(out) if not n.startswith("."))
+    except FileExistsError as e:
+        try:
+            held = sorted(n for n in os.listdir(out) if not n.startswith("."))
+        except OSError:  # not a directory one can list (a link loop, a dangling link)
+            raise CliError(f"--out {e}") from None
         raise CliError(
             f"--out {out} already holds an earlier run ({', '.join(held[:3])}"
             f"{', ...' if len(held) > 3 else ''}): pass --resume to continue it, --overwrite "
@@ -363,7 +366,7 @@ def _cmd_generate(args) -> int:
             greedy=args.greedy,
             num_samples=args.num_samples,
         )
-    except (ValueError, KeyError, IndexError, RuntimeError) as e:
+    except (ValueError, KeyError, IndexError, RuntimeError, OverflowError) as e:
         raise CliError(str(e)) from None
     for t in texts:
         print(_joined(model.vocab, args.prompt, t))

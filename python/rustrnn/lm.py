@@ -40,6 +40,15 @@ class TokenScore(NamedTuple):
     oov: bool
 
 
+def perplexity_of(mean_nll: float) -> float:
+    """``exp(mean_nll)``: a model that gives the text (next to) no probability has an
+    infinite perplexity, as ``torch.exp`` says, rather than an OverflowError."""
+    try:
+        return math.exp(mean_nll)
+    except OverflowError:
+        return math.inf
+
+
 class Evaluation:
     """Totals of :meth:`LanguageModel.evaluate`, with KenLM's definitions.
 
@@ -60,12 +69,12 @@ class Evaluation:
 
     @property
     def perplexity_including_oovs(self) -> float:
-        return math.exp(-self.log_prob / self.tokens) if self.tokens else math.nan
+        return perplexity_of(-self.log_prob / self.tokens) if self.tokens else math.nan
 
     @property
     def perplexity_excluding_oovs(self) -> float:
         n = self.tokens - self.oovs
-        return math.exp(-(self.log_prob - self._oov_log_prob) / n) if n else math.nan
+        return perplexity_of(-(self.log_prob - self._oov_log_prob) / n) if n else math.nan
 
     @property
     def bits_per_token(self) -> float:
@@ -301,7 +310,7 @@ class LanguageModel(nn.Module):
     def perplexity(self, text_or_ids: TextOrIds) -> float:
         """exp(-mean log P(w_i | w_<i)) over the scored tokens."""
         _, per_token = self.log_prob(text_or_ids)
-        return math.exp(-per_token.mean().item())
+        return perplexity_of(-per_token.mean().item())
 
     # ------------------------------------------------------ scoring many lines
     def _line(self, line: Union[str, Tensor, Sequence[int]], bos: bool, eos: bool):

@@ -22,14 +22,13 @@ Sentences and special tokens:
 
 from __future__ import annotations
 
-import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from . import _rustrnn
-from .lm import Evaluation
+from .lm import Evaluation, perplexity_of
 
 SMOOTHINGS = ("modified_kneser_ney", "kneser_ney", "add_k")
 TextOrIds = Union[str, Tensor, Sequence[int]]
@@ -186,7 +185,7 @@ class NGramLM:
     def perplexity(self, text_or_ids: TextOrIds) -> float:
         """exp(-mean log P(w_i | w_<i)) over the tokens of :meth:`log_prob`."""
         _, per_token = self.log_prob(text_or_ids)
-        return math.exp(-per_token.mean().item())
+        return perplexity_of(-per_token.mean().item())
 
     def score(self, lines, *, bos: bool = True, eos: bool = True, log10: bool = False):
         """log P of sentences, as KenLM's ``Model.score`` (but natural log by default).

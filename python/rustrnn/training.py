@@ -8,6 +8,7 @@ torch's RNG for checkpoints and, under ``torch.distributed``, averages gradients
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import operator
@@ -126,8 +127,8 @@ def _looks_like_path(s: str) -> bool:
     return "\n" not in s and (os.sep in s or "/" in s or s.endswith((".txt", ".raw", ".tokens")))
 
 
-def read_text_file(path: str | os.PathLike[str]) -> str:
-    """The contents of the regular UTF-8 file ``path``.
+def open_text_file(path: str | os.PathLike[str]) -> io.TextIOWrapper:
+    """The regular UTF-8 file ``path``, open for reading as text.
 
     The file is opened without blocking and checked on the open descriptor, so a FIFO
     (or a socket, or a device such as ``/dev/zero``) is refused at once instead of
@@ -136,7 +137,6 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
     Raises:
         IsADirectoryError: ``path`` is a directory.
         OSError: ``path`` is missing, unreadable or not a regular file.
-        UnicodeDecodeError: the file is not UTF-8.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
@@ -146,12 +146,21 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
         if not stat.S_ISREG(mode):
             kind = "FIFO" if stat.S_ISFIFO(mode) else "special file"
             raise OSError(f"{os.fspath(path)}: not a regular file (a {kind}); refusing to read it")
-        with os.fdopen(fd, encoding="utf-8") as f:
-            fd = -1
-            return f.read()
-    finally:
-        if fd >= 0:
-            os.close(fd)
+        return os.fdopen(fd, encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_text_file(path: str | os.PathLike[str]) -> str:
+    """The contents of the regular UTF-8 file ``path`` (see :func:`open_text_file`).
+
+    Raises:
+        IsADirectoryError, OSError: as :func:`open_text_file`.
+        UnicodeDecodeError: the file is not UTF-8.
+    """
+    with open_text_file(path) as f:
+        return f.read()
 
 
 def as_index_tensor(data) -> Tensor:

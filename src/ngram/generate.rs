@@ -9,6 +9,7 @@ use tch::Tensor;
 use super::words::EOS_WORD;
 use super::NGramModel;
 use crate::error::{Error, Result};
+use crate::kernel::team::try_vec;
 use crate::sampler::{sample_logits, SampleOptions, UniformSource};
 
 /// What to generate.
@@ -40,10 +41,14 @@ impl NGramModel {
         let rows = opts.num_samples;
         let v = self.words.len();
         let start = self.advance(self.begin(true), prompt);
-        let mut states = vec![start; rows];
-        let mut out: Vec<Vec<u32>> = vec![Vec::new(); rows];
-        let mut done = vec![false; rows];
-        let mut logits = vec![0f64; rows * v];
+        // Sizes from the caller: refused with an error rather than aborting.
+        let cells = rows.checked_mul(v).ok_or_else(|| {
+            Error::shape(format!("{rows} samples of {v} words overflow memory sizes"))
+        })?;
+        let mut logits = try_vec(0f64, cells)?;
+        let mut states = try_vec(start, rows)?;
+        let mut out: Vec<Vec<u32>> = try_vec(Vec::new(), rows)?;
+        let mut done = try_vec(false, rows)?;
         for _ in 0..opts.max_tokens {
             if interrupted() {
                 return Err(Error::Interrupted);

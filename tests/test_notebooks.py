@@ -1,4 +1,6 @@
-"""Executes every notebook in notebooks/ top to bottom; an exception in any cell fails.
+"""Executes every notebook in notebooks/ top to bottom; an exception in any cell fails,
+and so does a notebook whose displayed results are not what it claims (checked from the
+executed outputs: the parity figures, the scores, the diversity and similarity numbers).
 
 The kernel is this interpreter (``sys.executable``) whatever kernelspecs the machine has:
 a kernelspec naming it is written to a temporary directory that ``JUPYTER_PATH`` puts
@@ -98,6 +100,86 @@ def test_notebook_runs(path, kernel_dir, shared_dir, tmp_path, monkeypatch):
         client.execute()
     except nbclient.exceptions.CellExecutionError as e:
         error = ANSI_ESCAPE.sub("", str(e))
-    else:
-        return
-    pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
+        pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
+    CHECKS[path.stem](Shown(nb))
+
+
+# ---------------------------------------------------------------------------
+# What each notebook shows: read back from the executed cells' outputs (what a reader
+# sees), not from the kernel's variables.
+
+
+class Shown:
+    """The text the executed notebook displays (figures go to Agg: none is shown)."""
+
+    def __init__(self, nb):
+        parts = []
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream":  # a print may come in pieces
+                    parts.append(out["text"])
+                elif "text/plain" in out.get("data", {}):
+                    parts.append(f"\n{out['data']['text/plain']}\n")
+        self.text = ANSI_ESCAPE.sub("", "".join(parts))
+
+    def numbers(self, pattern: str):
+        """The float groups of every match of ``pattern``."""
+        found = [tuple(float(g) for g in m.groups()) for m in re.finditer(pattern, self.text)]
+        assert found, f"the notebook shows nothing like {pattern!r}:\n{self.text[-2000:]}"
+        return found
+
+
+NUM = r"([-+]?[0-9.]+(?:e-?[0-9]+)?)"
+
+
+def check_quickstart(shown: Shown) -> None:
+    ((before, after),) = shown.numbers(rf"test MSE: {NUM} before training, {NUM} after")
+    assert after < before / 4
+    ((diff,),) = shown.numbers(rf"rustrnn -> torch.nn: max \|difference\| = {NUM}")
+    assert diff < 1e-5
+    ((n,),) = shown.numbers(r"torch.nn -> rustrnn: outputs and all (\d+) gradients match")
+    assert n == 8  # a 2-layer GRU: 4 tensors a layer
+
+
+def check_language_model(shown: Shown) -> None:
+    ((untrained, uniform),) = shown.numbers(
+        rf"untrained perplexity on validation text: {NUM} \(a uniform guess over (\d+)"
+    )
+    ((best,),) = shown.numbers(rf"best validation perplexity {NUM}")
+    assert best < untrained / 2 and untrained > uniform / 2
+    scores = shown.numbers(rf"log P = +{NUM} +ppl = +{NUM} +'[^\n]*'(?:  \(words shuffled\))?")
+    natural = [lp for lp, _ in scores[0:6:2]]
+    shuffled = [lp for lp, _ in scores[1:6:2]]
+    assert "(words shuffled)" in shown.text and sum(natural) > sum(shuffled)
+
+
+def check_sampling(shown: Shown) -> None:
+    ((greedy, k),) = shown.numbers(r"greedy: +(\d+) distinct continuation\(s\) out of (\d+)")
+    ((sampled, k2),) = shown.numbers(r"sampled: +(\d+) distinct continuations out of (\d+)")
+    assert greedy == 1 and k == k2 == 16 and sampled > k / 2
+    rows = shown.numbers(rf"T={NUM} +distinct +(\d+)/32 +entropy {NUM} bits")
+    temperatures = [t for t, _, _ in rows]
+    entropy = [e for _, _, e in rows]
+    assert temperatures == sorted(temperatures) and len(rows) == 10
+    # Shown to 2 decimals, so low temperatures' near-zero entropies may print equal.
+    assert all(a <= b for a, b in zip(entropy, entropy[1:])) and entropy[0] < entropy[-1]
+    assert rows[0][1] < rows[-1][1]
+
+
+def check_word_vectors(shown: Shown) -> None:
+    ((within, across),) = shown.numbers(rf"mean cosine digit-digit {NUM}, digit-letter {NUM}")
+    assert within > across
+    sims = shown.numbers(rf"similarity\('\S+', '\S+'\) = {NUM}")
+    assert len(sims) == 6 and all(-1 <= s <= 1 for (s,) in sims)
+
+
+CHECKS = {
+    "01-quickstart": check_quickstart,
+    "02-language-model": check_language_model,
+    "03-sampling": check_sampling,
+    "04-word-vectors": check_word_vectors,
+}
+
+
+def test_every_notebook_has_checks():
+    assert sorted(CHECKS) == [p.stem for p in NOTEBOOKS]

@@ -133,10 +133,15 @@ def test_multinomial_dtypes_and_layouts(dtype):
         assert ((out >= 0) & (out < x.shape[1])).all()
 
 
-def test_multinomial_keeps_autograd_out():
+def test_multinomial_reads_weights_that_require_grad():
+    """As torch.multinomial: weights that require grad are read, not refused, copied
+    into the graph or changed, and give the draws their detached values give."""
     w = torch.rand(4, 5, requires_grad=True)
-    out = rustrnn.multinomial(w, 2)
-    assert not out.requires_grad
+    before = w.detach().clone()
+    out = rustrnn.multinomial(w, 2, generator=torch.Generator().manual_seed(3))
+    want = rustrnn.multinomial(before, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out, want) and out.dtype == torch.long
+    assert torch.equal(w.detach(), before) and w.grad is None
 
 
 def test_without_replacement_rows_are_distinct_permutations():

@@ -16,6 +16,9 @@
 //!   points to is replaced (atomically, in its own directory) and the link
 //!   stays, as `open(path, "w")` would do.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

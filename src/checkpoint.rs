@@ -24,6 +24,9 @@
 //! is empty, truncated, foreign, or whose tensors do not match its own config
 //! is a `Format` error (Python `ValueError`) naming the file and the problem.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
@@ -442,7 +445,11 @@ fn first_missing(config: &LmConfig, vocab_size: i64, st: &SafeTensors<'_>, need:
         return generic();
     };
     let n = specs.len().saturating_sub(2); // the head's two come after every layer
-    match specs[..n].iter().find(|s| !names.contains(s.name.as_str())) {
+    match specs
+        .iter()
+        .take(n)
+        .find(|s| !names.contains(s.name.as_str()))
+    {
         Some(s) => Error::value(format!(
             "missing tensor '{}' (the config, with num_layers={}, needs {need} model tensors; \
              the file holds {have} tensors in all)",

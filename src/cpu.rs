@@ -12,6 +12,9 @@
 //! place and is reported by [`choice`] (the Python module raises or warns at
 //! import).
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::fmt;
 use std::sync::OnceLock;
 

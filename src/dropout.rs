@@ -14,6 +14,9 @@
 //! Off the CPU, or for dtypes other than float32/float64, masks come from
 //! torch's own `bernoulli_`, which is fast there.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
@@ -59,8 +62,10 @@ fn fill_body<T: Float>(out: &mut [T], threshold: u64, scale: T, seed: u64) {
     let mut pairs = out.chunks_exact_mut(2);
     for (j, pair) in (&mut pairs).enumerate() {
         let z = mix(seed.wrapping_add((j as u64 + 1).wrapping_mul(GAMMA)));
-        pair[0] = pick(z & 0xFFFF_FFFF);
-        pair[1] = pick(z >> 32);
+        if let [a, b] = pair {
+            *a = pick(z & 0xFFFF_FFFF);
+            *b = pick(z >> 32);
+        }
     }
     let rest = pairs.into_remainder();
     if let Some(last) = rest.first_mut() {

@@ -3,6 +3,9 @@
 //! Each variant stands for the Python exception class that torch raises for the
 //! same mistake; the mapping itself lives in `python/errors.rs`, in one place.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};

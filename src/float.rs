@@ -1,6 +1,9 @@
 //! The two floating-point element types the hand-written CPU loops take
 //! (float32 and float64), and a contiguous CPU tensor's elements as a slice.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::ops::{Add, Div, Mul, Sub};
 
 use tch::Tensor;

@@ -8,6 +8,9 @@
 //! once), checked with `fstat` on the open descriptor (no race with a rename),
 //! and anything but a regular file is refused with an `Io` error naming it.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::Path;

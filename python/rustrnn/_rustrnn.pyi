@@ -223,13 +223,13 @@ def _guard_selftest(message: str) -> None:
 def save_model(
     path: _Path,
     config: str,
-    vocab: str,
+    vocab: Vocab,
     tensors: Sequence[tuple[str, Tensor]],
 ) -> None:
     """Writes a model checkpoint (a ``.safetensors`` file) atomically."""
 
-def load_model(path: _Path) -> tuple[str, str, str, str, list[tuple[str, Tensor]]]:
-    """Reads and validates a checkpoint: ``(kind, config_json, vocab_json, dtype, tensors)``."""
+def load_model(path: _Path) -> tuple[str, str, Vocab, str, list[tuple[str, Tensor]]]:
+    """Reads and validates a checkpoint: ``(kind, config_json, vocab, dtype, tensors)``."""
 
 def dropout_mask(input: Tensor, p: float) -> Tensor:
     """A dropout mask shaped like ``input``: ``1 / (1 - p)`` with probability ``1 - p``, else 0."""
@@ -303,7 +303,7 @@ def claim_checkpoint_dir(path: _Path, allow_existing: bool) -> None:
 
 def train_lm(
     config: str,
-    vocab: str,
+    vocab: Vocab,
     params: Sequence[tuple[str, Tensor]],
     train: Tensor,
     valid: Tensor | None,
@@ -311,8 +311,8 @@ def train_lm(
     resume: _Path | None,
     hooks: Any,
     distributed: bool,
-) -> tuple[str, str]:
-    """Runs the training loop (see :func:`rustrnn.train`): ``(history_json, stop_reason)``."""
+) -> str:
+    """Runs the training loop (see :func:`rustrnn.train`): the history as JSON."""
 
 def evaluate_lm(
     config: str,

@@ -1,43 +1,47 @@
-"""Saving and loading language models: one ``.safetensors`` file, no pickle.
+"""The checkpoint file: one ``.safetensors`` file per model, no pickle.
 
 The tensors carry exactly the module's ``state_dict`` names, so
 ``safetensors.torch.load_file(path)`` loads a model file into a plain-torch model
 (``nn.Embedding`` + ``nn.LSTM`` + ``nn.Linear`` as attributes ``embedding``, ``rnn``,
-``head``). The config and the vocabulary travel as JSON in the file's metadata.
-The format itself (and its validation) lives in Rust, ``src/checkpoint.rs``.
+``head``). The config and the vocabulary travel as JSON in the file's metadata. The
+format itself (and its validation) lives in Rust, ``src/checkpoint.rs``; this module is
+its Python face, and knows nothing of the model classes (``LanguageModel.save`` and
+``LanguageModel.load`` build on it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Union
+from typing import Any, Dict, NamedTuple, Union
 
 import torch
+from torch import Tensor
 
 from . import _rustrnn
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .lm import LanguageModel
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _vocab_to_json(vocab) -> str:
-    """The vocabulary's own versioned JSON document."""
-    return vocab.to_json()
+class Saved(NamedTuple):
+    """What a checkpoint holds, validated: ``kind`` (``"model"`` or ``"training"``), the
+    model's constructor arguments, its :class:`~rustrnn.Vocab`, the dtype its tensors
+    were saved in, and the tensors by ``state_dict`` name (on the CPU)."""
+
+    kind: str
+    config: Dict[str, Any]
+    vocab: _rustrnn.Vocab
+    dtype: torch.dtype
+    tensors: Dict[str, Tensor]
 
 
-def _vocab_from_json(text: str):
-    return _rustrnn.Vocab.from_json(text)
+def config_json(config: Dict[str, Any]) -> str:
+    """A model config as the checkpoint (and the Rust trainer) read it."""
+    return json.dumps(config, sort_keys=True)
 
 
-def _config_json(model) -> str:
-    return json.dumps(model.config, sort_keys=True)
-
-
-def save(model: LanguageModel, path: PathLike) -> None:
-    """Writes ``model`` (weights, config, vocabulary) to ``path`` atomically.
+def save(path: PathLike, config: Dict[str, Any], vocab, tensors: Dict[str, Tensor]) -> None:
+    """Writes a model (its config, vocabulary and ``state_dict``) to ``path`` atomically.
 
     A temporary file beside the target (``.<name>.tmp``) is written, fsynced and
     renamed over it, so a failed write leaves an existing file untouched; a save
@@ -47,26 +51,13 @@ def save(model: LanguageModel, path: PathLike) -> None:
     Raises:
         OSError: the file cannot be written.
     """
-    tensors = [(name, t.detach()) for name, t in model.state_dict().items()]
-    _rustrnn.save_model(os.fspath(path), _config_json(model), _vocab_to_json(model.vocab), tensors)
+    named = [(name, t.detach()) for name, t in tensors.items()]
+    _rustrnn.save_model(os.fspath(path), config_json(config), vocab, named)
 
 
-def load(
-    path: PathLike,
-    cls: type[LanguageModel] | None = None,
-    map_location: str | torch.device | None = None,
-) -> LanguageModel:
-    """Reads a model written by :func:`save` (or a training checkpoint of
-    :func:`rustrnn.train`), validating the whole file first.
-
-    Args:
-        path: the ``.safetensors`` file.
-        cls: the class to build (default :class:`rustrnn.LanguageModel`).
-        map_location: device for the parameters (default: CPU).
-
-    Returns:
-        The model in eval mode, with the dtype it was saved in. Torch's global RNG
-        is left as it was (building the module draws initial weights).
+def read(path: PathLike) -> Saved:
+    """Reads a file written by :func:`save` (or a training checkpoint of
+    :func:`rustrnn.train`), validating the whole file before anything is allocated.
 
     Raises:
         OSError: the file cannot be read.
@@ -74,14 +65,5 @@ def load(
             tensors are missing, extra, misshaped or of the wrong dtype (the message
             names the file).
     """
-    from .lm import LanguageModel
-
-    build = LanguageModel if cls is None else cls
-    _kind, config, vocab, dtype, tensors = _rustrnn.load_model(os.fspath(path))
-    with torch.random.fork_rng(devices=[]):
-        model = build(_vocab_from_json(vocab), **json.loads(config))
-    model.to(dtype=getattr(torch, dtype))
-    model.load_state_dict(dict(tensors), strict=True)
-    if map_location is not None:
-        model.to(map_location)
-    return model.eval()
+    kind, config, vocab, dtype, tensors = _rustrnn.load_model(os.fspath(path))
+    return Saved(kind, json.loads(config), vocab, getattr(torch, dtype), dict(tensors))

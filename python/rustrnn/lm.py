@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from . import _rustrnn
+from . import _rustrnn, checkpoint
 from .nn import GRU, LSTM, RNN, Dropout
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
@@ -204,18 +204,40 @@ class LanguageModel(nn.Module):
     # ------------------------------------------------------------ checkpoints
     def save(self, path) -> None:
         """Writes the weights, config and vocabulary to one ``.safetensors`` file,
-        atomically; see :func:`rustrnn.checkpoint.save`."""
-        from .checkpoint import save
+        atomically; see :func:`rustrnn.checkpoint.save`.
 
-        save(self, path)
+        Raises:
+            OSError: the file cannot be written.
+        """
+        checkpoint.save(path, self.config, self.vocab, self.state_dict())
 
     @classmethod
     def load(cls, path, map_location=None) -> "LanguageModel":
-        """Reads a file written by :meth:`save` (or a training checkpoint), validated
-        first; returns the model in eval mode. See :func:`rustrnn.checkpoint.load`."""
-        from .checkpoint import load
+        """Reads a file written by :meth:`save` (or a training checkpoint of
+        :func:`rustrnn.train`), validating the whole file first.
 
-        return load(path, cls, map_location)
+        Args:
+            path: the ``.safetensors`` file.
+            map_location: device for the parameters (default: CPU).
+
+        Returns:
+            The model in eval mode, with the dtype it was saved in. Torch's global RNG
+            is left as it was (building the module draws initial weights).
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: the file is empty, truncated, not a rustrnn checkpoint, or its
+                tensors are missing, extra, misshaped or of the wrong dtype (the
+                message names the file).
+        """
+        saved = checkpoint.read(path)
+        with torch.random.fork_rng(devices=[]):
+            model = cls(saved.vocab, **saved.config)
+        model.to(dtype=saved.dtype)
+        model.load_state_dict(saved.tensors, strict=True)
+        if map_location is not None:
+            model.to(map_location)
+        return model.eval()
 
     # ----------------------------------------------------------------- scoring
     def _ids(self, text_or_ids: TextOrIds) -> Tensor:

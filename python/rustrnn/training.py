@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import _rustrnn
-from .checkpoint import _config_json, _vocab_to_json
+from .checkpoint import config_json
 
 Data = Union[str, "os.PathLike[str]", Tensor, Sequence[int]]
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -37,8 +37,10 @@ class History:
     (0-based), ``losses`` (mean cross-entropy of the window, nats), ``lrs`` (the
     learning rate the step used), ``grad_norms`` (before clipping), ``tokens_per_sec``.
     Per evaluation: ``eval_steps`` and ``valid_ppls``. ``best_valid_ppl``;
-    ``stop_reason``: ``"epochs"``, ``"max_steps"``, ``"time_budget"``,
-    ``"interrupted"`` or ``"non_finite"``.
+    ``stop_reason``: ``"epochs"``, ``"max_steps"``, ``"time_budget"`` (what ended a
+    run that finished), ``"interrupted"`` (Ctrl-C, or a callback's KeyboardInterrupt),
+    ``"non_finite"`` (a non-finite loss, gradient or update: FloatingPointError) or
+    ``"error"`` (any other exception, which carries this History as ``history``).
     """
 
     steps: list[int] = field(default_factory=list)
@@ -551,9 +553,9 @@ def train(
     guard = _ParameterGuard(model) if callback is not None else None
     hooks = _Hooks(progress and rank == 0, callback, device, world, budget, guard)
     try:
-        history, _stop = _rustrnn.train_lm(
-            _config_json(model),
-            _vocab_to_json(vocab),
+        history_json = _rustrnn.train_lm(
+            config_json(model.config),
+            vocab,
             params,
             train_ids,
             valid_ids,
@@ -562,16 +564,16 @@ def train(
             hooks,
             world > 1,
         )
+        history = History.from_json(history_json)
+        hooks.finish(history.stop_reason)
     except BaseException as e:
         partial = getattr(e, "history", None)
         if isinstance(partial, str):
             e.history = History.from_json(partial)  # type: ignore[attr-defined]
         raise
-    else:
-        hooks.finish(_stop)
     finally:
         hooks.close()
-    return History.from_json(history)
+    return history
 
 
 def evaluate(model, data: Data, *, batch_size: int = 10, bptt: int = 64) -> float:
@@ -588,4 +590,4 @@ def evaluate(model, data: Data, *, batch_size: int = 10, bptt: int = 64) -> floa
     """
     ids = as_ids(data, model.vocab, "data").to(model.embedding.weight.device)
     params = [(k, v.detach()) for k, v in model.state_dict().items()]
-    return _rustrnn.evaluate_lm(_config_json(model), params, ids, batch_size, bptt)
+    return _rustrnn.evaluate_lm(config_json(model.config), params, ids, batch_size, bptt)

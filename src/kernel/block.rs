@@ -1,4 +1,4 @@
-//! One phase of a token: every row's product with a range of packed blocks,
+//! One phase of a timestep: every row's product with a range of packed blocks,
 //! followed in registers by the layer's pointwise step (gates, state update),
 //! written straight to where the next phase reads it.
 

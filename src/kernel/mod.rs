@@ -1,12 +1,15 @@
-//! Fused CPU kernels for generation: one token of a float32 stack at small
-//! batch sizes, where each library call's fixed cost and a second pass over
-//! the gates would cost more than the arithmetic.
+//! Fused float32 CPU kernels for the recurrence: one timestep of a layer (the
+//! product with the recurrent weights and the gates after it), used by
+//! generation (one token of the whole stack at small batch sizes) and by the
+//! stacks' fused forward and backward passes for training and inference
+//! (`rnn::fused`, `rnn::fused_backward`), wherever each library call's fixed
+//! cost and a second pass over the gates would cost more than the arithmetic.
 //!
-//! A token's work is a matrix-vector product per layer whose weights (a few
-//! MB) stay in the cores' caches between tokens; the kernels stream them once
-//! per token, apply the gate functions to the results while they are still in
-//! registers, and split the output columns between a small team of threads
-//! that meet at a spin barrier between layers.
+//! A step's work is a product per layer whose weights (a few MB) stay in the
+//! cores' caches between steps; the kernels stream them once per step, apply
+//! the gate functions to the results while they are still in registers, and
+//! split the output columns between a small team of threads that meet at a
+//! spin barrier between phases.
 //!
 //! * `lanes`  – sixteen-lane float vectors and exp, sigmoid, tanh on them.
 //! * `packed` – the weights rearranged into column panels.

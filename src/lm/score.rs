@@ -8,6 +8,9 @@
 //! about its real tokens. The head's logits are the large intermediate
 //! (`rows x V`), so a batch is cut by rows.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use tch::{Device, Kind, Tensor};
 
 use super::LmWeights;
@@ -42,7 +45,7 @@ pub fn score(
              the future",
         ));
     }
-    let vocab = w.embedding.size()[0];
+    let vocab = w.embedding.size().first().copied().unwrap_or(0);
     for (i, line) in lines.iter().enumerate() {
         if line.context.len() != line.targets.len() {
             return Err(Error::value(format!(
@@ -69,33 +72,38 @@ pub fn score(
     };
     let head = Product::new(w.head_weight, w.head_bias.map(Tensor::shallow_clone))?;
     // Longest first, as a PackedSequence wants; empty lines score nothing.
-    let mut order: Vec<usize> = (0..lines.len())
-        .filter(|&i| !lines[i].context.is_empty())
+    let mut order: Vec<(usize, &Line)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| !line.context.is_empty())
         .collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(lines[i].context.len()));
+    order.sort_by_key(|(_, line)| std::cmp::Reverse(line.context.len()));
     let max_rows = (MAX_LOGITS / (vocab.max(1) as usize)).max(1);
     let mut scores: Vec<Vec<f64>> = lines.iter().map(|_| Vec::new()).collect();
-    let mut start = 0;
-    while start < order.len() {
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
         if interrupted() {
             return Err(Error::Interrupted);
         }
         // Lines are taken while their tokens fit; a line longer than the cap
         // goes alone (its logits are cut again below).
-        let mut end = start;
         let mut rows = 0;
-        while end < order.len()
-            && (end == start || rows + lines[order[end]].context.len() <= max_rows)
-        {
-            rows += lines[order[end]].context.len();
-            end += 1;
+        let take = rest
+            .iter()
+            .take_while(|(_, line)| {
+                let first = rows == 0;
+                rows += line.context.len();
+                first || rows <= max_rows
+            })
+            .count();
+        let (batch, tail) = rest.split_at(take);
+        let got = score_batch(&cfg, w, &head, batch, max_rows)?;
+        for (&(i, _), s) in batch.iter().zip(got) {
+            if let Some(slot) = scores.get_mut(i) {
+                *slot = s;
+            }
         }
-        let batch = &order[start..end];
-        let got = score_batch(&cfg, w, &head, lines, batch, max_rows)?;
-        for (&i, s) in batch.iter().zip(got) {
-            scores[i] = s;
-        }
-        start = end;
+        rest = tail;
     }
     Ok(scores)
 }
@@ -105,22 +113,28 @@ fn score_batch(
     cfg: &RnnConfig,
     w: &LmWeights,
     head: &Product,
-    lines: &[Line],
-    batch: &[usize],
+    batch: &[(usize, &Line)],
     max_rows: usize,
 ) -> Result<Vec<Vec<f64>>> {
-    let longest = batch.first().map_or(0, |&i| lines[i].context.len());
-    let lens: Vec<usize> = batch.iter().map(|&i| lines[i].context.len()).collect();
+    let lens: Vec<usize> = batch.iter().map(|(_, line)| line.context.len()).collect();
+    let longest = lens.first().copied().unwrap_or(0);
     let batch_sizes: Vec<i64> = (0..longest)
         .map(|t| lens.iter().take_while(|&&n| n > t).count() as i64)
         .collect();
     let total: usize = lens.iter().sum();
     let mut context = Vec::with_capacity(total);
     let mut targets = Vec::with_capacity(total);
-    for (t, &size) in batch_sizes.iter().enumerate() {
-        for &i in &batch[..size as usize] {
-            context.push(lines[i].context[t]);
-            targets.push(lines[i].targets[t]);
+    // Step t holds the first batch_sizes[t] lines: those longer than t.
+    let mut cursors: Vec<_> = batch
+        .iter()
+        .map(|(_, line)| line.context.iter().zip(&line.targets))
+        .collect();
+    for &size in &batch_sizes {
+        for cursor in cursors.iter_mut().take(size as usize) {
+            if let Some((&c, &y)) = cursor.next() {
+                context.push(c);
+                targets.push(y);
+            }
         }
     }
     let device = w.embedding.device();
@@ -155,11 +169,10 @@ fn score_batch(
     }
     // Back from step order to each line's own tokens.
     let mut per_line: Vec<Vec<f64>> = lens.iter().map(|&n| Vec::with_capacity(n)).collect();
-    let mut k = 0;
+    let mut flat = flat.into_iter();
     for &size in &batch_sizes {
-        for line in per_line.iter_mut().take(size as usize) {
-            line.push(flat[k]);
-            k += 1;
+        for (line, logp) in per_line.iter_mut().take(size as usize).zip(&mut flat) {
+            line.push(logp);
         }
     }
     Ok(per_line)

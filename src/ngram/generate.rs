@@ -4,6 +4,9 @@
 //! ([`sample_logits`]: temperature, top-k, top-p, greedy). Words of
 //! probability 0 (`<s>` always) are `-inf` logits, never drawn.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use tch::Tensor;
 
 use super::words::EOS_WORD;
@@ -60,18 +63,19 @@ impl NGramModel {
             }
             let t = Tensor::f_from_slice(&logits)?.f_view([rows as i64, v as i64])?;
             let next = Vec::<i64>::try_from(sample_logits(&t, sample, rng)?)?;
-            for (s, &w) in next.iter().enumerate().take(rows) {
-                if done[s] {
+            let samples = out.iter_mut().zip(states.iter_mut()).zip(done.iter_mut());
+            for (((out, state), done), &w) in samples.zip(&next) {
+                if *done {
                     continue;
                 }
                 let w = u32::try_from(w).map_err(|_| Error::shape("the sampler drew a bad id"))?;
-                out[s].push(w);
-                states[s] = if w == EOS_WORD {
+                out.push(w);
+                *state = if w == EOS_WORD {
                     self.begin(true)
                 } else {
-                    self.step(&states[s], w).1
+                    self.step(state, w).1
                 };
-                done[s] = opts.stop.contains(&w);
+                *done = opts.stop.contains(&w);
             }
             if done.iter().all(|&d| d) {
                 break;

@@ -18,6 +18,9 @@
 //! `<U+0020>` (at least four upper-case hex digits) and read back when the
 //! file says it was written by rustrnn.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
@@ -44,9 +47,10 @@ fn chunk_end(text: &str, size: usize) -> usize {
     if b.len() <= size {
         return b.len();
     }
-    match b[..size].iter().rposition(|&c| c == b'\n') {
+    let (head, tail) = b.split_at(size); // size < b.len(), checked above
+    match head.iter().rposition(|&c| c == b'\n') {
         Some(i) => i + 1,
-        None => b[size..]
+        None => tail
             .iter()
             .position(|&c| c == b'\n')
             .map_or(b.len(), |i| size + i + 1),

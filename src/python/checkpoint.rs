@@ -9,7 +9,7 @@ use super::guard::guard;
 use pyo3_tch::PyTensor;
 
 use crate::checkpoint::{kind_name, Checkpoint, FileKind, LmConfig};
-use crate::vocab::Vocab;
+use super::vocab::PyVocab;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(save_model, m)?)?;
@@ -35,12 +35,12 @@ fn save_model(
     py: Python<'_>,
     path: PathBuf,
     config: &str,
-    vocab: &str,
+    vocab: PyRef<'_, PyVocab>,
     tensors: Vec<(String, PyTensor)>,
 ) -> PyResult<()> {
     guard("save_model", || {
         let config = LmConfig::from_json(config)?;
-        let vocab = Vocab::from_json(vocab.as_bytes())?;
+        let vocab = vocab.core().clone();
         let params = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
         let ckpt = Checkpoint {
             kind: FileKind::Model,
@@ -61,7 +61,7 @@ fn save_model(
 ///     path: str or os.PathLike.
 ///
 /// Returns:
-///     `(kind, config_json, vocab_json, dtype, [(name, tensor)])`: the model's
+///     `(kind, config_json, vocab, dtype, [(name, tensor)])`: the model's
 ///     tensors in `state_dict` order, on the CPU.
 ///
 /// Raises:
@@ -74,7 +74,7 @@ fn save_model(
 fn load_model(
     py: Python<'_>,
     path: PathBuf,
-) -> PyResult<(String, String, String, String, Vec<(String, PyTensor)>)> {
+) -> PyResult<(String, String, PyVocab, String, Vec<(String, PyTensor)>)> {
     guard("load_model", || {
         let ckpt = py.allow_threads(|| Checkpoint::load(&path))?;
         let kind = match ckpt.kind {
@@ -85,7 +85,7 @@ fn load_model(
         Ok((
             kind.to_string(),
             ckpt.config.to_json(),
-            ckpt.vocab.to_json(),
+            PyVocab::new(ckpt.vocab),
             dtype,
             ckpt.params
                 .into_iter()

@@ -1,6 +1,9 @@
 //! The pyo3 glue (cargo feature `python`): converts arguments, releases the
 //! GIL around long work and maps errors. No algorithm lives here.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 mod checkpoint;
 mod cpu;
 mod dropout;

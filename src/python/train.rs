@@ -15,9 +15,8 @@ use crate::checkpoint::LmConfig;
 use crate::error::{Error, Result};
 use crate::train::{
     self, EvalInfo, Hooks, LmParams, Method, OptimConfig, Optimizer, StepInfo, TrainOptions,
-    Trainer,
 };
-use crate::vocab::Vocab;
+use super::vocab::PyVocab;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOptimizer>()?;
@@ -169,7 +168,7 @@ fn lm_params(config: &str, vocab_size: i64, params: Vec<(String, PyTensor)>) -> 
 ///
 /// Args:
 ///     config: `LanguageModel.config` as JSON.
-///     vocab: the vocabulary's JSON document.
+///     vocab: the model's Vocab.
 ///     params: the module's `state_dict()` items, in order (the Parameters
 ///         themselves: they are updated in place).
 ///     train, valid: 1-D int64 ids (valid may be None).
@@ -180,7 +179,7 @@ fn lm_params(config: &str, vocab_size: i64, params: Vec<(String, PyTensor)>) -> 
 ///     distributed: whether to call `hooks.all_reduce` every step.
 ///
 /// Returns:
-///     `(history_json, stop_reason)`.
+///     the history as JSON (its `stop_reason` says how the run ended).
 ///
 /// Raises:
 ///     whatever a hook raised (KeyboardInterrupt for Ctrl-C) once the loop has
@@ -193,7 +192,7 @@ fn lm_params(config: &str, vocab_size: i64, params: Vec<(String, PyTensor)>) -> 
 fn train_lm(
     py: Python<'_>,
     config: &str,
-    vocab: &str,
+    vocab: PyRef<'_, PyVocab>,
     params: Vec<(String, PyTensor)>,
     train: PyTensor,
     valid: Option<PyTensor>,
@@ -201,9 +200,9 @@ fn train_lm(
     resume: Option<PathBuf>,
     hooks: Py<PyAny>,
     distributed: bool,
-) -> PyResult<(String, String)> {
+) -> PyResult<String> {
     guard("train_lm", || {
-        let vocab = Vocab::from_json(vocab.as_bytes())?;
+        let vocab = vocab.core().clone();
         let opts: TrainOptions = serde_json::from_str(options)
             .map_err(|e| Error::value(format!("invalid training options: {e}")))?;
         let model = lm_params(config, vocab.len() as i64, params)?;
@@ -215,23 +214,19 @@ fn train_lm(
         let (train, valid) = (train.0, valid.map(|v| v.0));
         let hooks_ref = &mut hooks;
         let (history, result) = py.allow_threads(move || {
-            let hooks = hooks_ref;
-            let mut trainer = match Trainer::new(model, vocab, &train, valid.as_ref(), opts) {
-                Ok(t) => t,
-                Err(e) => return (None, Err(e)),
-            };
-            let result = trainer
-                .claim_checkpoint_dir(resume.is_some())
-                .and_then(|()| match &resume {
-                    Some(path) => trainer.resume(path, hooks),
-                    None => Ok(()),
-                })
-                .and_then(|()| trainer.run(hooks));
-            let history = serde_json::to_string(trainer.history()).ok();
-            (history, result)
+            let (history, result) = train::run(
+                model,
+                vocab,
+                &train,
+                valid.as_ref(),
+                opts,
+                resume.as_deref(),
+                hooks_ref,
+            );
+            (history.and_then(|h| serde_json::to_string(&h).ok()), result)
         });
         match result {
-            Ok(stop) => Ok((history.unwrap_or_default(), stop.name().to_string())),
+            Ok(_) => Ok(history.unwrap_or_default()),
             Err(e) => {
                 let err = match (e, hooks.error.take()) {
                     (Error::Interrupted, Some(py_err)) => py_err,
@@ -268,7 +263,10 @@ fn evaluate_lm(
     bptt: i64,
 ) -> PyResult<f64> {
     guard("evaluate_lm", || {
-        let vocab_size = params.first().map_or(0, |(_, t)| t.size()[0]);
+        let vocab_size = params
+            .first()
+            .and_then(|(_, t)| t.size().first().copied())
+            .unwrap_or(0);
         let model = lm_params(config, vocab_size, params)?;
         let ids = ids.0;
         let ppl = py.allow_threads(move || {

@@ -82,9 +82,15 @@ pub struct PyVocab {
 }
 
 impl PyVocab {
-    /// The core vocabulary, for bindings that take one (generation's stop strings).
+    /// The core vocabulary, for bindings that take one (generation's stop
+    /// strings, checkpoints, training).
     pub(crate) fn core(&self) -> &Vocab {
         &self.inner
+    }
+
+    /// The pyclass around a core vocabulary (a loaded checkpoint's).
+    pub(crate) fn new(inner: Vocab) -> PyVocab {
+        PyVocab { inner }
     }
 }
 

@@ -3,6 +3,9 @@
 //! `batch_first`) that turns user tensors into the time-major batched form the
 //! recurrences work on and back again.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use tch::{Device, Kind, Tensor};
 
 use super::config::{Mode, RnnConfig};
@@ -68,8 +71,13 @@ impl Layout {
             return Ok(t.shallow_clone());
         }
         let t = self.time_major(t)?;
-        let s = t.size();
-        Ok(t.f_reshape([s[0] * s[1], s[2]])?)
+        let &[steps, batch, features] = t.size().as_slice() else {
+            return Err(Error::shape(format!(
+                "expected a 3-D sequence, got {}",
+                dims(&t)
+            )));
+        };
+        Ok(t.f_reshape([steps * batch, features])?)
     }
 
     /// `[L*D, B, H]` state -> the user's layout (`batch_first` never applies to states).
@@ -133,8 +141,11 @@ pub fn check_weights(cfg: &RnnConfig, weights: &[Tensor]) -> Result<()> {
             weights.len()
         )));
     }
-    let kind = weights[0].f_kind()?;
-    let device = weights[0].device();
+    let (Some(first), Some(first_spec)) = (weights.first(), specs.first()) else {
+        return Ok(()); // no parameters: nothing to agree
+    };
+    let kind = first.f_kind()?;
+    let device = first.device();
     for (w, spec) in weights.iter().zip(&specs) {
         if w.size() != spec.shape {
             return Err(Error::shape(format!(
@@ -147,7 +158,7 @@ pub fn check_weights(cfg: &RnnConfig, weights: &[Tensor]) -> Result<()> {
         if kind_of(w)? != Some(kind) {
             return Err(Error::shape(format!(
                 "all parameters must have one dtype: {} is {}, {} is {}",
-                specs[0].name,
+                first_spec.name,
                 dtype_name(kind),
                 spec.name,
                 tensor_dtype_name(w)
@@ -156,8 +167,8 @@ pub fn check_weights(cfg: &RnnConfig, weights: &[Tensor]) -> Result<()> {
         if w.device() != device {
             return Err(Error::shape(format!(
                 "all parameters must be on one device: {} is on {}, {} is on {}",
-                specs[0].name,
-                tensor_device_name(&weights[0]),
+                first_spec.name,
+                tensor_device_name(first),
                 spec.name,
                 tensor_device_name(w)
             )));
@@ -242,7 +253,10 @@ pub fn prepare(
         packed,
     };
 
-    let param_kind = weights[0].f_kind()?;
+    let first = weights
+        .first()
+        .ok_or_else(|| Error::shape(format!("{name} has no parameters")))?;
+    let param_kind = first.f_kind()?;
     let Some(input_kind) = kind_of(input)?.filter(|&k| k == param_kind) else {
         let (input_name, param_name) = (tensor_dtype_name(input), dtype_name(param_kind));
         return Err(Error::Value(format!(
@@ -251,32 +265,37 @@ pub fn prepare(
         )));
     };
     check_float(input_kind, "input")?;
-    let features = input.size()[rank - 1];
+    let features = input.size().last().copied().unwrap_or(0);
     if features != cfg.input_size {
         return Err(Error::Shape(format!(
             "input.size(-1) must be equal to input_size. Expected {}, got {features}",
             cfg.input_size,
         )));
     }
-    let device = weights[0].device();
+    let device = first.device();
     if input.device() != device {
         return Err(Error::Shape(format!(
             "Input and parameter tensors are not at the same device, found input tensor at {} \
              and parameter tensor at {}",
             tensor_device_name(input),
-            tensor_device_name(&weights[0])
+            tensor_device_name(first)
         )));
     }
     let steps = match batch_sizes {
-        Some(sizes) => Steps::packed(sizes, input.size()[0])?,
+        Some(sizes) => Steps::packed(sizes, input.size().first().copied().unwrap_or(0))?,
         None => {
-            let s = layout.time_major(input)?.size();
-            if s[0] == 0 {
+            let &[steps, batch, _] = layout.time_major(input)?.size().as_slice() else {
+                return Err(Error::shape(format!(
+                    "expected a 3-D input, got {}",
+                    dims(input)
+                )));
+            };
+            if steps == 0 {
                 return Err(Error::Shape(
                     "Expected sequence length to be larger than 0 in RNN, got 0".into(),
                 ));
             }
-            Steps::uniform(s[0] as usize, s[1] as usize)
+            Steps::uniform(steps as usize, batch as usize)
         }
     };
     let batch = steps.batch() as i64;
@@ -285,15 +304,13 @@ pub fn prepare(
     let c_shape = [layers, batch, cfg.hidden_size];
     let state = |given: Option<&Tensor>, shape: [i64; 3], which: &str| -> Result<Tensor> {
         let Some(t) = given else {
-            return zeros_on(&weights[0], &shape);
+            return zeros_on(first, &shape);
         };
         let t = layout.state_in(t)?;
         if t.size() != shape {
+            let [layers, batch, hidden] = shape;
             return Err(Error::Shape(format!(
-                "Expected {which} size ({}, {}, {}), got {:?}",
-                shape[0],
-                shape[1],
-                shape[2],
+                "Expected {which} size ({layers}, {batch}, {hidden}), got {:?}",
                 t.size()
             )));
         }
@@ -309,7 +326,7 @@ pub fn prepare(
             return Err(Error::Shape(format!(
                 "Input and hidden tensors are not at the same device, found input tensor at {} \
                  and hidden tensor at {}",
-                tensor_device_name(&weights[0]),
+                tensor_device_name(first),
                 tensor_device_name(&t)
             )));
         }

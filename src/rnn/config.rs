@@ -1,5 +1,8 @@
 //! Hyper-parameters of a recurrent stack and torch.nn's parameter layout.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use crate::error::{Error, Result};
 
 /// The recurrence a network is built from (torch's `mode`).
@@ -200,8 +203,8 @@ impl RnnConfig {
         };
         // Layers past the first are alike: count the first and one other.
         let mut per_layer = [0i64; 2];
-        for (at, input) in [self.input_size, deeper_input].into_iter().enumerate() {
-            let suffix = if at == 0 { "_l0" } else { "_l1" };
+        let layers = [(self.input_size, "_l0"), (deeper_input, "_l1")];
+        for (count, (input, suffix)) in per_layer.iter_mut().zip(layers) {
             let mut shapes = vec![
                 ("weight_ih", vec![gate_size, input]),
                 ("weight_hh", vec![gate_size, real_h]),
@@ -215,13 +218,14 @@ impl RnnConfig {
             }
             for (param, shape) in shapes {
                 let n = numel(&format!("{param}{suffix}"), &shape)?;
-                per_layer[at] = per_layer[at].checked_add(n).ok_or_else(overflow)?;
+                *count = count.checked_add(n).ok_or_else(overflow)?;
             }
-            per_layer[at] = per_layer[at].checked_mul(dirs).ok_or_else(overflow)?;
+            *count = count.checked_mul(dirs).ok_or_else(overflow)?;
         }
+        let [first, other] = per_layer;
         let elements = (self.num_layers - 1)
-            .checked_mul(per_layer[1])
-            .and_then(|n| n.checked_add(per_layer[0]))
+            .checked_mul(other)
+            .and_then(|n| n.checked_add(first))
             .ok_or_else(overflow)?;
         let tensors = u64::try_from(self.num_layers)
             .ok()

@@ -24,7 +24,7 @@ use tch::Tensor;
 pub use batch::Streams;
 pub use optim::{clip_grad_norm, grad_norm, Method, OptimConfig, Optimizer};
 pub use step::{eval_step, train_step, State, StepOutput};
-pub use trainer::{evaluate, Trainer};
+pub use trainer::{evaluate, run, Trainer};
 
 use crate::checkpoint::LmConfig;
 use crate::error::{Error, Result};
@@ -385,7 +385,11 @@ pub struct History {
     pub eval_steps: Vec<i64>,
     pub valid_ppls: Vec<f64>,
     pub best_valid_ppl: Option<f64>,
-    /// `"epochs"`, `"max_steps"`, `"time_budget"`, `"interrupted"`, or None while running.
+    /// Why the run ended, or None while it runs: a [`Stop`]'s name (`"epochs"`,
+    /// `"max_steps"`, `"time_budget"`) or, when it ended in an error,
+    /// `"interrupted"` (Ctrl-C or the callback's KeyboardInterrupt),
+    /// `"non_finite"` (a loss, gradient or update that was not finite) or
+    /// `"error"` (anything else: the error says what).
     pub stop_reason: Option<String>,
 }
 

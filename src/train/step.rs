@@ -58,7 +58,8 @@ impl State {
 pub struct StepOutput {
     /// Mean cross-entropy over the window's `T * B` targets.
     pub loss: f64,
-    /// One per trainable parameter, in [`LmParams::trainable`]'s order.
+    /// One per distinct parameter, in [`LmParams::distinct`]'s order (frozen
+    /// ones included; the trainer skips them).
     pub grads: Vec<Tensor>,
     /// The final state, to carry into the next window.
     pub state: State,

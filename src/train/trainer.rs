@@ -193,6 +193,34 @@ pub fn evaluate(
     perplexity(model, &s, poll)
 }
 
+/// A whole run, as `rustrnn.train` asks for it: the trainer built, the
+/// checkpoint directory claimed, the run restored from `resume` if given, and
+/// the loop run. Returns the history as far as it got (None when the trainer
+/// could not be built) with how the run ended; the history's `stop_reason`
+/// says the same in words.
+pub fn run(
+    model: LmParams,
+    vocab: Vocab,
+    train: &Tensor,
+    valid: Option<&Tensor>,
+    opts: TrainOptions,
+    resume: Option<&Path>,
+    hooks: &mut dyn Hooks,
+) -> (Option<History>, Result<Stop>) {
+    let mut trainer = match Trainer::new(model, vocab, train, valid, opts) {
+        Ok(t) => t,
+        Err(e) => return (None, Err(e)),
+    };
+    let result = trainer
+        .claim_checkpoint_dir(resume.is_some())
+        .and_then(|()| match resume {
+            Some(path) => trainer.resume(path, hooks),
+            None => Ok(()),
+        })
+        .and_then(|()| trainer.run(hooks));
+    (Some(trainer.history().clone()), result)
+}
+
 impl Trainer {
     /// Prepares a run: validates the options and the data (1-D int64 ids
     /// within the vocabulary) and cuts the data into streams.

@@ -6,7 +6,7 @@
 
 use std::ops::{Add, Div, Mul, Sub};
 
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// `f32` or `f64`, with what the loops need of them.
 pub trait Float:
@@ -47,4 +47,10 @@ pub unsafe fn slice_mut<'a, T: Float>(t: &Tensor) -> &'a mut [T] {
         return &mut [];
     }
     std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n)
+}
+
+/// Whether `t` holds float32 on the CPU: the fused kernels' one type, and the
+/// one oneDNN's products take here.
+pub fn float_cpu(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && matches!(t.f_kind(), Ok(Kind::Float))
 }

@@ -27,12 +27,13 @@ use super::draw::RowDraw;
 use super::stop::{RowText, Stop};
 use super::{grow, GenerateOptions, Generated, LmWeights};
 use crate::error::{Error, Result};
+use crate::float::float_cpu;
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 use crate::rnn::direction::DirWeights;
-use crate::rnn::packing::{float_cpu, pack_layer, padded, pointwise, Floats};
+use crate::rnn::packing::{pack_layer, padded, pointwise, Floats};
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
 

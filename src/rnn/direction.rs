@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use super::packing::float_cpu;
+use super::product;
 
 use crate::error::Result;
 
@@ -114,36 +114,7 @@ pub fn sequence_grads(
         Some(_) => Some(dgh.f_sum_dim_intlist(0, false, None)?),
         None => None,
     };
-    let (dw_ih, dw_hh, dx) = if onednn_rows(dgx) && onednn_rows(x) && float_cpu(h_prev) {
-        // The gate gradients are converted once and serve every product.
-        let gx = dgx.f_contiguous()?.f_to_mkldnn(None)?;
-        let gh = if dgh.data_ptr() == dgx.data_ptr() {
-            gx.shallow_clone()
-        } else {
-            dgh.f_contiguous()?.f_to_mkldnn(None)?
-        };
-        let dw = |g: &Tensor, input: &Tensor, weight: &Tensor| -> Result<Tensor> {
-            let input = input.f_contiguous()?.f_to_mkldnn(None)?;
-            Ok(input.f_mkldnn_linear_backward_weights(g, weight, false)?.0)
-        };
-        let dx = if need_dx {
-            let w_t = w.w_ih.f_tr()?.f_contiguous()?;
-            Some(
-                gx.f_mkldnn_linear(&w_t, None::<Tensor>)?
-                    .f_to_dense(None, false)?,
-            )
-        } else {
-            None
-        };
-        (dw(&gx, x, w.w_ih)?, dw(&gh, h_prev, w.w_hh)?, dx)
-    } else {
-        let dx = if need_dx {
-            Some(dgx.f_mm(w.w_ih)?)
-        } else {
-            None
-        };
-        (dgx.f_tr()?.f_mm(x)?, dgh.f_tr()?.f_mm(h_prev)?, dx)
-    };
+    let (dw_ih, dw_hh, dx) = product::sequence_grads(w.w_ih, w.w_hh, x, h_prev, dgx, dgh, need_dx)?;
     let grads = DirGrads {
         w_ih: dw_ih,
         w_hh: dw_hh,
@@ -152,19 +123,6 @@ pub fn sequence_grads(
         w_hr: None,
     };
     Ok((dx, grads))
-}
-
-/// Fewest rows for which oneDNN's product pays for its layout conversions.
-const ONEDNN_MIN_ROWS: i64 = 256;
-
-/// Whether `t`'s products go to oneDNN: with many rows of float32 on the
-/// CPU, its matmul (through `mkldnn_linear` and its weight backward) is
-/// about twice as fast as libtorch's BLAS here, layout conversions included:
-/// `[2048, 768] x [768, 256]` 1.9 ms against 3.6 ms, and a weight gradient
-/// `[881, 1024]^T x [881, 256]` 1.2 ms against 2.3 ms, on 2 threads of an
-/// AMD EPYC. The rounding order differs, not the result.
-fn onednn_rows(t: &Tensor) -> bool {
-    t.size()[0] >= ONEDNN_MIN_ROWS && float_cpu(t) && tch::utils::has_mkldnn()
 }
 
 /// `s ⊙ (1 - s)`: the derivative of σ at the point where it returned `s`.

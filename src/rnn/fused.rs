@@ -22,10 +22,11 @@
 use tch::{Device, Kind, Tensor};
 
 use super::direction::DirWeights;
-use super::packing::{float_cpu, pack_layer, padded, pointwise, team_output, team_size, Floats};
+use super::packing::{pack_layer, padded, pointwise, team_output, team_size, Floats};
 use super::steps::Steps;
 use super::Mode;
 use crate::error::{Error, Result};
+use crate::float::float_cpu;
 use crate::kernel::block::{self, Dest, GateSave, Isa, Job};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 

@@ -1,11 +1,12 @@
 //! A layer's torch-layout weights packed for the fused kernels
 //! (`crate::kernel`), shared by generation and the sequence forward.
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use super::direction::DirWeights;
 use super::Mode;
 use crate::error::{Error, Result};
+use crate::float::float_cpu;
 use crate::kernel::block::Pointwise;
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
@@ -13,11 +14,6 @@ use crate::kernel::team::{self, SharedBuf};
 
 /// Below this many multiply-adds per step and thread, fewer threads are faster.
 const MIN_WORK_PER_THREAD: usize = 1 << 16;
-
-/// Whether `t` holds float32 on the CPU, the kernels' one type.
-pub fn float_cpu(t: &Tensor) -> bool {
-    t.device() == Device::Cpu && matches!(t.f_kind(), Ok(Kind::Float))
-}
 
 /// Threads for a step of `layer`'s product over `rows` rows.
 pub fn team_size(layer: &PackedLayer, rows: usize) -> usize {

@@ -32,12 +32,11 @@ use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::lm::LmConfig;
 use crate::rnn::config::ParamSpec;
-use crate::rnn::{Mode, RnnConfig};
 use crate::vocab::Vocab;
 
 pub const FORMAT: &str = "rustrnn.checkpoint";
@@ -45,123 +44,6 @@ pub const VERSION: u64 = 1;
 
 /// Name prefixes a training checkpoint may add to the model's tensors.
 pub const TRAINING_PREFIXES: [&str; 3] = ["optimizer.", "rng.", "state."];
-
-/// The language model's hyper-parameters: `LanguageModel.config` as JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LmConfig {
-    pub embed_size: i64,
-    pub hidden_size: i64,
-    pub num_layers: i64,
-    /// `"lstm"`, `"gru"`, `"rnn_tanh"` or `"rnn_relu"`.
-    pub cell: Mode,
-    /// Dropout on the embeddings, before the head and (with several layers)
-    /// between the recurrent layers.
-    pub dropout: f64,
-    pub tie_weights: bool,
-}
-
-impl LmConfig {
-    pub fn from_json(json: &str) -> Result<LmConfig> {
-        let cfg: LmConfig = serde_json::from_str(json)
-            .map_err(|e| Error::value(format!("invalid model config: {e}")))?;
-        cfg.rnn_config()?;
-        Ok(cfg)
-    }
-
-    #[allow(
-        clippy::expect_used,
-        reason = "plain strings and numbers always serialize"
-    )]
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a config serializes")
-    }
-
-    /// The recurrent stack's configuration, as `LanguageModel` builds it
-    /// (dropout between layers only when there are several).
-    pub fn rnn_config(&self) -> Result<RnnConfig> {
-        if !(0.0..=1.0).contains(&self.dropout) {
-            return Err(Error::value(format!(
-                "dropout must be in [0, 1], got {}",
-                self.dropout
-            )));
-        }
-        if self.tie_weights && self.hidden_size != self.embed_size {
-            return Err(Error::value(format!(
-                "tie_weights needs hidden_size == embed_size, got hidden_size={} and embed_size={}",
-                self.hidden_size, self.embed_size
-            )));
-        }
-        let mut cfg = RnnConfig::new(
-            self.cell,
-            self.embed_size,
-            self.hidden_size,
-            self.num_layers,
-        )?;
-        cfg.dropout = if self.num_layers > 1 {
-            self.dropout
-        } else {
-            0.0
-        };
-        Ok(cfg)
-    }
-
-    /// How many tensors the model's `state_dict` has (see [`LmConfig::param_specs`]),
-    /// computed without listing them, so a header claiming a billion layers
-    /// costs nothing before it is compared with what a file really holds.
-    pub fn num_tensors(&self) -> Result<usize> {
-        let rnn = self.rnn_config()?;
-        usize::try_from(rnn.num_layers)
-            .ok()
-            .and_then(|l| l.checked_mul(usize::try_from(rnn.num_directions()).ok()?))
-            .and_then(|n| n.checked_mul(rnn.params_per_direction()))
-            .and_then(|n| n.checked_add(3))
-            .ok_or_else(|| {
-                Error::value(format!(
-                    "num_layers={} gives more tensors than can be counted",
-                    self.num_layers
-                ))
-            })
-    }
-
-    /// [`LmConfig::param_specs`] for tensors that exist: `have` is how many
-    /// the caller holds (all of them, or with `extra` more besides), compared
-    /// with [`LmConfig::num_tensors`] before any spec is built.
-    pub fn param_specs_for(
-        &self,
-        vocab_size: i64,
-        have: usize,
-        extra: bool,
-    ) -> Result<Vec<ParamSpec>> {
-        let need = self.num_tensors()?;
-        if need > have || (!extra && need != have) {
-            return Err(Error::value(format!(
-                "the config (num_layers={}) needs {need} model tensors, but there are {have}",
-                self.num_layers
-            )));
-        }
-        self.param_specs(vocab_size)
-    }
-
-    /// Every tensor of the model's `state_dict`, in its order, with its shape.
-    /// With tied weights `head.weight` is listed too (the same tensor as
-    /// `embedding.weight`), as torch's `state_dict` lists it.
-    pub fn param_specs(&self, vocab_size: i64) -> Result<Vec<ParamSpec>> {
-        let rnn = self.rnn_config()?;
-        let spec = |name: &str, shape: Vec<i64>| ParamSpec {
-            name: name.to_string(),
-            shape,
-        };
-        let mut specs = vec![spec("embedding.weight", vec![vocab_size, self.embed_size])];
-        specs.extend(rnn.param_specs().into_iter().map(|p| ParamSpec {
-            name: format!("rnn.{}", p.name),
-            shape: p.shape,
-        }));
-        specs.push(spec("head.weight", vec![vocab_size, self.hidden_size]));
-        specs.push(spec("head.bias", vec![vocab_size]));
-        Ok(specs)
-    }
-}
 
 /// Whether a file holds a model only or a training run's state as well.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -597,6 +479,7 @@ impl View for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rnn::Mode;
     use crate::vocab::{BuildOptions, Level};
     use std::fs;
 

@@ -1,5 +1,7 @@
-//! Text generation: a language model (embedding -> recurrent stack -> linear
-//! head) run token by token entirely in Rust, with no autograd graph kept.
+//! The language model (embedding -> recurrent stack -> linear head): its
+//! definition (`model`: config, parameter names and shapes, the rules, the
+//! weights by name), scoring many lines (`score`), and text generation, here:
+//! the model run token by token entirely in Rust, with no autograd graph kept.
 //!
 //! How the next token is chosen is the caller's: `generate` hands each step's
 //! logits to a `draw` function (multinomial sampling, greedy argmax, ...).
@@ -11,6 +13,7 @@
 
 mod draw;
 mod fused;
+pub mod model;
 pub mod score;
 pub mod stop;
 #[cfg(test)]
@@ -18,6 +21,7 @@ mod tests;
 
 use tch::{Kind, Tensor};
 
+pub use self::model::{LmConfig, LmParams, LmWeights};
 use self::stop::RowText;
 pub use self::stop::Stop;
 use crate::error::{Error, Result};
@@ -27,17 +31,6 @@ use crate::rnn::product::Product;
 use crate::rnn::step::{StepState, Stepper};
 use crate::rnn::{stack, RnnConfig};
 use crate::sampler::{sample_logits, SampleOptions, UniformSource};
-
-/// The parameters of a language model, borrowed from the Python module.
-pub struct LmWeights<'a> {
-    /// `[V, E]`.
-    pub embedding: &'a Tensor,
-    /// The stack's parameters in torch's flat order.
-    pub stack: &'a [Tensor],
-    /// `[V, H]`.
-    pub head_weight: &'a Tensor,
-    pub head_bias: Option<&'a Tensor>,
-}
 
 pub struct GenerateOptions<'a> {
     pub max_tokens: i64,

@@ -8,8 +8,9 @@ use pyo3::prelude::*;
 use super::guard::guard;
 use pyo3_tch::PyTensor;
 
-use crate::checkpoint::{kind_name, Checkpoint, FileKind, LmConfig};
 use super::vocab::PyVocab;
+use crate::checkpoint::{kind_name, Checkpoint, FileKind};
+use crate::lm::LmConfig;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(save_model, m)?)?;

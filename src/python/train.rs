@@ -11,12 +11,12 @@ use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
-use crate::checkpoint::LmConfig;
+use super::vocab::PyVocab;
 use crate::error::{Error, Result};
+use crate::lm::LmConfig;
 use crate::train::{
     self, EvalInfo, Hooks, LmParams, Method, OptimConfig, Optimizer, StepInfo, TrainOptions,
 };
-use super::vocab::PyVocab;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOptimizer>()?;
@@ -155,13 +155,9 @@ impl Hooks for PyHooks {
     }
 }
 
-fn lm_params(config: &str, vocab_size: i64, params: Vec<(String, PyTensor)>) -> Result<LmParams> {
+fn lm_params(config: &str, params: Vec<(String, PyTensor)>) -> Result<LmParams> {
     let config = LmConfig::from_json(config)?;
-    LmParams::new(
-        config,
-        vocab_size,
-        params.into_iter().map(|(n, t)| (n, t.0)).collect(),
-    )
+    LmParams::new(config, params.into_iter().map(|(n, t)| (n, t.0)).collect())
 }
 
 /// Runs the training loop (see `rustrnn.train`, which prepares the arguments).
@@ -205,7 +201,7 @@ fn train_lm(
         let vocab = vocab.core().clone();
         let opts: TrainOptions = serde_json::from_str(options)
             .map_err(|e| Error::value(format!("invalid training options: {e}")))?;
-        let model = lm_params(config, vocab.len() as i64, params)?;
+        let model = lm_params(config, params)?;
         let mut hooks = PyHooks {
             obj: hooks,
             distributed,
@@ -263,11 +259,7 @@ fn evaluate_lm(
     bptt: i64,
 ) -> PyResult<f64> {
     guard("evaluate_lm", || {
-        let vocab_size = params
-            .first()
-            .and_then(|(_, t)| t.size().first().copied())
-            .unwrap_or(0);
-        let model = lm_params(config, vocab_size, params)?;
+        let model = lm_params(config, params)?;
         let ids = ids.0;
         let ppl = py.allow_threads(move || {
             train::evaluate(&model, &ids, batch_size, bptt, &mut || {

@@ -779,7 +779,7 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::LmConfig;
+    use crate::lm::LmConfig;
     use crate::rnn::Mode;
     use crate::train::{NoHooks, OptimConfig};
     use crate::vocab::{BuildOptions, Level};
@@ -813,10 +813,7 @@ mod tests {
                 (s.name, t)
             })
             .collect();
-        (
-            LmParams::new(config, vocab.len() as i64, named).unwrap(),
-            vocab,
-        )
+        (LmParams::new(config, named).unwrap(), vocab)
     }
 
     fn ids(vocab: &Vocab) -> Tensor {

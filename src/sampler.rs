@@ -36,6 +36,9 @@
 //! candidates hold `p` of every row's mass, rather than sorting the whole
 //! vocabulary), and draws one token per row with the same kernel.
 
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::cmp::Reverse;
 use std::sync::Mutex;
 
@@ -157,13 +160,17 @@ pub fn multinomial<R: UniformSource + ?Sized>(
 /// Returns whether the input is batched (2-D).
 fn check_multinomial_args(input: &Tensor, num_samples: i64, replacement: bool) -> Result<bool> {
     let size = input.size();
-    if size.len() != 1 && size.len() != 2 {
-        return Err(Error::shape(format!(
-            "prob_dist must be 1 or 2 dim: multinomial expects a 1-D or 2-D tensor of weights, \
-             got a {}-D tensor of shape {size:?}",
-            size.len()
-        )));
-    }
+    let (batched, cats) = match *size.as_slice() {
+        [cats] => (false, cats),
+        [_, cats] => (true, cats),
+        _ => {
+            return Err(Error::shape(format!(
+                "prob_dist must be 1 or 2 dim: multinomial expects a 1-D or 2-D tensor of weights, \
+                 got a {}-D tensor of shape {size:?}",
+                size.len()
+            )))
+        }
+    };
     let kind = input.f_kind()?;
     if !is_float(kind) {
         return Err(Error::shape(format!(
@@ -176,14 +183,13 @@ fn check_multinomial_args(input: &Tensor, num_samples: i64, replacement: bool) -
             "cannot sample n_sample <= 0 samples: num_samples must be positive, got {num_samples}"
         )));
     }
-    let cats = size[size.len() - 1];
     if !replacement && num_samples > cats {
         return Err(Error::shape(format!(
             "cannot sample n_sample > prob_dist.size(-1) samples without replacement: \
              num_samples = {num_samples} but there are only {cats} categories"
         )));
     }
-    Ok(size.len() == 2)
+    Ok(batched)
 }
 
 /// What is wrong with one row. When several rows are wrong the error reports
@@ -328,6 +334,11 @@ mod cpu {
         let (rows, cats, ns) = (rows_i as usize, cats_i as usize, num_samples as usize);
         let data = elements::<W>(w)?;
         let nb = cats.div_ceil(BLOCK);
+        if cats == 0 {
+            // sample_rows answers this before calling; here it keeps the chunk
+            // sizes below (cats weights, nb block sums per row) from being 0.
+            return Ok(Err(Fault::ZeroSum { row: 0 }));
+        }
 
         // Pass 1: validate and take the block sums (no randomness spent yet).
         let mut sums = try_vec(0.0f64, rows.saturating_mul(nb))?;
@@ -360,10 +371,11 @@ mod cpu {
         let sums = &sums;
         par_rows(slots, ns, threads, |first, chunk| {
             let mut scratch = Scratch::new(cats, nb, replacement);
-            for (r, row_slots) in chunk.chunks_mut(ns).enumerate() {
-                let row = first + r;
-                let weights = &data[row * cats..(row + 1) * cats];
-                let row_sums = &sums[row * nb..(row + 1) * nb];
+            let rows = data
+                .chunks_exact(cats)
+                .zip(sums.chunks_exact(nb))
+                .skip(first);
+            for (row_slots, (weights, row_sums)) in chunk.chunks_mut(ns).zip(rows) {
                 if replacement {
                     draw_with_replacement(weights, row_sums, &mut scratch, row_slots);
                 } else {
@@ -486,9 +498,8 @@ mod cpu {
     ) -> Option<Fault> {
         let nb = cats.div_ceil(BLOCK);
         let mut fault = None;
-        for (r, row_sums) in sums.chunks_mut(nb).enumerate() {
-            let row = first + r;
-            let weights = &data[row * cats..(row + 1) * cats];
+        let rows = sums.chunks_mut(nb).zip(data.chunks_exact(cats).skip(first));
+        for ((row_sums, weights), row) in rows.zip(first..) {
             let (nonneg, nnz) = block_sums(weights, row_sums);
             let total: f64 = row_sums.iter().sum();
             let this = if !nonneg || !total.is_finite() {
@@ -516,6 +527,8 @@ mod cpu {
     /// negative (nan and inf show in the sums instead), and how many are
     /// positive. Eight independent lanes, and a running minimum rather than
     /// boolean flags, so the compiler vectorises the loop well (4x faster).
+    // why: `j` runs over 0..LANES, the length of `c` (a chunks_exact chunk) and of the lane arrays.
+    #[allow(clippy::indexing_slicing)]
     fn block_sums<W: Weight>(w: &[W], sums: &mut [f64]) -> (bool, usize) {
         const LANES: usize = 8;
         let mut mn = [f64::INFINITY; LANES];
@@ -564,6 +577,8 @@ mod cpu {
             Fenwick { tree: Vec::new() }
         }
 
+        // why: `tree` holds n + 1 entries; `i` runs over 1..=n and `j` is tested against n.
+        #[allow(clippy::indexing_slicing)]
         pub(super) fn build(&mut self, sums: &[f64]) {
             let n = sums.len();
             self.tree.clear();
@@ -578,16 +593,17 @@ mod cpu {
         }
 
         pub(super) fn add(&mut self, block: usize, delta: f64) {
-            let n = self.tree.len() - 1;
             let mut i = block + 1;
-            while i <= n {
-                self.tree[i] += delta;
+            while let Some(node) = self.tree.get_mut(i) {
+                *node += delta;
                 i += i & i.wrapping_neg();
             }
         }
 
+        // why: `i` starts at tree.len() - 1 and only clears bits, so it stays below tree.len().
+        #[allow(clippy::indexing_slicing)]
         pub(super) fn total(&self) -> f64 {
-            let mut i = self.tree.len() - 1;
+            let mut i = self.tree.len().saturating_sub(1);
             let mut s = 0.0;
             while i > 0 {
                 s += self.tree[i];
@@ -599,7 +615,7 @@ mod cpu {
         /// The first block whose prefix sum exceeds `t` (the number of blocks
         /// if none does) and the sum of the blocks before it (`<= t`).
         pub(super) fn find(&self, t: f64) -> (usize, f64) {
-            let n = self.tree.len() - 1;
+            let n = self.tree.len().saturating_sub(1);
             if n == 0 {
                 return (0, 0.0);
             }
@@ -608,9 +624,10 @@ mod cpu {
             let mut step = 1usize << (usize::BITS - 1 - n.leading_zeros());
             while step > 0 {
                 let next = pos + step;
-                if next <= n && before + self.tree[next] <= t {
+                // Past n (the end of the tree) is no node.
+                if let Some(&node) = self.tree.get(next).filter(|&&node| before + node <= t) {
                     pos = next;
-                    before += self.tree[next];
+                    before += node;
                 }
                 step >>= 1;
             }
@@ -653,6 +670,9 @@ mod cpu {
     /// Sequential sampling without replacement: each draw is taken from the
     /// weights not yet drawn. The row has at least `out.len()` positive
     /// weights; each slot's uniform becomes its draw.
+    // why: `draw` returns an index below w.len() (w is a row, never empty, and `removed` is as
+    // long), so `i` and its block's indices are below w.len() and `i / BLOCK` below sums.len().
+    #[allow(clippy::indexing_slicing)]
     fn draw_without_replacement<W: Weight>(
         w: &[W],
         sums: &[f64],
@@ -703,7 +723,9 @@ mod cpu {
         let lo = (b * BLOCK).min(w.len());
         let hi = ((b + 1) * BLOCK).min(w.len());
         let mut acc = before;
-        for (i, x) in w[lo..hi].iter().enumerate().map(|(k, x)| (lo + k, x)) {
+        // Both ends are clamped to w.len(), lo <= hi: the fallback never applies.
+        let block = w.get(lo..hi).unwrap_or_default();
+        for (i, x) in (lo..).zip(block) {
             if !gone(i) {
                 acc += x.get();
                 if acc > t {
@@ -711,7 +733,7 @@ mod cpu {
                 }
             }
         }
-        let usable = |&i: &usize| !gone(i) && w[i].get() > 0.0;
+        let usable = |&i: &usize| !gone(i) && w.get(i).is_some_and(|x| x.get() > 0.0);
         (0..hi)
             .rev()
             .find(usable)
@@ -787,7 +809,7 @@ mod tensor_ops {
     }
 
     fn first_fault(code: &Tensor, bad: &Tensor, w64: &Tensor, nnz: &Tensor) -> Result<Fault> {
-        let rows = code.size()[0] as usize;
+        let rows = code.size1()? as usize;
         let mut codes = vec![0i64; rows];
         code.f_to_device(Device::Cpu)?
             .f_contiguous()?
@@ -893,11 +915,15 @@ pub fn sample_logits<R: UniformSource + ?Sized>(
     opts.validate()?;
     let _no_grad = tch::no_grad_guard();
     let size = logits.size();
-    if size.len() != 1 && size.len() != 2 {
-        return Err(Error::shape(format!(
-            "sample expects logits of shape [V] or [B, V], got shape {size:?}"
-        )));
-    }
+    let (batched, vocab) = match *size.as_slice() {
+        [vocab] => (false, vocab),
+        [_, vocab] => (true, vocab),
+        _ => {
+            return Err(Error::shape(format!(
+                "sample expects logits of shape [V] or [B, V], got shape {size:?}"
+            )))
+        }
+    };
     let kind = logits.f_kind()?;
     if !is_float(kind) {
         return Err(Error::shape(format!(
@@ -905,8 +931,6 @@ pub fn sample_logits<R: UniformSource + ?Sized>(
             dtype_name(kind)
         )));
     }
-    let batched = size.len() == 2;
-    let vocab = size[size.len() - 1];
     if vocab == 0 {
         return Err(Error::shape(format!(
             "sample: the logits have no tokens (shape {size:?})"
@@ -921,7 +945,7 @@ pub fn sample_logits<R: UniformSource + ?Sized>(
         Kind::Float | Kind::Double => x,
         _ => x.f_to_kind(Kind::Float)?,
     };
-    let rows = x.size()[0];
+    let (rows, _) = x.size2()?;
     let device = x.device();
     let finish = |tokens: Tensor| -> Result<Tensor> {
         if batched {
@@ -972,7 +996,7 @@ pub fn sample_logits<R: UniformSource + ?Sized>(
         let cum = w64.f_cumsum(1, Kind::Double)?;
         let total = match row_mass {
             Some(mass) => mass,
-            None => cum.f_narrow(1, cum.size()[1] - 1, 1)?,
+            None => cum.f_narrow(1, cum.size2()?.1 - 1, 1)?,
         };
         let before = cum.f_sub(&w64)?.f_div(&total)?;
         weights = w64.f_masked_fill(&before.f_ge(p)?, 0.0)?;
@@ -993,7 +1017,7 @@ const NUCLEUS_FIRST_K: i64 = 256;
 /// `exp(z)` reaches `p` of the row's total; and that total `[rows, 1]` (float64).
 /// A few `topk` calls instead of sorting the whole vocabulary.
 fn nucleus_candidates(z: &Tensor, p: f64) -> Result<(Tensor, Tensor, Tensor)> {
-    let vocab = z.size()[1];
+    let (_, vocab) = z.size2()?;
     let total = z.f_exp()?.f_sum_dim_intlist(1, true, Kind::Double)?;
     let target = total.f_mul_scalar(p)?;
     let mut k = NUCLEUS_FIRST_K.min(vocab);
@@ -1013,7 +1037,7 @@ fn nucleus_candidates(z: &Tensor, p: f64) -> Result<(Tensor, Tensor, Tensor)> {
 
 /// Why a row's maximum is not finite: nan, +inf, or no finite logit at all.
 fn logits_error(row_max: &Tensor, batched: bool) -> Result<Error> {
-    let rows = row_max.size()[0] as usize;
+    let rows = row_max.size2()?.0 as usize;
     let mut m = vec![0f64; rows];
     row_max
         .f_to_kind(Kind::Double)?

@@ -14,6 +14,10 @@
 //!
 //! The file format is versioned JSON, see [`Vocab::to_json`].
 
+// Values from Python and from vocabulary files reach this module: no index or
+// slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -178,13 +182,13 @@ impl Vocab {
         n_specials: usize,
         tokens: Vec<String>,
     ) -> Result<Vocab> {
-        if n_specials > tokens.len() {
-            return Err(Error::value(format!(
+        let specials = tokens.get(..n_specials).ok_or_else(|| {
+            Error::value(format!(
                 "{n_specials} specials but only {} tokens",
                 tokens.len()
-            )));
-        }
-        check_specials(&tokens[..n_specials])?;
+            ))
+        })?;
+        check_specials(specials)?;
         let mut ids = Map::default();
         let mut short = Map::with_capacity_and_hasher(tokens.len(), Default::default());
         for (id, tok) in tokens.iter().enumerate() {
@@ -219,12 +223,7 @@ impl Vocab {
             }
         }
         let chars = CharTable::new(&tokens);
-        let special = |name: &str| {
-            tokens[..n_specials]
-                .iter()
-                .position(|t| t == name)
-                .map(|i| i as i64)
-        };
+        let special = |name: &str| specials.iter().position(|t| t == name).map(|i| i as i64);
         let (unk, eos) = (special(UNK), special(EOS));
         Ok(Vocab {
             level,
@@ -261,7 +260,8 @@ impl Vocab {
     }
 
     pub fn specials(&self) -> &[String] {
-        &self.tokens[..self.n_specials]
+        // from_parts checked n_specials <= len(): the fallback never applies.
+        self.tokens.get(..self.n_specials).unwrap_or_default()
     }
 
     /// The id of `<unk>`, if it is a special.
@@ -379,8 +379,8 @@ impl Vocab {
     /// The id of `token`, if it is in the vocabulary.
     #[inline(always)]
     fn lookup(&self, token: &str) -> Option<i64> {
-        if token.len() == 1 {
-            return self.chars.get(token.as_bytes()[0] as char);
+        if let &[b] = token.as_bytes() {
+            return self.chars.get(b as char);
         }
         match pack(token) {
             Some(key) => self.short.get(&key).copied(),
@@ -499,7 +499,7 @@ impl Vocab {
         let file: VocabFile =
             serde_json::from_value(value).map_err(|e| Error::value(e.to_string()))?;
         let n = file.specials.len();
-        if file.tokens.len() < n || file.tokens[..n] != file.specials[..] {
+        if !file.tokens.starts_with(&file.specials) {
             return Err(Error::value(format!(
                 "\"tokens\" must start with the specials [{}]",
                 quote_all(&file.specials)
@@ -546,26 +546,26 @@ impl Vocab {
 /// the buffer back right after a byte-wise copy stalls on store forwarding,
 /// which made this the most expensive step of a word-level encode.
 #[inline(always)]
-#[allow(clippy::expect_used, reason = "fixed-width slices of a checked length")]
 fn pack(token: &str) -> Option<u128> {
     let b = token.as_bytes();
     let n = b.len();
-    let le64 = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let le32 = |at: usize| {
-        u64::from(u32::from_le_bytes(
-            b[at..at + 4].try_into().expect("4 bytes"),
-        ))
-    };
-    let le16 = |at: usize| u64::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    // The first and the last 2, 4 or 8 bytes. Each arm below reads at most
+    // n bytes, so the `None` fallbacks never apply (and compile away).
+    let first8 = || b.first_chunk().map_or(0, |c| u64::from_le_bytes(*c));
+    let last8 = || b.last_chunk().map_or(0, |c| u64::from_le_bytes(*c));
+    let first4 = || u64::from(b.first_chunk().map_or(0, |c| u32::from_le_bytes(*c)));
+    let last4 = || u64::from(b.last_chunk().map_or(0, |c| u32::from_le_bytes(*c)));
+    let first2 = || u64::from(b.first_chunk().map_or(0, |c| u16::from_le_bytes(*c)));
+    let last2 = || u64::from(b.last_chunk().map_or(0, |c| u16::from_le_bytes(*c)));
     // The first and the last bytes, overlapping in the middle (equal bytes OR
     // to themselves); `hi` holds bytes 8.. when there are more than 8.
     let (lo, hi) = match n {
         0 => (0, 0),
-        1 => (u64::from(b[0]), 0),
-        2..=3 => (le16(0) | le16(n - 2) << ((n - 2) * 8), 0),
-        4..=7 => (le32(0) | le32(n - 4) << ((n - 4) * 8), 0),
-        8 => (le64(0), 0),
-        9..=15 => (le64(0), le64(n - 8) >> ((16 - n) * 8)),
+        1 => (b.first().map_or(0, |&x| u64::from(x)), 0),
+        2..=3 => (first2() | last2() << ((n - 2) * 8), 0),
+        4..=7 => (first4() | last4() << ((n - 4) * 8), 0),
+        8 => (first8(), 0),
+        9..=15 => (first8(), last8() >> ((16 - n) * 8)),
         _ => return None,
     };
     Some(u128::from(lo) | u128::from(hi) << 64 | (n as u128) << 120)
@@ -635,7 +635,7 @@ fn check_specials(specials: &[String]) -> Result<()> {
         if s.is_empty() {
             return Err(Error::value("a special token must not be empty"));
         }
-        if specials[..i].contains(s) {
+        if specials.iter().take(i).any(|t| t == s) {
             return Err(Error::value(format!(
                 "special token {} is given twice",
                 quote(s)
@@ -680,15 +680,16 @@ fn count_chars(text: &str) -> Vec<(char, usize)> {
     let mut ascii = [0usize; 128];
     let mut other: Map<char, usize> = Map::default();
     for c in text.chars() {
-        if c.is_ascii() {
-            ascii[c as usize] += 1;
-        } else {
-            *other.entry(c).or_insert(0) += 1;
+        // In range exactly when `c` is ASCII.
+        match ascii.get_mut(c as usize) {
+            Some(n) => *n += 1,
+            None => *other.entry(c).or_insert(0) += 1,
         }
     }
-    let ascii = (0u8..128)
-        .filter(|&b| ascii[b as usize] > 0)
-        .map(|b| (b as char, ascii[b as usize]));
+    let ascii = (0u8..)
+        .zip(ascii)
+        .filter(|&(_, n)| n > 0)
+        .map(|(b, n)| (char::from(b), n));
     ascii.chain(other).collect()
 }
 
@@ -718,8 +719,9 @@ impl CharTable {
         };
         for (id, tok) in tokens.iter().enumerate() {
             if let Some(c) = single(tok) {
-                if (c as u32) < Self::DENSE_LIMIT {
-                    table.dense[c as usize] = id as i64;
+                // `dense` covers every single character below DENSE_LIMIT.
+                if let Some(slot) = table.dense.get_mut(c as usize) {
+                    *slot = id as i64;
                 } else {
                     table.rest.insert(c, id as i64);
                 }
@@ -771,6 +773,8 @@ enum Class {
 }
 
 /// Whether each byte is an ASCII word character.
+// why: evaluated at compile time, where an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
 static ASCII_WORD: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
@@ -781,7 +785,16 @@ static ASCII_WORD: [bool; 256] = {
     t
 };
 
+/// Whether the byte `b` is an ASCII word character.
+#[inline(always)]
+fn ascii_word(b: u8) -> bool {
+    // A u8 is always below 256: the fallback compiles away.
+    ASCII_WORD.get(usize::from(b)).copied().unwrap_or(false)
+}
+
 /// The class of each ASCII character (`char::is_whitespace` counts U+000B).
+// why: evaluated at compile time, where an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
 static ASCII_CLASS: [Class; 128] = {
     let mut t = [Class::Other; 128];
     let mut b = 0;
@@ -799,8 +812,9 @@ static ASCII_CLASS: [Class; 128] = {
 impl Class {
     #[inline(always)]
     fn of(c: char) -> Class {
-        if c.is_ascii() {
-            ASCII_CLASS[c as usize]
+        // In the table exactly when `c` is ASCII.
+        if let Some(&class) = ASCII_CLASS.get(c as usize) {
+            class
         } else if c.is_whitespace() {
             Class::Space
         } else if is_mark(c) {
@@ -824,9 +838,9 @@ impl<'s> WordSplitter<'s> {
         let mut literal_ascii = [false; 128];
         let mut literal_other = Vec::new();
         for c in literal.iter().filter_map(|s| s.chars().next()) {
-            match u8::try_from(c) {
-                Ok(b) if b.is_ascii() => literal_ascii[b as usize] = true,
-                _ => literal_other.push(c),
+            match literal_ascii.get_mut(c as usize) {
+                Some(starts) => *starts = true,
+                None => literal_other.push(c),
             }
         }
         WordSplitter {
@@ -844,10 +858,10 @@ impl<'s> WordSplitter<'s> {
         let mut run = Run::None;
         let mut join_next = false;
         let mut prev_word = false;
-        while i < bytes.len() {
+        while let Some(&byte) = bytes.get(i) {
             let at = i;
-            let c = if bytes[i].is_ascii() {
-                bytes[i] as char
+            let c = if byte.is_ascii() {
+                byte as char
             } else {
                 text[i..].chars().next().unwrap_or_default()
             };
@@ -902,7 +916,7 @@ impl<'s> WordSplitter<'s> {
                     if word {
                         // Fast path through the rest of an ASCII word; no
                         // special can match inside a word.
-                        while i < bytes.len() && ASCII_WORD[bytes[i] as usize] {
+                        while bytes.get(i).copied().is_some_and(ascii_word) {
                             i += 1;
                         }
                     }
@@ -916,9 +930,9 @@ impl<'s> WordSplitter<'s> {
 
     #[inline]
     fn may_start_literal(&self, c: char) -> bool {
-        match u8::try_from(c) {
-            Ok(b) if b.is_ascii() => self.literal_ascii[b as usize],
-            _ => self.literal_other.contains(&c),
+        match self.literal_ascii.get(c as usize) {
+            Some(&starts) => starts,
+            None => self.literal_other.contains(&c),
         }
     }
 

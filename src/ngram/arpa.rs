@@ -24,6 +24,9 @@
 //! suffix of others (pruned models) added as blanks with backoff 0. Every
 //! mistake is a `Format` error naming the file and the line.
 
+// Values from ARPA files reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -106,22 +109,20 @@ impl NGramModel {
         }
         let words: Vec<std::borrow::Cow<'_, str>> =
             self.words.words().iter().map(|w| escape(w)).collect();
-        let order = self.order();
         let mut ids = [0u32; MAX_ORDER];
         let mut lines = 0usize;
-        for n in 1..=order {
+        for (n, (table, prob)) in (1..).zip(self.tables.iter().zip(&self.prob)) {
             writeln!(out, "\n\\{n}-grams:")?;
-            let table = &self.tables[n - 1];
-            for id in 0..table.len() as u32 {
-                let p = self.prob[n - 1][id as usize];
+            // None at the highest order, which has no backoffs.
+            let backoff = self.backoff.get(n - 1);
+            for (id, &p) in (0..table.len() as u32).zip(prob) {
                 if p.is_nan() {
                     continue;
                 }
                 // The words, last first, following the contexts down.
                 let mut at = id;
-                for k in (0..n).rev() {
-                    let t = &self.tables[k];
-                    ids[k] = t.word(at);
+                for (slot, t) in ids.iter_mut().zip(&self.tables).take(n).rev() {
+                    *slot = t.word(at);
                     at = t.context(at);
                 }
                 let p = if n == 1 && id == BOS_WORD {
@@ -130,17 +131,16 @@ impl NGramModel {
                     p
                 };
                 write!(out, "{p}\t")?;
-                for (k, w) in ids[..n].iter().enumerate() {
+                for (k, w) in ids.iter().take(n).enumerate() {
                     if k > 0 {
                         out.write_all(b" ")?;
                     }
                     out.write_all(words.get(*w as usize).map_or("<unk>", |w| w).as_bytes())?;
                 }
-                let b = if n < order {
-                    self.backoff[n - 1][id as usize]
-                } else {
-                    0.0
-                };
+                let b = backoff
+                    .and_then(|b| b.get(id as usize))
+                    .copied()
+                    .unwrap_or(0.0);
                 if b != 0.0 {
                     write!(out, "\t{b}")?;
                 }
@@ -253,47 +253,112 @@ fn read_comment(line: &str, w: &mut Written) {
     }
 }
 
-/// The n-grams read so far.
+/// The n-grams read so far: `tables`, `prob` and `backoff` as in
+/// [`NGramModel`] (`backoff` one order shorter).
 struct Builder {
-    order: usize,
     tables: Vec<Table>,
     prob: Vec<Vec<f64>>,
     backoff: Vec<Vec<f64>>,
 }
 
+/// The error for an n-gram the builder lacks storage for, which [`read`]
+/// never asks about: it reads orders 1 to the declared order, and numbers
+/// n-grams with their table.
+fn no_slot(n: usize, id: u32) -> Error {
+    Error::value(format!(
+        "internal: the ARPA reader has no slot for {n}-gram {id}"
+    ))
+}
+
+/// The n-gram `words` as its context (all but the last word), its last
+/// word, and its suffix (all but the first word); None if it is empty.
+fn split_gram(words: &[u32]) -> Option<(&[u32], u32, &[u32])> {
+    let (&last, context) = words.split_last()?;
+    let (_, suffix) = words.split_first()?;
+    Some((context, last, suffix))
+}
+
 impl Builder {
+    /// Appends a blank n-gram of order `n`: no probability, backoff 0.
+    fn push_blank(&mut self, n: usize) -> Result<()> {
+        let prob = self.prob.get_mut(n - 1).ok_or_else(|| no_slot(n, 0))?;
+        prob.push(f64::NAN);
+        // The highest order has no backoffs.
+        if let Some(backoff) = self.backoff.get_mut(n - 1) {
+            backoff.push(0.0);
+        }
+        Ok(())
+    }
+
+    /// The id of `(context, word)` among the n-grams of order `n` (2 or
+    /// more), added as a blank if it is new; and whether it was.
+    fn intern(&mut self, n: usize, context: u32, word: u32) -> Result<(u32, bool)> {
+        let table = self.tables.get_mut(n - 1).ok_or_else(|| no_slot(n, 0))?;
+        let (id, new) = table.intern(context, word)?;
+        if new {
+            self.push_blank(n)?;
+        }
+        Ok((id, new))
+    }
+
+    /// The log10 probability of n-gram `id` of order `n`, and its backoff
+    /// weight (None at the highest order).
+    fn values(&mut self, n: usize, id: u32) -> Result<(&mut f64, Option<&mut f64>)> {
+        let i = id as usize;
+        let prob = self
+            .prob
+            .get_mut(n - 1)
+            .and_then(|p| p.get_mut(i))
+            .ok_or_else(|| no_slot(n, id))?;
+        // The highest order has no backoffs.
+        let backoff = self
+            .backoff
+            .get_mut(n - 1)
+            .map(|b| b.get_mut(i).ok_or_else(|| no_slot(n, id)))
+            .transpose()?;
+        Ok((prob, backoff))
+    }
+
     /// The id of the n-gram `words` (order `words.len()`, at least 2 here),
     /// adding it and any of its prefixes and suffixes that are missing as
     /// blanks.
     fn ensure(&mut self, words: &[u32]) -> Result<u32> {
-        let n = words.len();
-        let Some((&last, head)) = words.split_last() else {
+        let Some((context_words, last, suffix)) = split_gram(words) else {
             return Ok(0);
         };
-        if n == 1 {
+        if context_words.is_empty() {
             return Ok(last);
         }
-        let context = self.ensure(head)?;
-        if let Some(id) = self.tables[n - 1].get(context, last) {
+        let n = words.len();
+        let context = self.ensure(context_words)?;
+        if let Some(id) = self.tables.get(n - 1).and_then(|t| t.get(context, last)) {
             return Ok(id);
         }
-        self.ensure(&words[1..])?;
-        let (id, _) = self.tables[n - 1].intern(context, last)?;
-        self.prob[n - 1].push(f64::NAN);
-        if n < self.order {
-            self.backoff[n - 1].push(0.0);
+        self.ensure(suffix)?;
+        Ok(self.intern(n, context, last)?.0)
+    }
+
+    /// The id of the n-gram `words` (order 2 or more), added with any of
+    /// its prefixes and suffixes that are missing (those as blanks); and
+    /// whether it is new (it is not if it was a blank).
+    fn add(&mut self, words: &[u32]) -> Result<(u32, bool)> {
+        let (context_words, last, suffix) = split_gram(words).ok_or_else(|| no_slot(0, 0))?;
+        let context = match self.find(context_words) {
+            Some(c) => c,
+            None => self.ensure(context_words)?,
+        };
+        if self.find(suffix).is_none() {
+            self.ensure(suffix)?;
         }
-        Ok(id)
+        self.intern(words.len(), context, last)
     }
 
     /// The id of `words` if it and every prefix are present.
     fn find(&self, words: &[u32]) -> Option<u32> {
         let (&first, rest) = words.split_first()?;
-        let mut id = first;
-        for (k, &w) in rest.iter().enumerate() {
-            id = self.tables[k + 1].get(id, w)?;
-        }
-        Some(id)
+        let mut tables = self.tables.iter().skip(1);
+        rest.iter()
+            .try_fold(first, |id, &w| tables.next()?.get(id, w))
     }
 }
 
@@ -375,30 +440,28 @@ fn read(r: &mut Reader<'_>, opts: LoadOptions) -> Result<NGramModel> {
     let mut word_lines: Vec<usize> = vec![0; 3];
     let mut seen = [false; 3];
     let mut b = Builder {
-        order,
         tables: Vec::with_capacity(order),
         prob: vec![Vec::new(); order],
         backoff: vec![Vec::new(); order.saturating_sub(1)],
     };
     let mut header = first_header;
-    for n in 1..=order {
+    for (n, &(want, count_line)) in (1..).zip(&declared) {
         if header != format!("\\{n}-grams:") {
             return Err(r.error(format!(
                 "expected the header \\{n}-grams:, got {}",
                 quote(&header)
             )));
         }
-        let (want, count_line) = declared[n - 1];
         if n == 1 {
-            b.prob[0] = vec![f64::NAN; 3];
-            if order > 1 {
-                b.backoff[0] = vec![0.0; 3];
+            // The specials' 1-grams, blank unless the file lists them.
+            for _ in SPECIAL_WORDS {
+                b.push_blank(1)?;
             }
-        } else {
-            b.tables[n - 1].reserve(usize::try_from(want).unwrap_or(0));
+        } else if let Some(table) = b.tables.get_mut(n - 1) {
+            table.reserve(usize::try_from(want).unwrap_or(0));
         }
         let mut got = 0u64;
-        let mut gram = [0u32; MAX_ORDER];
+        let mut gram = vec![0u32; n];
         let next_header = loop {
             let line = match r.next()? {
                 None => break None,
@@ -409,25 +472,29 @@ fn read(r: &mut Reader<'_>, opts: LoadOptions) -> Result<NGramModel> {
             let mut fields = line.split([' ', '\t']).filter(|s| !s.is_empty());
             let prob_field = fields.next().unwrap_or("");
             let rest: Vec<&str> = fields.collect();
-            if rest.len() != n && rest.len() != n + 1 {
-                return Err(r.error(format!(
-                    "a {n}-gram line holds a log10 probability, {n} word{} and {}, got {}",
-                    if n == 1 { "" } else { "s" },
-                    if n < order {
-                        "an optional backoff weight"
-                    } else {
-                        "no backoff weight (the highest order has none)"
-                    },
-                    quote(&line)
-                )));
-            }
+            let (gram_words, backoff_field) = match rest.split_at_checked(n) {
+                Some((gram_words, [])) => (gram_words, None),
+                Some((gram_words, &[f])) => (gram_words, Some(f)),
+                _ => {
+                    return Err(r.error(format!(
+                        "a {n}-gram line holds a log10 probability, {n} word{} and {}, got {}",
+                        if n == 1 { "" } else { "s" },
+                        if n < order {
+                            "an optional backoff weight"
+                        } else {
+                            "no backoff weight (the highest order has none)"
+                        },
+                        quote(&line)
+                    )))
+                }
+            };
             let prob = parse_float(prob_field).ok_or_else(|| {
                 r.error(format!(
                     "cannot read the log10 probability {}",
                     quote(prob_field)
                 ))
             })?;
-            let backoff = match rest.get(n) {
+            let backoff = match backoff_field {
                 None => 0.0,
                 Some(_) if n == order => {
                     return Err(r.error(format!(
@@ -439,21 +506,29 @@ fn read(r: &mut Reader<'_>, opts: LoadOptions) -> Result<NGramModel> {
                     r.error(format!("cannot read the backoff weight {}", quote(f)))
                 })?,
             };
-            for (k, w) in rest[..n].iter().enumerate() {
+            for (slot, w) in gram.iter_mut().zip(gram_words) {
                 let w = if written.by_rustrnn {
                     unescape(w)
                 } else {
                     (*w).into()
                 };
-                gram[k] = if n == 1 {
+                *slot = if n == 1 {
                     match ids.get(w.as_ref()) {
-                        Some(&id) if id < 3 && !seen[id as usize] => {
-                            seen[id as usize] = true;
-                            word_lines[id as usize] = r.number;
-                            id
-                        }
-                        Some(_) => {
-                            return Err(r.error(format!("the 1-gram {} is listed twice", quote(&w))))
+                        // Known already: a special (ids 0 to 2) on its first line, else a repeat.
+                        Some(&id) => {
+                            match (seen.get_mut(id as usize), word_lines.get_mut(id as usize)) {
+                                (Some(seen), Some(line)) if !*seen => {
+                                    *seen = true;
+                                    *line = r.number;
+                                    id
+                                }
+                                _ => {
+                                    return Err(r.error(format!(
+                                        "the 1-gram {} is listed twice",
+                                        quote(&w)
+                                    )))
+                                }
+                            }
                         }
                         None => {
                             let id = u32::try_from(words.len())
@@ -461,10 +536,7 @@ fn read(r: &mut Reader<'_>, opts: LoadOptions) -> Result<NGramModel> {
                             ids.insert(w.to_string(), id);
                             words.push(w.to_string());
                             word_lines.push(r.number);
-                            b.prob[0].push(f64::NAN);
-                            if order > 1 {
-                                b.backoff[0].push(0.0);
-                            }
+                            b.push_blank(1)?;
                             id
                         }
                     }
@@ -474,34 +546,23 @@ fn read(r: &mut Reader<'_>, opts: LoadOptions) -> Result<NGramModel> {
                     })?
                 };
             }
-            let id = if n == 1 {
-                gram[0]
-            } else {
-                let g = &gram[..n];
-                let context = match b.find(&g[..n - 1]) {
-                    Some(c) => c,
-                    None => b.ensure(&g[..n - 1])?,
-                };
-                if b.find(&g[1..]).is_none() {
-                    b.ensure(&g[1..])?;
-                }
-                let (id, new) = b.tables[n - 1].intern(context, g[n - 1])?;
-                if new {
-                    b.prob[n - 1].push(f64::NAN);
-                    if n < order {
-                        b.backoff[n - 1].push(0.0);
+            let id = match *gram.as_slice() {
+                [word] => word,
+                _ => {
+                    let (id, new) = b.add(&gram)?;
+                    if !new && !b.values(n, id)?.0.is_nan() {
+                        return Err(r.error(format!(
+                            "the {n}-gram {} is listed twice",
+                            quote(&gram_words.join(" "))
+                        )));
                     }
-                } else if !b.prob[n - 1][id as usize].is_nan() {
-                    return Err(r.error(format!(
-                        "the {n}-gram {} is listed twice",
-                        quote(&rest[..n].join(" "))
-                    )));
+                    id
                 }
-                id
             };
-            b.prob[n - 1][id as usize] = prob;
-            if n < order {
-                b.backoff[n - 1][id as usize] = backoff;
+            let (prob_slot, backoff_slot) = b.values(n, id)?;
+            *prob_slot = prob;
+            if let Some(backoff_slot) = backoff_slot {
+                *backoff_slot = backoff;
             }
             got += 1;
         };
@@ -517,8 +578,8 @@ fn read(r: &mut Reader<'_>, opts: LoadOptions) -> Result<NGramModel> {
                 (BOS_WORD, BOS_LOG10),
                 (EOS_WORD, MISSING_LOG10),
             ] {
-                if !seen[id as usize] {
-                    b.prob[0][id as usize] = p;
+                if seen.get(id as usize) == Some(&false) {
+                    *b.values(1, id)?.0 = p;
                 }
             }
             b.tables.push(Table::unigrams(words.len()));

@@ -156,13 +156,16 @@ fn score_batch(
     let mut at = 0i64;
     while (at as usize) < total {
         let n = max_rows.min(total - at as usize) as i64;
-        let logits = head
-            .apply(&out.output.f_narrow(0, at, n)?)?
-            .f_to_kind(Kind::Double)?;
+        // log p = logit[target] - logsumexp(logits), in the logits' own dtype:
+        // converting `rows x V` float32 logits to float64 first cost more than
+        // the head's product (86 + 117 ms against 127 ms for 6,700 x 5,000
+        // here), for a per-token error float32 keeps near 1e-6.
+        let logits = head.apply(&out.output.f_narrow(0, at, n)?)?;
         let picked = logits.f_gather(1, &targets.f_narrow(0, at, n)?.f_unsqueeze(1)?, false)?;
         let logp = picked
             .f_squeeze_dim(1)?
             .f_sub(&logits.f_logsumexp([1i64].as_slice(), false)?)?
+            .f_to_kind(Kind::Double)?
             .f_to_device(Device::Cpu)?;
         flat.extend(Vec::<f64>::try_from(logp)?);
         at += n;

@@ -7,7 +7,7 @@ import re
 import sys
 
 _FN = re.compile(
-    r"(#\[pymethods\]\s*impl\s+(\w+))|(\n(\s*)(pub(\([^)]*\))?\s+)?fn\s+(\w+)(<[^>]*>)?\s*\()"
+    r"(#\[pymethods\]\s*impl\s+(\w+))|(\n([ \t]*)(pub(\([^)]*\))?\s+)?fn\s+(\w+)(<[^>]*>)?\s*\()"
 )
 _PYCLASS = re.compile(
     r'#\[pyclass\(name\s*=\s*"(\w+)"[^\]]*\]\s*(?:#\[[^\]]*\]\s*)*pub\s+struct\s+(\w+)'

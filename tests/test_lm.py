@@ -108,8 +108,25 @@ def test_tie_weights(vocab):
 def test_bad_constructor_arguments(vocab):
     with pytest.raises(ValueError, match="cell"):
         rustrnn.LanguageModel(vocab, cell="transformer")
+    with pytest.raises(ValueError, match="cell"):
+        rustrnn.LanguageModel(vocab, cell="RNN_TANH")  # the config's names only
     with pytest.raises(ValueError, match="dropout"):
         rustrnn.LanguageModel(vocab, dropout=2.0)
+    with pytest.raises(ValueError, match="dropout"):
+        rustrnn.LanguageModel(vocab, dropout=float("nan"))
+    with pytest.raises(ValueError, match="tie_weights needs hidden_size == embed_size"):
+        rustrnn.LanguageModel(vocab, 8, 12, tie_weights=True)
+    with pytest.raises(TypeError, match="embed_size"):
+        rustrnn.LanguageModel(vocab, embed_size="8")
+    with pytest.raises(ValueError, match="num_layers"):
+        rustrnn.LanguageModel(vocab, num_layers=0)
+
+
+@pytest.mark.parametrize("layers, between", [(1, 0.0), (3, 0.4)])
+def test_dropout_between_layers_only_with_several(vocab, layers, between):
+    model = rustrnn.LanguageModel(vocab, 8, 8, layers, cell="gru", dropout=0.4)
+    assert model.rnn.dropout == between and model.drop.p == 0.4
+    assert isinstance(model.rnn, rustrnn.GRU) and model.rnn.num_layers == layers
 
 
 def test_word_vectors(vocab):

@@ -34,6 +34,7 @@ __all__ = [
     "evaluate_lm",
     "generate",
     "load_model",
+    "lm_stack_spec",
     "multinomial",
     "NGramModel",
     "sample",
@@ -222,14 +223,18 @@ def _guard_selftest(message: str) -> None:
 
 def save_model(
     path: _Path,
-    config: str,
+    config: dict[str, Any],
     vocab: Vocab,
     tensors: Sequence[tuple[str, Tensor]],
 ) -> None:
     """Writes a model checkpoint (a ``.safetensors`` file) atomically."""
 
-def load_model(path: _Path) -> tuple[str, str, Vocab, str, list[tuple[str, Tensor]]]:
-    """Reads and validates a checkpoint: ``(kind, config_json, vocab, dtype, tensors)``."""
+def load_model(path: _Path) -> tuple[str, dict[str, Any], Vocab, str, list[tuple[str, Tensor]]]:
+    """Reads and validates a checkpoint: ``(kind, config, vocab, dtype, tensors)``."""
+
+def lm_stack_spec(config: dict[str, Any]) -> RnnSpec:
+    """The recurrent stack of a language model of ``config`` (``LanguageModel.config``),
+    validated by the core's rules."""
 
 def dropout_mask(input: Tensor, p: float) -> Tensor:
     """A dropout mask shaped like ``input``: ``1 / (1 - p)`` with probability ``1 - p``, else 0."""
@@ -302,7 +307,7 @@ def claim_checkpoint_dir(path: _Path, allow_existing: bool) -> None:
     holds files (``FileExistsError``) unless ``allow_existing``."""
 
 def train_lm(
-    config: str,
+    config: dict[str, Any],
     vocab: Vocab,
     params: Sequence[tuple[str, Tensor]],
     train: Tensor,
@@ -315,7 +320,7 @@ def train_lm(
     """Runs the training loop (see :func:`rustrnn.train`): the history as JSON."""
 
 def evaluate_lm(
-    config: str,
+    config: dict[str, Any],
     params: Sequence[tuple[str, Tensor]],
     ids: Tensor,
     batch_size: int,

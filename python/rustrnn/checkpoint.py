@@ -11,7 +11,6 @@ its Python face, and knows nothing of the model classes (``LanguageModel.save`` 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, NamedTuple, Union
 
@@ -35,11 +34,6 @@ class Saved(NamedTuple):
     tensors: Dict[str, Tensor]
 
 
-def config_json(config: Dict[str, Any]) -> str:
-    """A model config as the checkpoint (and the Rust trainer) read it."""
-    return json.dumps(config, sort_keys=True)
-
-
 def save(path: PathLike, config: Dict[str, Any], vocab, tensors: Dict[str, Tensor]) -> None:
     """Writes a model (its config, vocabulary and ``state_dict``) to ``path`` atomically.
 
@@ -52,7 +46,7 @@ def save(path: PathLike, config: Dict[str, Any], vocab, tensors: Dict[str, Tenso
         OSError: the file cannot be written.
     """
     named = [(name, t.detach()) for name, t in tensors.items()]
-    _rustrnn.save_model(os.fspath(path), config_json(config), vocab, named)
+    _rustrnn.save_model(os.fspath(path), config, vocab, named)
 
 
 def read(path: PathLike) -> Saved:
@@ -66,4 +60,4 @@ def read(path: PathLike) -> Saved:
             names the file).
     """
     kind, config, vocab, dtype, tensors = _rustrnn.load_model(os.fspath(path))
-    return Saved(kind, json.loads(config), vocab, getattr(torch, dtype), dict(tensors))
+    return Saved(kind, config, vocab, getattr(torch, dtype), dict(tensors))

@@ -23,13 +23,17 @@ CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 TextOrIds = Union[str, Tensor, Sequence[int]]
 
 
-def _make_stack(cell, embed_size, hidden_size, num_layers, dropout):
-    inner = dropout if num_layers > 1 else 0.0
-    if cell == "lstm":
-        return LSTM(embed_size, hidden_size, num_layers, dropout=inner)
-    if cell == "gru":
-        return GRU(embed_size, hidden_size, num_layers, dropout=inner)
-    return RNN(embed_size, hidden_size, num_layers, nonlinearity=cell[4:], dropout=inner)
+def _stack(spec: _rustrnn.RnnSpec) -> nn.Module:
+    """The stack module of the RnnSpec the Rust core configured for a language model
+    (``lm_stack_spec``: its rules, such as dropout between layers only when there are
+    several, are written there only)."""
+    mode, input_size, hidden_size, layers, bias, batch_first, dropout, bidir, proj = spec.arguments
+    kw = dict(bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidir)
+    if mode == "lstm":
+        return LSTM(input_size, hidden_size, layers, proj_size=proj, **kw)
+    if mode == "gru":
+        return GRU(input_size, hidden_size, layers, **kw)
+    return RNN(input_size, hidden_size, layers, nonlinearity=mode[4:], **kw)
 
 
 class TokenScore(NamedTuple):
@@ -132,27 +136,19 @@ class LanguageModel(nn.Module):
         tie_weights: bool = False,
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
-        if tie_weights and hidden_size != embed_size:
-            raise ValueError(
-                "tie_weights needs hidden_size == embed_size, got "
-                f"hidden_size={hidden_size} and embed_size={embed_size}"
-            )
         self.vocab = vocab
         self.config = dict(
             embed_size=embed_size,
             hidden_size=hidden_size,
             num_layers=num_layers,
             cell=cell,
-            dropout=dropout,
-            tie_weights=tie_weights,
+            dropout=float(dropout),  # torch's coercions; the rules are Rust's (ValueError)
+            tie_weights=bool(tie_weights),
         )
+        spec = _rustrnn.lm_stack_spec(self.config)
         self.embedding = nn.Embedding(len(vocab), embed_size)
         self.drop = Dropout(dropout)
-        self.rnn = _make_stack(cell, embed_size, hidden_size, num_layers, dropout)
+        self.rnn = _stack(spec)
         self.head = nn.Linear(hidden_size, len(vocab))
         if tie_weights:
             self.head.weight = self.embedding.weight

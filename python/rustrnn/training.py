@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 
 from . import _rustrnn
-from .checkpoint import config_json
 
 Data = Union[str, "os.PathLike[str]", Tensor, Sequence[int]]
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -554,7 +553,7 @@ def train(
     hooks = _Hooks(progress and rank == 0, callback, device, world, budget, guard)
     try:
         history_json = _rustrnn.train_lm(
-            config_json(model.config),
+            model.config,
             vocab,
             params,
             train_ids,
@@ -590,4 +589,4 @@ def evaluate(model, data: Data, *, batch_size: int = 10, bptt: int = 64) -> floa
     """
     ids = as_ids(data, model.vocab, "data").to(model.embedding.weight.device)
     params = [(k, v.detach()) for k, v in model.state_dict().items()]
-    return _rustrnn.evaluate_lm(config_json(model.config), params, ids, batch_size, bptt)
+    return _rustrnn.evaluate_lm(model.config, params, ids, batch_size, bptt)

@@ -28,7 +28,25 @@ pub struct LmConfig {
     pub tie_weights: bool,
 }
 
+/// The cells a language model may have, by the names its config uses.
+pub const CELLS: [Mode; 4] = [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu];
+
 impl LmConfig {
+    /// A config's `cell`: one of [`CELLS`]' names, exactly (`'lstm'`,
+    /// `'gru'`, `'rnn_tanh'`, `'rnn_relu'`).
+    pub fn parse_cell(name: &str) -> Result<Mode> {
+        CELLS.into_iter().find(|m| m.name() == name).ok_or_else(|| {
+            Error::value(format!(
+                "cell must be one of ('lstm', 'gru', 'rnn_tanh', 'rnn_relu'), got '{name}'"
+            ))
+        })
+    }
+
+    /// Checks the rules a config must keep (see [`LmConfig::rnn_config`]).
+    pub fn validate(&self) -> Result<()> {
+        self.rnn_config().map(|_| ())
+    }
+
     pub fn from_json(json: &str) -> Result<LmConfig> {
         let cfg: LmConfig = serde_json::from_str(json)
             .map_err(|e| Error::value(format!("invalid model config: {e}")))?;

@@ -8,9 +8,10 @@ use pyo3::prelude::*;
 use super::guard::guard;
 use pyo3_tch::PyTensor;
 
+use super::model::{config_dict, PyLmConfig};
 use super::vocab::PyVocab;
 use crate::checkpoint::{kind_name, Checkpoint, FileKind};
-use crate::lm::LmConfig;
+use pyo3::types::PyDict;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(save_model, m)?)?;
@@ -22,7 +23,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 ///
 /// Args:
 ///     path: str or os.PathLike.
-///     config: `LanguageModel.config` as JSON.
+///     config: `LanguageModel.config` (a dict).
 ///     vocab: the vocabulary's JSON document.
 ///     tensors: `[(name, tensor)]` in `state_dict` order.
 ///
@@ -35,12 +36,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn save_model(
     py: Python<'_>,
     path: PathBuf,
-    config: &str,
+    config: PyLmConfig,
     vocab: PyRef<'_, PyVocab>,
     tensors: Vec<(String, PyTensor)>,
 ) -> PyResult<()> {
     guard("save_model", || {
-        let config = LmConfig::from_json(config)?;
+        let config = config.0;
         let vocab = vocab.core().clone();
         let params = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
         let ckpt = Checkpoint {
@@ -62,7 +63,7 @@ fn save_model(
 ///     path: str or os.PathLike.
 ///
 /// Returns:
-///     `(kind, config_json, vocab, dtype, [(name, tensor)])`: the model's
+///     `(kind, config, vocab, dtype, [(name, tensor)])`: the model's
 ///     tensors in `state_dict` order, on the CPU.
 ///
 /// Raises:
@@ -75,7 +76,13 @@ fn save_model(
 fn load_model(
     py: Python<'_>,
     path: PathBuf,
-) -> PyResult<(String, String, PyVocab, String, Vec<(String, PyTensor)>)> {
+) -> PyResult<(
+    String,
+    Bound<'_, PyDict>,
+    PyVocab,
+    String,
+    Vec<(String, PyTensor)>,
+)> {
     guard("load_model", || {
         let ckpt = py.allow_threads(|| Checkpoint::load(&path))?;
         let kind = match ckpt.kind {
@@ -85,7 +92,7 @@ fn load_model(
         let dtype = kind_name(ckpt.dtype()?).to_string();
         Ok((
             kind.to_string(),
-            ckpt.config.to_json(),
+            config_dict(py, &ckpt.config)?,
             PyVocab::new(ckpt.vocab),
             dtype,
             ckpt.params

@@ -11,6 +11,7 @@ mod errors;
 mod gil;
 mod guard;
 mod lm;
+mod model;
 mod ngram;
 mod rnn;
 mod sampler;
@@ -34,6 +35,7 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score::score_lines, m)?)?;
     m.add_function(wrap_pyfunction!(guard::_guard_selftest, m)?)?;
     checkpoint::register(m)?;
+    model::register(m)?;
     cpu::register(m)?;
     dropout::register(m)?;
     ngram::register(m)?;

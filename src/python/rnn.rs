@@ -39,6 +39,11 @@ pub struct PyRnnSpec {
 }
 
 impl PyRnnSpec {
+    /// The spec of a stack the core configured (a language model's).
+    pub(crate) fn from_config(cfg: RnnConfig) -> PyRnnSpec {
+        PyRnnSpec { cfg }
+    }
+
     pub(crate) fn config(&self) -> &RnnConfig {
         &self.cfg
     }

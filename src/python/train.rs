@@ -11,9 +11,9 @@ use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
+use super::model::PyLmConfig;
 use super::vocab::PyVocab;
 use crate::error::{Error, Result};
-use crate::lm::LmConfig;
 use crate::train::{
     self, EvalInfo, Hooks, LmParams, Method, OptimConfig, Optimizer, StepInfo, TrainOptions,
 };
@@ -155,15 +155,17 @@ impl Hooks for PyHooks {
     }
 }
 
-fn lm_params(config: &str, params: Vec<(String, PyTensor)>) -> Result<LmParams> {
-    let config = LmConfig::from_json(config)?;
-    LmParams::new(config, params.into_iter().map(|(n, t)| (n, t.0)).collect())
+fn lm_params(config: PyLmConfig, params: Vec<(String, PyTensor)>) -> Result<LmParams> {
+    LmParams::new(
+        config.0,
+        params.into_iter().map(|(n, t)| (n, t.0)).collect(),
+    )
 }
 
 /// Runs the training loop (see `rustrnn.train`, which prepares the arguments).
 ///
 /// Args:
-///     config: `LanguageModel.config` as JSON.
+///     config: `LanguageModel.config` (a dict).
 ///     vocab: the model's Vocab.
 ///     params: the module's `state_dict()` items, in order (the Parameters
 ///         themselves: they are updated in place).
@@ -187,7 +189,7 @@ fn lm_params(config: &str, params: Vec<(String, PyTensor)>) -> Result<LmParams> 
 #[allow(clippy::too_many_arguments)]
 fn train_lm(
     py: Python<'_>,
-    config: &str,
+    config: PyLmConfig,
     vocab: PyRef<'_, PyVocab>,
     params: Vec<(String, PyTensor)>,
     train: PyTensor,
@@ -240,7 +242,7 @@ fn train_lm(
 /// Perplexity of a language model on 1-D ids, in eval mode.
 ///
 /// Args:
-///     config: `LanguageModel.config` as JSON.
+///     config: `LanguageModel.config` (a dict).
 ///     params: the module's `state_dict()` items, in order.
 ///     ids: 1-D int64 ids.
 ///     batch_size: streams read in parallel (fewer if the data is short).
@@ -252,7 +254,7 @@ fn train_lm(
 #[pyo3(signature = (config, params, ids, batch_size, bptt))]
 fn evaluate_lm(
     py: Python<'_>,
-    config: &str,
+    config: PyLmConfig,
     params: Vec<(String, PyTensor)>,
     ids: PyTensor,
     batch_size: i64,

@@ -34,6 +34,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
 use tch::{Device, Kind, Tensor};
 
+use crate::dtype::{bare_dtype_name, parse_param_dtype};
 use crate::error::{Error, Result};
 use crate::lm::LmConfig;
 use crate::rnn::config::ParamSpec;
@@ -74,29 +75,6 @@ pub struct Checkpoint {
     pub training: Option<String>,
 }
 
-/// torch's name of a floating dtype.
-pub fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Half => "float16",
-        Kind::BFloat16 => "bfloat16",
-        Kind::Float => "float32",
-        Kind::Double => "float64",
-        Kind::Uint8 => "uint8",
-        Kind::Int64 => "int64",
-        _ => "unsupported",
-    }
-}
-
-fn parse_float_kind(name: &str) -> Option<Kind> {
-    Some(match name {
-        "float16" => Kind::Half,
-        "bfloat16" => Kind::BFloat16,
-        "float32" => Kind::Float,
-        "float64" => Kind::Double,
-        _ => return None,
-    })
-}
-
 impl Checkpoint {
     /// The dtype of the model's tensors (that of `embedding.weight`).
     pub fn dtype(&self) -> Result<Kind> {
@@ -118,7 +96,7 @@ impl Checkpoint {
     /// The file's bytes (see the module documentation for the layout).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let dtype = self.dtype()?;
-        if parse_float_kind(kind_name(dtype)).is_none() {
+        if parse_param_dtype(bare_dtype_name(dtype)).is_none() {
             return Err(Error::value(format!(
                 "model parameters must be floating point, got {dtype:?}"
             )));
@@ -139,7 +117,7 @@ impl Checkpoint {
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("version".to_string(), VERSION.to_string());
         meta.insert("kind".to_string(), self.kind.name().to_string());
-        meta.insert("dtype".to_string(), kind_name(dtype).to_string());
+        meta.insert("dtype".to_string(), bare_dtype_name(dtype).to_string());
         meta.insert("config".to_string(), self.config.to_json());
         meta.insert("vocab".to_string(), self.vocab.to_json());
         if let Some(t) = &self.training {
@@ -211,7 +189,7 @@ impl Checkpoint {
             }
         };
         let dtype_name = field("dtype")?;
-        let dtype = parse_float_kind(dtype_name).ok_or_else(|| {
+        let dtype = parse_param_dtype(dtype_name).ok_or_else(|| {
             Error::value(format!(
                 "unsupported dtype {dtype_name:?} (expected float16, bfloat16, float32 or float64)"
             ))
@@ -259,7 +237,7 @@ impl Checkpoint {
                         return Err(Error::value(format!(
                             "tensor '{name}' has dtype {}, but the model's dtype is {}",
                             safetensors_dtype_name(view.dtype()),
-                            kind_name(dtype)
+                            bare_dtype_name(dtype)
                         )));
                     }
                 }
@@ -397,8 +375,8 @@ fn check_params(
         if k != dtype {
             return Err(Error::value(format!(
                 "tensor '{name}' has dtype {}, but the model's dtype is {}",
-                kind_name(k),
-                kind_name(dtype)
+                bare_dtype_name(k),
+                bare_dtype_name(dtype)
             )));
         }
     }

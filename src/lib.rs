@@ -13,6 +13,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod cpu;
 pub mod dropout;
+pub mod dtype;
 pub mod error;
 pub mod float;
 pub mod fs;

@@ -44,9 +44,9 @@ use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::dtype::{dtype_name, is_floating_point};
 use crate::error::{Error, Result};
 use crate::kernel::team::try_vec;
-use crate::rnn::check::dtype_name;
 
 /// Weights per block: the unit of the scan after the Fenwick search.
 pub const BLOCK: usize = 64;
@@ -105,20 +105,6 @@ fn uniforms<R: UniformSource + ?Sized>(
 // ---------------------------------------------------------------------------
 // multinomial
 
-fn is_float(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Half
-            | Kind::Float
-            | Kind::Double
-            | Kind::BFloat16
-            | Kind::Float8e5m2
-            | Kind::Float8e4m3fn
-            | Kind::Float8e5m2fnuz
-            | Kind::Float8e4m3fnuz
-    )
-}
-
 /// Draws `num_samples` category indices from each row of non-negative weights,
 /// with torch.multinomial's contract.
 ///
@@ -172,7 +158,7 @@ fn check_multinomial_args(input: &Tensor, num_samples: i64, replacement: bool) -
         }
     };
     let kind = input.f_kind()?;
-    if !is_float(kind) {
+    if !is_floating_point(kind) {
         return Err(Error::shape(format!(
             "multinomial only supports floating-point dtypes for input, got: {}",
             dtype_name(kind)
@@ -925,7 +911,7 @@ pub fn sample_logits<R: UniformSource + ?Sized>(
         }
     };
     let kind = logits.f_kind()?;
-    if !is_float(kind) {
+    if !is_floating_point(kind) {
         return Err(Error::shape(format!(
             "sample expects floating-point logits, got {}",
             dtype_name(kind)

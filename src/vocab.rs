@@ -665,11 +665,11 @@ fn integer_ids(ids: &Tensor) -> Result<Tensor> {
         | Err(tch::TchError::UnknownKind(27..=29)) => Ok(ids.f_to_kind(Kind::Int64)?),
         Ok(k) => Err(Error::Type(format!(
             "ids must be an integer tensor, got dtype {}",
-            crate::error::dtype_name(k)
+            crate::dtype::dtype_name(k)
         ))),
         Err(tch::TchError::UnknownKind(code)) => Err(Error::Type(format!(
             "ids must be an integer tensor, got dtype {}",
-            crate::error::dtype_code_name(code)
+            crate::dtype::dtype_code_name(code)
         ))),
         Err(e) => Err(e.into()),
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use crate::dtype::is_param_dtype;
 use crate::error::{Error, Result};
 use crate::rnn::config::ParamSpec;
 use crate::rnn::{Mode, RnnConfig};
@@ -212,10 +213,7 @@ impl LmParams {
                 "training needs the model on a CPU or CUDA device, got {device:?}"
             )));
         }
-        if !matches!(
-            kind,
-            tch::Kind::Float | tch::Kind::Double | tch::Kind::Half | tch::Kind::BFloat16
-        ) {
+        if !is_param_dtype(kind) {
             return Err(Error::value(format!(
                 "the parameters must be floating point, got {kind:?}"
             )));

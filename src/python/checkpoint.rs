@@ -10,7 +10,8 @@ use pyo3_tch::PyTensor;
 
 use super::model::{config_dict, PyLmConfig};
 use super::vocab::PyVocab;
-use crate::checkpoint::{kind_name, Checkpoint, FileKind};
+use crate::checkpoint::{Checkpoint, FileKind};
+use crate::dtype::bare_dtype_name;
 use pyo3::types::PyDict;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -89,7 +90,7 @@ fn load_model(
             FileKind::Model => "model",
             FileKind::Training => "training",
         };
-        let dtype = kind_name(ckpt.dtype()?).to_string();
+        let dtype = bare_dtype_name(ckpt.dtype()?).to_string();
         Ok((
             kind.to_string(),
             config_dict(py, &ckpt.config)?,

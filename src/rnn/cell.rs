@@ -5,8 +5,9 @@
 
 use tch::Tensor;
 
-use super::check::{dtype_name, kind_of, tensor_dtype_name, zeros_on};
+use super::check::zeros_on;
 use super::config::Mode;
+use crate::dtype::{dtype_name, kind_of, tensor_dtype_name};
 use crate::error::{Error, Result};
 
 /// A cell's parameters in torch's order.

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{Mode, RnnConfig};
 use super::steps::Steps;
-pub use crate::error::{device_name, dtype_name, kind_of, tensor_device_name, tensor_dtype_name};
+use crate::dtype::{dtype_name, is_param_dtype, kind_of, tensor_device_name, tensor_dtype_name};
 use crate::error::{Error, Result};
 
 /// How the user laid out the input; undone on every tensor handed back.
@@ -178,13 +178,13 @@ pub fn check_weights(cfg: &RnnConfig, weights: &[Tensor]) -> Result<()> {
 }
 
 fn check_float(kind: Kind, what: &str) -> Result<()> {
-    match kind {
-        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 => Ok(()),
-        other => Err(Error::Value(format!(
-            "{what} must be a floating-point tensor, got {}",
-            dtype_name(other)
-        ))),
+    if is_param_dtype(kind) {
+        return Ok(());
     }
+    Err(Error::Value(format!(
+        "{what} must be a floating-point tensor, got {}",
+        dtype_name(kind)
+    )))
 }
 
 /// Validates `input` and the optional states against the stack and returns

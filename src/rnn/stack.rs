@@ -4,13 +4,12 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::check::{
-    dtype_name, empty_on, kind_of, prepare, tensor_device_name, tensor_dtype_name, zeros_on, Layout,
-};
+use super::check::{empty_on, prepare, zeros_on, Layout};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirOutput, DirWeights};
 use super::steps::Steps;
 use super::{fused, gru, lstm, lstm_onednn, simple};
+use crate::dtype::{dtype_name, kind_of, tensor_device_name, tensor_dtype_name};
 use crate::error::{Error, Result};
 
 /// Activations of one layer-direction, by recurrence.

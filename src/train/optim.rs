@@ -197,8 +197,8 @@ impl Optimizer {
                 return Err(Error::shape(format!(
                     "parameter {i}: a gradient of dtype {} for a parameter of dtype {}; \
                      the gradient must match the parameter's dtype",
-                    crate::checkpoint::kind_name(gk),
-                    crate::checkpoint::kind_name(pk)
+                    crate::dtype::bare_dtype_name(gk),
+                    crate::dtype::bare_dtype_name(pk)
                 )));
             }
             if !matches!(pk, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {

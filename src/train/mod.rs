@@ -5,7 +5,8 @@
 //! * `batch`   – the streams and their `bptt` windows (word_language_model's batchify).
 //! * `step`    – one step's forward and backward, and the evaluation pass.
 //! * `optim`   – SGD, Adam, AdamW with torch.optim's update rules; clipping.
-//! * `trainer` – the loop, its stopping rules, and training checkpoints.
+//! * `trainer` – the loop and its stopping rules.
+//! * `resume`  – training checkpoints: writing them, and resuming a run from one.
 //!
 //! The core knows nothing of Python: the caller observes and steers the loop
 //! through [`Hooks`] (progress, interrupts, the RNG state, gradient all-reduce).
@@ -13,6 +14,7 @@
 mod adam_fused;
 mod batch;
 pub mod optim;
+mod resume;
 mod step;
 mod trainer;
 

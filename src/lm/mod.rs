@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::kernel::team::{no_memory, try_vec};
 use crate::rnn::check::check_weights;
 use crate::rnn::product::Product;
-use crate::rnn::step::{StepState, Stepper};
+use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::{stack, RnnConfig};
 use crate::sampler::{sample_logits, SampleOptions, UniformSource};
 
@@ -229,14 +229,14 @@ pub fn generate(
         let wide = t.f_expand([s[0], n, s[2]], false)?.f_contiguous()?;
         Ok(wide.f_unbind(0)?)
     };
-    let mut state = StepState {
+    let mut state = TokenState {
         h: widen(&h_n)?,
         c: match &c_n {
             Some(c) => widen(c)?,
             None => Vec::new(),
         },
     };
-    let stepper = Stepper::new(cfg, w.stack)?;
+    let stepper = TokenStepper::new(cfg, w.stack)?;
     let head = Product::new(w.head_weight, w.head_bias.map(Tensor::shallow_clone))?;
     let logits = head.apply(&last)?;
     let mut logits = logits

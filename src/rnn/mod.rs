@@ -7,11 +7,12 @@
 //! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
 //!   forward and hand-written backward.
 //! * `lstm_onednn` – the LSTM direction on oneDNN's fused kernel (float32 CPU).
-//! * `fused`, `fused_backward` – GRU and RNN directions on rustrnn's fused
+//! * `fused`, `fused_backward` – LSTM, GRU and RNN directions on rustrnn's fused
 //!   kernels (float32 CPU), forward and the backward recurrence.
 //! * `packing` – weights packed for those kernels (shared with generation).
-//! * `product` – inference matrix products on MKL or oneDNN, whichever is faster.
-//! * `step`    – one timestep of a whole stack for generation, weights prepared once.
+//! * `product` – the one choice of CPU matrix-product engine (MKL or oneDNN), for
+//!   inference products and the recurrences' gradient products.
+//! * `token`   – one token through a whole stack (generation), weights prepared once.
 //! * `steps`   – the time axis over flat rows: padded and packed batches alike.
 //! * `stack`   – layers chained with dropout between them, the reverse direction,
 //!   and the tape that carries the forward's activations to the backward.
@@ -29,10 +30,10 @@ pub mod packing;
 pub mod product;
 mod simple;
 pub mod stack;
-pub mod step;
 pub mod steps;
 #[cfg(test)]
 mod tests;
+pub mod token;
 
 pub use config::{Mode, RnnConfig};
 pub use stack::{Grads, RnnOutput, Tape};

@@ -171,7 +171,7 @@ fn onednn_lstm_matches_autograd_float32() {
 /// pre-activations of a few units, so rounding differences reach ~1e-5).
 #[test]
 fn stepper_matches_the_stack() {
-    use super::step::{StepState, Stepper};
+    use super::token::{TokenState, TokenStepper};
     for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh] {
         for batch in [1, 32] {
             tch::manual_seed(1);
@@ -179,9 +179,9 @@ fn stepper_matches_the_stack() {
             cfg.bias = true;
             let w = weights(&cfg, Kind::Float);
             let w: Vec<Tensor> = w.iter().map(|t| t.detach()).collect();
-            let stepper = Stepper::new(&cfg, &w).unwrap();
+            let stepper = TokenStepper::new(&cfg, &w).unwrap();
             let opts = (Kind::Float, tch::Device::Cpu);
-            let mut state = StepState {
+            let mut state = TokenState {
                 h: (0..2).map(|_| Tensor::zeros([batch, 256], opts)).collect(),
                 c: if mode == Mode::Lstm {
                     (0..2).map(|_| Tensor::zeros([batch, 256], opts)).collect()

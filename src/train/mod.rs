@@ -11,7 +11,7 @@
 //! The core knows nothing of Python: the caller observes and steers the loop
 //! through [`Hooks`] (progress, interrupts, the RNG state, gradient all-reduce).
 
-mod adam_fused;
+mod adam_one_pass;
 mod batch;
 pub mod optim;
 mod resume;

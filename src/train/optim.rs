@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::adam_fused;
+use super::adam_one_pass;
 use crate::error::{Error, Result};
 
 /// The update rule.
@@ -356,7 +356,7 @@ fn adam(cfg: &OptimConfig, step: i64, p: &mut Tensor, g: &Tensor, slot: &mut Slo
     let bias_correction1 = 1.0 - beta1.powf(step as f64);
     let bias_correction2 = 1.0 - beta2.powf(step as f64);
     let adamw = cfg.method == Method::AdamW;
-    let coefs = adam_fused::Coefs {
+    let coefs = adam_one_pass::Coefs {
         beta1,
         beta2,
         eps: cfg.eps,
@@ -369,8 +369,8 @@ fn adam(cfg: &OptimConfig, step: i64, p: &mut Tensor, g: &Tensor, slot: &mut Slo
         step_size: cfg.lr / bias_correction1,
         bc2_sqrt: bias_correction2.sqrt(),
     };
-    if adam_fused::applies(p, g, &m, &v) {
-        adam_fused::step(p, g, &m, &v, &coefs)?;
+    if adam_one_pass::applies(p, g, &m, &v) {
+        adam_one_pass::step(p, g, &m, &v, &coefs)?;
     } else {
         adam_ops(p, g, &m, &v, &coefs)?;
     }
@@ -385,7 +385,7 @@ fn adam_ops(
     g: &Tensor,
     m: &Tensor,
     v: &Tensor,
-    c: &adam_fused::Coefs,
+    c: &adam_one_pass::Coefs,
 ) -> Result<()> {
     let (mut m, mut v) = (m.shallow_clone(), v.shallow_clone());
     if c.decay != 1.0 {
@@ -492,7 +492,7 @@ mod tests {
                 let (mb, vb) = (p0.zeros_like(), p0.zeros_like());
                 for step in 1..=4 {
                     let g = Tensor::randn([257], (kind, tch::Device::Cpu));
-                    let c = adam_fused::Coefs {
+                    let c = adam_one_pass::Coefs {
                         beta1: 0.9,
                         beta2: 0.99,
                         eps: 1e-8,
@@ -501,8 +501,8 @@ mod tests {
                         step_size: 0.01 / (1.0 - 0.9f64.powi(step)),
                         bc2_sqrt: (1.0 - 0.99f64.powi(step)).sqrt(),
                     };
-                    assert!(adam_fused::applies(&pa, &g, &ma, &va));
-                    adam_fused::step(&pa, &g, &ma, &va, &c).unwrap();
+                    assert!(adam_one_pass::applies(&pa, &g, &ma, &va));
+                    adam_one_pass::step(&pa, &g, &ma, &va, &c).unwrap();
                     adam_ops(&mut pb, &g, &mb, &vb, &c).unwrap();
                 }
                 let tol = if kind == Kind::Float { 1e-6 } else { 1e-14 };

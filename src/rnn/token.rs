@@ -20,19 +20,19 @@ enum LayerWeights {
 }
 
 /// A unidirectional stack prepared for stepping.
-pub struct Stepper {
+pub struct TokenStepper {
     mode: Mode,
     hidden: i64,
     layers: Vec<LayerWeights>,
 }
 
 /// The stack's state between steps: `h` `[L, B, H_out]`, `c` `[L, B, H]` for LSTM.
-pub struct StepState {
+pub struct TokenState {
     pub h: Vec<Tensor>,
     pub c: Vec<Tensor>,
 }
 
-impl Stepper {
+impl TokenStepper {
     /// `weights` in torch's flat order; checked by the caller (`check_weights`).
     pub fn new(cfg: &RnnConfig, weights: &[Tensor]) -> Result<Self> {
         if cfg.bidirectional {
@@ -67,7 +67,7 @@ impl Stepper {
                 },
             });
         }
-        Ok(Stepper {
+        Ok(TokenStepper {
             mode: cfg.mode,
             hidden: cfg.hidden_size,
             layers,
@@ -75,7 +75,7 @@ impl Stepper {
     }
 
     /// Advances every layer by one timestep: `x` `[B, In]` -> top layer's `h` `[B, H_out]`.
-    pub fn step(&self, x: &Tensor, state: &mut StepState) -> Result<Tensor> {
+    pub fn step(&self, x: &Tensor, state: &mut TokenState) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         let hid = self.hidden;
         let mut input = x.shallow_clone();

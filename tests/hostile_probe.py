@@ -37,11 +37,12 @@ def probe(code: str, *args: str, timeout: float, memory_gb=None):
         pytest.fail(f"the probe hung (no answer in {timeout} s):\n{code}")
 
 
-def cli(*args: str, timeout: float, cwd=None, memory_gb=None):
-    """Runs ``python -m rustrnn ARGS``."""
+def cli(*args: str, timeout: float, cwd=None, memory_gb=None, input=None):
+    """Runs ``python -m rustrnn ARGS`` (``input``: its standard input, a str)."""
     try:
         return subprocess.run(
             [sys.executable, "-m", "rustrnn", *args],
+            input=input,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -8,6 +8,7 @@ import math
 import random
 from collections import Counter
 
+import hostile_probe
 import pytest
 import torch
 from rustrnn import NGramLM, Vocab
@@ -499,16 +500,7 @@ def test_long_text_reads_as_its_ids(level):
 
 
 def _rustrnn_cli(*args, stdin=None):
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "rustrnn", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return hostile_probe.cli(*args, timeout=300, input=stdin)
 
 
 def test_cli_score_perplexity_and_generate_take_an_arpa_file(tmp_path):

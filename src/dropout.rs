@@ -84,9 +84,20 @@ fn torch_seed() -> Result<u64> {
     Ok(t.f_int64_value(&[0])? as u64)
 }
 
+/// torch.nn.functional.dropout's rule for `p`, with its ValueError's words.
+pub fn check_probability(p: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&p) {
+        return Ok(());
+    }
+    Err(Error::value(format!(
+        "dropout probability has to be between 0 and 1, but got {p}"
+    )))
+}
+
 /// A dropout mask shaped like `like` (its dtype and device): each element is
-/// `1 / (1 - p)` with probability `1 - p` and zero otherwise. `p` is in [0, 1].
+/// `1 / (1 - p)` with probability `1 - p` and zero otherwise.
 pub fn mask(like: &Tensor, p: f64) -> Result<Tensor> {
+    check_probability(p)?;
     let _guard = tch::no_grad_guard();
     let kind = like.f_kind()?;
     if p >= 1.0 {

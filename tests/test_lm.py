@@ -346,3 +346,14 @@ def test_generation_reports_non_finite_logits(vocab):
         model.rnn.weight_hh_l0[0, 0] = float("nan")
     with pytest.raises(RuntimeError, match="nan"):
         model.generate("the ", 5)
+
+
+def test_generate_counts_are_checked_once_in_rust(vocab):
+    model = rustrnn.LanguageModel(vocab, 8, 8, 1)
+    with pytest.raises(ValueError, match="max_tokens must be >= 0, got -1"):
+        model.generate("the", -1)
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        model.generate("the", 3, num_samples=0)
+    with pytest.raises(TypeError):
+        model.generate("the", 2.5)
+    assert model.generate("the", 0) == [""]

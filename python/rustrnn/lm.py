@@ -540,12 +540,10 @@ class LanguageModel(nn.Module):
                 head that do not fit together (as ``forward`` raises); memory that cannot
                 be had for ``num_samples`` rows or the tokens so far.
             IndexError: a prompt or stop id outside the vocabulary.
-            ValueError: a bad option value, an empty stop string.
+            ValueError: a bad option value (``max_tokens < 0``, ``num_samples < 1``, ...),
+                an empty stop string.
+            TypeError: a count that is not an int.
         """
-        if not isinstance(max_tokens, int) or max_tokens < 0:
-            raise ValueError(f"max_tokens must be a non-negative int, got {max_tokens!r}")
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
         self._check_prompt_ids(prompt)
         ids = self._ids(prompt).cpu()
         stop_ids, stop_strings = self._stop_rule(stop)

@@ -6,7 +6,6 @@ use super::guard::guard;
 use pyo3_tch::PyTensor;
 
 use crate::dropout;
-use crate::error::Error;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dropout_mask, m)?)?;
@@ -19,12 +18,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 pub fn dropout_mask(py: Python<'_>, input: PyTensor, p: f64) -> PyResult<PyTensor> {
     guard("dropout_mask", || {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(Error::value(format!(
-                "dropout probability has to be between 0 and 1, but got {p}"
-            ))
-            .into());
-        }
         let input = input.0;
         Ok(PyTensor(
             py.allow_threads(move || dropout::mask(&input, p))?,

@@ -31,7 +31,7 @@ use crate::rnn::check::check_weights;
 use crate::rnn::product::Product;
 use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::{stack, RnnConfig};
-use crate::sampler::{sample_logits, SampleOptions, UniformSource};
+use crate::sampler::{sample_validated, SampleOptions, UniformSource};
 
 pub struct GenerateOptions<'a> {
     pub max_tokens: i64,
@@ -289,7 +289,7 @@ pub fn generate(
 }
 
 /// [`generate`] with each token drawn by `sample`'s rule (see
-/// [`sample_logits`]) from `rng`'s uniforms, one per row and token. float32
+/// [`crate::sampler::sample_logits`]) from `rng`'s uniforms, one per row and token. float32
 /// models on the CPU run on the fused kernels (`crate::kernel`), others on
 /// libtorch ops; both draw the same way from the same uniforms.
 pub fn generate_sampled(
@@ -312,7 +312,7 @@ pub fn generate_sampled(
         w,
         prompt,
         opts,
-        |logits, _| sample_logits(logits, sample, rng),
+        |logits, _| sample_validated(logits, sample, rng), // validated above
         interrupted,
     )
 }

@@ -1,7 +1,7 @@
 //! Sampling continuations: the whole next-token distribution of each
 //! sample's context (see [`NGramModel::distribution`]) as natural-log
 //! logits, one row per sample, drawn by rustrnn's sampler
-//! ([`sample_logits`]: temperature, top-k, top-p, greedy). Words of
+//! ([`crate::sampler::sample_logits`]: temperature, top-k, top-p, greedy). Words of
 //! probability 0 (`<s>` always) are `-inf` logits, never drawn.
 
 // Values from Python reach this module: no index or slice may panic.
@@ -13,7 +13,7 @@ use super::words::EOS_WORD;
 use super::NGramModel;
 use crate::error::{Error, Result};
 use crate::kernel::team::try_vec;
-use crate::sampler::{sample_logits, SampleOptions, UniformSource};
+use crate::sampler::{sample_validated, SampleOptions, UniformSource};
 
 /// What to generate.
 #[derive(Clone, Debug, Default)]
@@ -62,7 +62,7 @@ impl NGramModel {
                 }
             }
             let t = Tensor::f_from_slice(&logits)?.f_view([rows as i64, v as i64])?;
-            let next = Vec::<i64>::try_from(sample_logits(&t, sample, rng)?)?;
+            let next = Vec::<i64>::try_from(sample_validated(&t, sample, rng)?)?;
             let samples = out.iter_mut().zip(states.iter_mut()).zip(done.iter_mut());
             for (((out, state), done), &w) in samples.zip(&next) {
                 if *done {

@@ -85,6 +85,16 @@ pub fn sample_logits<R: UniformSource + ?Sized>(
     rng: &mut R,
 ) -> Result<Tensor> {
     opts.validate()?;
+    sample_validated(logits, opts, rng)
+}
+
+/// [`sample_logits`] with options already validated: what a token loop
+/// calls after validating once before its first token.
+pub fn sample_validated<R: UniformSource + ?Sized>(
+    logits: &Tensor,
+    opts: &SampleOptions,
+    rng: &mut R,
+) -> Result<Tensor> {
     let _no_grad = tch::no_grad_guard();
     let size = logits.size();
     let (batched, vocab) = match *size.as_slice() {

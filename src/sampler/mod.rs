@@ -20,7 +20,7 @@ mod multinomial;
 mod uniform;
 
 pub(crate) use logits::nonfinite_logits;
-pub use logits::{sample_logits, SampleOptions};
+pub use logits::{sample_logits, sample_validated, SampleOptions};
 pub use multinomial::multinomial;
 pub use uniform::{DefaultGenerator, UniformSource};
 

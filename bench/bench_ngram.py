@@ -20,22 +20,13 @@ from __future__ import annotations
 import argparse
 import resource
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 import torch  # noqa: F401  (before rustrnn)
+from bench_vocab import best_of  # bench/ is the script directory
 from rustrnn import NGramLM, Vocab
 from rustrnn.corpus import default_corpus
-
-
-def best_of(repeat, fn, *args):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def counter_counts(sentences, order):

@@ -23,9 +23,9 @@ import collections
 import json
 import os
 import tempfile
-import time
 
 import torch
+from bench_vocab import best_of  # bench/ is the script directory
 from rustrnn import Vocab
 
 SPECIALS = ["<unk>", "<eos>"]
@@ -35,15 +35,6 @@ def tokens(family, n):
     if family == "w<i>":
         return [f"w{i}" for i in range(n)]
     return [str(99_999_999 - 7 * i) for i in range(n)]
-
-
-def best_of(repeat, fn, *args):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def python_load(path):

@@ -9,7 +9,6 @@
 
 use tch::Tensor;
 
-use super::words::EOS_WORD;
 use super::NGramModel;
 use crate::error::{Error, Result};
 use crate::kernel::team::try_vec;
@@ -70,11 +69,7 @@ impl NGramModel {
                 }
                 let w = u32::try_from(w).map_err(|_| Error::shape("the sampler drew a bad id"))?;
                 out.push(w);
-                *state = if w == EOS_WORD {
-                    self.begin(true)
-                } else {
-                    self.step(state, w).1
-                };
+                *state = self.next_state(state, w);
                 *done = opts.stop.contains(&w);
             }
             if done.iter().all(|&d| d) {

@@ -226,6 +226,15 @@ impl NGramModel {
         words.iter().fold(start, |s, &w| self.next_state(&s, w))
     }
 
+    /// The score of `w` after `state`, which moves past it: after `</s>` a
+    /// new sentence begins (`<s>` with `bos`), as [`NGramModel::next_state`].
+    #[inline]
+    fn scored_step(&self, state: &mut State, w: u32, bos: bool) -> Scored {
+        let (s, next) = self.step(state, w);
+        *state = if w == EOS_WORD { self.begin(bos) } else { next };
+        s
+    }
+
     /// The state after `w`.
     pub fn next_state(&self, state: &State, w: u32) -> State {
         if w == EOS_WORD {
@@ -246,13 +255,7 @@ impl NGramModel {
         let mut state = self.begin(true);
         for chunk in words.chunks(POLL_EVERY) {
             for &w in chunk {
-                let (s, next) = self.step(&state, w);
-                out.push(s.log10);
-                state = if w == EOS_WORD {
-                    self.begin(true)
-                } else {
-                    next
-                };
+                out.push(self.scored_step(&mut state, w, true).log10);
             }
             if interrupted() {
                 return Err(Error::Interrupted);
@@ -291,13 +294,7 @@ impl NGramModel {
                 Piece::LineEnd { newline: true } => EOS_WORD,
                 Piece::LineEnd { newline: false } => return Ok(()),
             };
-            let (s, next) = self.step(&state, w);
-            out.push(s.log10);
-            state = if w == EOS_WORD {
-                self.begin(true)
-            } else {
-                next
-            };
+            out.push(self.scored_step(&mut state, w, true).log10);
             Ok(())
         })?;
         Ok(out)
@@ -320,11 +317,9 @@ impl NGramModel {
         input.pieces(&self.words, interrupted, |piece| {
             match piece {
                 Piece::Word(w) => {
-                    let (s, next) = self.step(&state, w);
-                    each(&s);
+                    each(&self.scored_step(&mut state, w, bos));
                     last_eos = w == EOS_WORD;
                     line_words += 1;
-                    state = if last_eos { self.begin(bos) } else { next };
                 }
                 Piece::LineEnd { .. } => {
                     if eos && !(line_words > 0 && last_eos) {
@@ -405,9 +400,8 @@ impl NGramModel {
             let mut state = self.begin(bos);
             let mut last_eos = false;
             for (tok, w) in line {
-                let (s, next) = self.step(&state, w);
+                let s = self.scored_step(&mut state, w, bos);
                 last_eos = w == EOS_WORD;
-                state = if last_eos { self.begin(bos) } else { next };
                 let tok = if last_eos { "</s>".to_string() } else { tok };
                 out.push((tok, s));
             }

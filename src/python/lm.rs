@@ -6,10 +6,11 @@ use super::guard::guard;
 use pyo3_tch::PyTensor;
 
 use super::gil::interrupt_poller;
+use super::model::OwnedWeights;
 use super::rnn::PyRnnSpec;
 use super::sampler::with_rng;
 use super::vocab::PyVocab;
-use crate::lm::{self, GenerateOptions, LmWeights, Stop};
+use crate::lm::{self, GenerateOptions, Stop};
 use crate::sampler::SampleOptions;
 
 /// Generates `num_samples` continuations of `prompt` in one batch, in Rust,
@@ -67,16 +68,8 @@ pub fn generate(
 ) -> PyResult<(PyTensor, Vec<i64>)> {
     guard("generate", || {
         let cfg = spec.config().clone();
-        let sample = SampleOptions {
-            temperature,
-            top_k,
-            top_p,
-            greedy,
-        };
-        sample.validate()?;
-        let stack: Vec<tch::Tensor> = stack_weights.into_iter().map(|t| t.0).collect();
-        let (embedding, head_weight, head_bias) =
-            (embedding.0, head_weight.0, head_bias.map(|t| t.0));
+        let sample = SampleOptions::new(temperature, top_k, top_p, greedy)?;
+        let weights = OwnedWeights::new(embedding, stack_weights, head_weight, head_bias);
         let prompt = prompt.0;
         let out = with_rng(py, "generate", generator, true, move |rng| {
             // A frozen pyclass: its core is read without the GIL.
@@ -86,15 +79,9 @@ pub fn generate(
                 num_samples,
                 stop,
             };
-            let weights = LmWeights {
-                embedding: &embedding,
-                stack: &stack,
-                head_weight: &head_weight,
-                head_bias: head_bias.as_ref(),
-            };
             lm::generate_sampled(
                 &cfg,
-                &weights,
+                &weights.view(),
                 &prompt,
                 &opts,
                 &sample,

@@ -9,7 +9,9 @@ use pyo3::types::PyDict;
 
 use super::guard::guard;
 use super::rnn::PyRnnSpec;
-use crate::lm::LmConfig;
+use crate::lm::{LmConfig, LmWeights};
+use pyo3_tch::PyTensor;
+use tch::Tensor;
 
 const FIELDS: [&str; 6] = [
     "embed_size",
@@ -64,6 +66,40 @@ impl<'py> FromPyObject<'py> for PyLmConfig {
         };
         config.validate()?;
         Ok(PyLmConfig(config))
+    }
+}
+
+/// A language model's tensors as generation and scoring receive them: owned,
+/// so the work can run without the GIL, and lent to the core as [`LmWeights`].
+pub struct OwnedWeights {
+    embedding: Tensor,
+    stack: Vec<Tensor>,
+    head_weight: Tensor,
+    head_bias: Option<Tensor>,
+}
+
+impl OwnedWeights {
+    pub fn new(
+        embedding: PyTensor,
+        stack: Vec<PyTensor>,
+        head_weight: PyTensor,
+        head_bias: Option<PyTensor>,
+    ) -> OwnedWeights {
+        OwnedWeights {
+            embedding: embedding.0,
+            stack: stack.into_iter().map(|t| t.0).collect(),
+            head_weight: head_weight.0,
+            head_bias: head_bias.map(|t| t.0),
+        }
+    }
+
+    pub fn view(&self) -> LmWeights<'_> {
+        LmWeights {
+            embedding: &self.embedding,
+            stack: &self.stack,
+            head_weight: &self.head_weight,
+            head_bias: self.head_bias.as_ref(),
+        }
     }
 }
 

@@ -461,13 +461,7 @@ impl PyNGramModel {
                 num_samples: usize_arg("num_samples", num_samples, 1)?,
                 stop: m.words().map_ids(&stop)?,
             };
-            let sample = SampleOptions {
-                temperature,
-                top_k,
-                top_p,
-                greedy,
-            };
-            sample.validate()?;
+            let sample = SampleOptions::new(temperature, top_k, top_p, greedy)?;
             let prompt = Owned::new(m, prompt)?;
             let out = with_rng(py, "generate", generator, true, move |rng| {
                 let words = match &prompt {

@@ -95,13 +95,7 @@ fn sample(
 ) -> PyResult<PyTensor> {
     guard("sample", || {
         let top_k = top_k.map(|k| int_arg("sample", "top_k", k)).transpose()?;
-        let opts = SampleOptions {
-            temperature,
-            top_k,
-            top_p,
-            greedy,
-        };
-        opts.validate()?;
+        let opts = SampleOptions::new(temperature, top_k, top_p, greedy)?;
         let logits = logits.0;
         let out = with_rng(py, "sample", generator, false, move |rng| {
             sampler::sample_logits(&logits, &opts, rng)

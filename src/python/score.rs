@@ -6,9 +6,9 @@ use super::guard::guard;
 use pyo3_tch::PyTensor;
 
 use super::gil::interrupt_poller;
+use super::model::OwnedWeights;
 use super::rnn::PyRnnSpec;
 use crate::lm::score::{self, Line};
-use crate::lm::LmWeights;
 
 /// The natural-log probability of every target id of every line, the lines
 /// batched together (sorted by length, packed), in Rust without the GIL.
@@ -45,22 +45,14 @@ pub fn score_lines(
             )));
         }
         let cfg = spec.config().clone();
-        let stack: Vec<tch::Tensor> = stack_weights.into_iter().map(|t| t.0).collect();
-        let (embedding, head_weight, head_bias) =
-            (embedding.0, head_weight.0, head_bias.map(|t| t.0));
+        let weights = OwnedWeights::new(embedding, stack_weights, head_weight, head_bias);
         let lines: Vec<Line> = contexts
             .into_iter()
             .zip(targets)
             .map(|(context, targets)| Line { context, targets })
             .collect();
         let scores = py.allow_threads(move || {
-            let weights = LmWeights {
-                embedding: &embedding,
-                stack: &stack,
-                head_weight: &head_weight,
-                head_bias: head_bias.as_ref(),
-            };
-            score::score(&cfg, &weights, &lines, interrupt_poller(1))
+            score::score(&cfg, &weights.view(), &lines, interrupt_poller(1))
         })?;
         Ok(scores)
     })

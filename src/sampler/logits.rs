@@ -43,6 +43,23 @@ impl Default for SampleOptions {
 }
 
 impl SampleOptions {
+    /// The options, validated (see [`SampleOptions::validate`]).
+    pub fn new(
+        temperature: f64,
+        top_k: Option<i64>,
+        top_p: Option<f64>,
+        greedy: bool,
+    ) -> Result<SampleOptions> {
+        let opts = SampleOptions {
+            temperature,
+            top_k,
+            top_p,
+            greedy,
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+
     /// `Error::Value` (ValueError) naming the offending value.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {

@@ -564,3 +564,16 @@ def test_cli_a_malformed_arpa_file_is_one_line_with_status_2(tmp_path, content, 
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert needle in out.stderr.lower() and "Traceback" not in out.stderr
+
+
+def test_generate_stop_ids_are_ints_as_for_the_neural_model():
+    text = "ab\nba\n" * 20
+    lm = NGramLM.fit(text, Vocab.build(text, level="char"), order=2)
+    for bad in (2.7, True, [lm.vocab["a"], 1.5]):
+        with pytest.raises(TypeError, match="stop must be"):
+            lm.generate("a", 5, stop=bad)
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        lm.generate("a", 5, stop="zz")
+    torch.manual_seed(0)
+    (ids,) = lm.generate("a", 200, stop=[lm.vocab["b"]], return_ids=True)[1]
+    assert ids[-1].item() == lm.vocab["b"] and (ids[:-1] != lm.vocab["b"]).all()

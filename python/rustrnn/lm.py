@@ -36,6 +36,35 @@ def _stack(spec: _rustrnn.RnnSpec) -> nn.Module:
     return RNN(input_size, hidden_size, layers, nonlinearity=mode[4:], **kw)
 
 
+def stop_rule(stop) -> Tuple[List[int], List[str]]:
+    """``(ids, strings)`` of a ``generate`` call's ``stop`` (one item or a list): ints
+    are token ids, strs come back as given (LanguageModel matches them on the decoded
+    text, NGramLM reads each as one token). Floats and bools are refused, not truncated."""
+    if stop is None:
+        return [], []
+    single = (
+        isinstance(stop, str)
+        or not hasattr(stop, "__iter__")
+        or (isinstance(stop, Tensor) and stop.dim() == 0)
+    )
+    ids: List[int] = []
+    strings: List[str] = []
+    for s in [stop] if single else list(stop):
+        if isinstance(s, str):
+            strings.append(s)
+            continue
+        try:
+            if isinstance(s, bool):
+                raise TypeError
+            ids.append(operator.index(s))
+        except TypeError:
+            raise TypeError(
+                "stop must be a str, an int token id, or a list of them; got "
+                f"{type(s).__name__} {s!r}"
+            ) from None
+    return ids, strings
+
+
 class TokenScore(NamedTuple):
     """One token's score, as :meth:`LanguageModel.full_scores` returns it."""
 
@@ -454,33 +483,6 @@ class LanguageModel(nn.Module):
         return [(self.vocab.token(int(i)), float(v)) for v, i in zip(values, ids)]
 
     # --------------------------------------------------------------- generate
-    def _stop_rule(self, stop) -> Tuple[List[int], List[str]]:
-        """``(ids, strings)`` of ``generate``'s ``stop``: an int is a token id, a str is
-        matched on the decoded text."""
-        if stop is None:
-            return [], []
-        single = (
-            isinstance(stop, str)
-            or not hasattr(stop, "__iter__")
-            or (isinstance(stop, Tensor) and stop.dim() == 0)
-        )
-        ids: List[int] = []
-        strings: List[str] = []
-        for s in [stop] if single else list(stop):
-            if isinstance(s, str):
-                strings.append(s)
-                continue
-            try:
-                if isinstance(s, bool):
-                    raise TypeError
-                ids.append(operator.index(s))
-            except TypeError:
-                raise TypeError(
-                    "stop must be a str (matched on the decoded text), an int token id, or a "
-                    f"list of them; got {type(s).__name__} {s!r}"
-                ) from None
-        return ids, strings
-
     @staticmethod
     def _check_prompt_ids(prompt) -> None:
         """Integer ids only, as ``torch.nn.Embedding`` takes them (same class and message):
@@ -546,7 +548,7 @@ class LanguageModel(nn.Module):
         """
         self._check_prompt_ids(prompt)
         ids = self._ids(prompt).cpu()
-        stop_ids, stop_strings = self._stop_rule(stop)
+        stop_ids, stop_strings = stop_rule(stop)
         head_bias = self.head.bias.detach() if self.head.bias is not None else None
         out, lengths = _rustrnn.generate(
             self.rnn._spec,

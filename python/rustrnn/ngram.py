@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from . import _rustrnn
-from .lm import Evaluation, perplexity_of
+from .lm import Evaluation, perplexity_of, stop_rule
 
 SMOOTHINGS = ("modified_kneser_ney", "kneser_ney", "add_k")
 TextOrIds = Union[str, Tensor, Sequence[int]]
@@ -245,17 +245,13 @@ class NGramLM:
 
     # ---------------------------------------------------------------- generate
     def _stop_ids(self, stop) -> List[int]:
-        if stop is None:
-            return []
-        items = [stop] if isinstance(stop, (str, int)) else list(stop)
-        ids = []
-        for s in items:
-            if isinstance(s, str):
-                if s not in self.vocab:
-                    raise ValueError(f"stop token {s!r} is not in the vocabulary")
-                ids.append(self.vocab[s])
-            else:
-                ids.append(int(s))
+        """``generate``'s ``stop`` as ids: parsed as :class:`~rustrnn.LanguageModel`'s
+        (ints are ids), but a str here is one token of the vocabulary."""
+        ids, tokens = stop_rule(stop)
+        for s in tokens:
+            if s not in self.vocab:
+                raise ValueError(f"stop token {s!r} is not in the vocabulary")
+            ids.append(self.vocab[s])
         return ids
 
     def generate(

@@ -21,27 +21,11 @@ def _limit(memory_gb):
     return apply if memory_gb else None
 
 
-def probe(code: str, *args: str, timeout: float, memory_gb=None):
-    """Runs ``code`` (torch and rustrnn imported) with ``args`` as sys.argv[1:]."""
-    prelude = "import sys, torch, rustrnn\n"
+def _run(argv, what: str, timeout: float, cwd=None, memory_gb=None, input=None):
+    """``argv`` in a child interpreter; a timeout fails the test, naming ``what``."""
     try:
         return subprocess.run(
-            [sys.executable, "-c", prelude + textwrap.dedent(code), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=ENV,
-            preexec_fn=_limit(memory_gb),
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the probe hung (no answer in {timeout} s):\n{code}")
-
-
-def cli(*args: str, timeout: float, cwd=None, memory_gb=None, input=None):
-    """Runs ``python -m rustrnn ARGS`` (``input``: its standard input, a str)."""
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "rustrnn", *args],
+            [sys.executable, *argv],
             input=input,
             capture_output=True,
             text=True,
@@ -51,4 +35,17 @@ def cli(*args: str, timeout: float, cwd=None, memory_gb=None, input=None):
             preexec_fn=_limit(memory_gb),
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"rustrnn {' '.join(args)} hung")
+        pytest.fail(f"{what} hung (no answer in {timeout} s)")
+
+
+def probe(code: str, *args: str, timeout: float, memory_gb=None):
+    """Runs ``code`` (torch and rustrnn imported) with ``args`` as sys.argv[1:]."""
+    prelude = "import sys, torch, rustrnn\n"
+    argv = ["-c", prelude + textwrap.dedent(code), *args]
+    return _run(argv, f"the probe\n{code}\n", timeout, memory_gb=memory_gb)
+
+
+def cli(*args: str, timeout: float, cwd=None, memory_gb=None, input=None):
+    """Runs ``python -m rustrnn ARGS`` (``input``: its standard input, a str)."""
+    what = f"rustrnn {' '.join(args)}"
+    return _run(["-m", "rustrnn", *args], what, timeout, cwd, memory_gb, input)

@@ -1,23 +1,11 @@
 """The command line: each subcommand end to end on tiny runs, and one-line error exits."""
 
-import os
-import subprocess
-import sys
-
+import hostile_probe
 import pytest
-
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def run(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "rustrnn", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=ENV,
-        timeout=300,
-    )
+    return hostile_probe.cli(*args, timeout=300, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from typing import List, Optional
 
 from . import _cli_ngram, _cli_score
 
+# LmConfig::CELLS (src/lm/model.rs), for argparse before torch is imported.
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 
 

@@ -19,7 +19,6 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 from . import _rustrnn, checkpoint
 from .nn import GRU, LSTM, RNN, Dropout
 
-CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 TextOrIds = Union[str, Tensor, Sequence[int]]
 
 

@@ -23,6 +23,7 @@ pub mod ngram;
 pub mod rnn;
 pub mod sampler;
 pub mod train;
+pub mod vectors;
 pub mod vocab;
 
 #[cfg(feature = "python")]

@@ -337,10 +337,53 @@ def targets(group: str, root: Path):
         kw = {"temperature": 0.9, "top_k": 5, "top_p": 0.95, "greedy": False}
         kw.update(num_samples=2, stop="sat", generator=gen, return_ids=True)
         yield "ng.generate", ng.generate, ("the", Big(6)), kw, False
+    elif group == "vectors":
+        yield from _vector_targets(root)
     elif group == "extension":
         yield from _extension_targets(root)
     else:
         raise SystemExit(f"unknown group {group!r}")
+
+
+def _vector_targets(root: Path):
+    torch.manual_seed(0)
+    keys = ["a", "B", "b", "c", "d", "e"]
+    vec = torch.randn(6, 4)
+    wv = rustrnn.WordVectors(vec, keys)
+    yield "WordVectors()", rustrnn.WordVectors, (vec, keys), {}, False
+    kw = {"topn": 3, "clip_start": 0, "clip_end": 5, "restrict_vocab": 6}
+    yield "wv.most_similar", wv.most_similar, (["a", ("b", 2.0)], ["c"]), kw, False
+    kw = {"topn": 3, "restrict_vocab": 6}
+    yield "wv.most_similar_cosmul", wv.most_similar_cosmul, (["a", "b"], ["c"]), kw, False
+    yield "wv.similar_by_vector", wv.similar_by_vector, (vec[0],), {"topn": 2}, False
+    yield "wv.similar_by_key", wv.similar_by_key, ("a",), {"topn": 2}, False
+    yield "wv.doesnt_match", wv.doesnt_match, (["a", "b", "c"],), {}, False
+    yield "wv.similarity", wv.similarity, ("a", "b"), {}, False
+    yield "wv.n_similarity", wv.n_similarity, (["a"], ["b", "c"]), {}, False
+    yield "wv.distances", wv.distances, ("a", ["b", "c"]), {}, False
+    yield "wv.rank", wv.rank, ("a", "b"), {}, False
+    yield "wv.get_mean_vector", wv.get_mean_vector, (["a", "b"],), {"weights": [1.0, 2.0]}, False
+    yield "wv[]", wv.__getitem__, (["a", "b"],), {}, False
+    pairs, analogies = root / "pairs.tsv", root / "analogies.txt"
+    pairs.write_text("# a comment\na\tb\t3.5\nA\tc\t1.0\nb\td\t2.0\nx\ty\t4\n")
+    analogies.write_text(": one\na b c d\nA B c E\n: two\nb c d e\n")
+    kw = {"delimiter": "\t", "restrict_vocab": 6, "case_insensitive": True, "dummy4unknown": True}
+    yield "wv.evaluate_word_pairs", wv.evaluate_word_pairs, (PathArg(pairs),), kw, False
+    kw = {"restrict_vocab": 6, "case_insensitive": False, "dummy4unknown": True}
+    yield "wv.evaluate_word_analogies", wv.evaluate_word_analogies, (PathArg(analogies),), kw, False
+    for binary in (False, True):
+        path = root / f"vectors.{'bin' if binary else 'txt'}"
+        wv.save_word2vec_format(path, binary=binary)
+        kw = {"binary": binary, "limit": 5, "no_header": False}
+        load = rustrnn.WordVectors.load_word2vec_format
+        yield f"load_word2vec_format({binary})", load, (PathArg(path),), kw, False
+        kw = {"binary": binary, "write_header": True}
+        out = PathArg(root / "out.vec")
+        yield f"wv.save_word2vec_format({binary})", wv.save_word2vec_format, (out,), kw, True
+    lm = _lm()
+    wide = rustrnn.WordVectors(torch.randn(3, 8), ["the", "cat", "zebra"])
+    yield "lm.vectors", lm.vectors, (), {}, False
+    yield "lm.load_vectors", lm.load_vectors, (wide,), {"binary": False, "freeze": False}, False
 
 
 def _extension_targets(root: Path):

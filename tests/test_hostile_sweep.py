@@ -10,7 +10,18 @@ import sys
 import pytest
 
 SWEEP = os.path.join(os.path.dirname(__file__), "hostile_sweep.py")
-GROUPS = ["stacks", "cells", "sampler", "vocab", "lm", "train", "ngram", "extension", "cli"]
+GROUPS = [
+    "stacks",
+    "cells",
+    "sampler",
+    "vocab",
+    "lm",
+    "train",
+    "ngram",
+    "vectors",
+    "extension",
+    "cli",
+]
 TIMEOUT = 600
 
 

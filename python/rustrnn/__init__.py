@@ -41,6 +41,7 @@ from .lm import LanguageModel  # noqa: E402
 from .ngram import NGramLM  # noqa: E402
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .training import History, evaluate, train  # noqa: E402
+from .vectors import WordVectors  # noqa: E402
 
 __version__ = _rustrnn.__version__
 
@@ -54,6 +55,7 @@ __all__ = [
     "Vocab",
     "LanguageModel",
     "NGramLM",
+    "WordVectors",
     "train",
     "evaluate",
     "History",

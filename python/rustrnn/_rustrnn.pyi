@@ -41,6 +41,7 @@ __all__ = [
     "save_model",
     "score_lines",
     "train_lm",
+    "WordVectors",
 ]
 
 __version__: str
@@ -397,3 +398,83 @@ class NGramModel:
         """The model's words by id: ``<unk>``, ``<s>``, ``</s>``, then the others."""
     def vocab(self) -> Vocab:
         """The Vocab that reads text into the model's words (a new object)."""
+
+_Term = str | Tensor
+
+@final
+class WordVectors:
+    """Keys and their float32 vectors, queried with gensim's semantics
+    (``rustrnn.WordVectors`` wraps it and takes gensim's flexible arguments)."""
+
+    def __new__(cls, keys: Sequence[str], vectors: Tensor) -> WordVectors: ...
+    def __len__(self) -> int: ...
+    @property
+    def keys(self) -> list[str]:
+        """The keys in row order."""
+    @property
+    def vectors(self) -> Tensor:
+        """A copy of the ``(len, dim)`` float32 vectors."""
+    @property
+    def dim(self) -> int:
+        """The width of each vector."""
+    def index(self, key: str) -> int | None:
+        """The row of ``key``, or None."""
+    def get_vector(self, key: str, norm: bool = False) -> Tensor:
+        """A copy of the vector of ``key`` (unit length when ``norm``)."""
+    def mean(
+        self,
+        terms: Sequence[tuple[_Term, float]],
+        pre_normalize: bool,
+        post_normalize: bool,
+        ignore_missing: bool,
+    ) -> Tensor:
+        """gensim's ``get_mean_vector`` over ``(term, weight)`` pairs."""
+    def most_similar(
+        self,
+        terms: Sequence[tuple[_Term, float]],
+        topn: int | None,
+        start: int,
+        end: int | None,
+        restrict_vocab: int | None,
+    ) -> list[tuple[str, float]] | Tensor:
+        """3CosAdd: the ``topn`` best ``(key, similarity)``, or every similarity."""
+    def most_similar_cosmul(
+        self,
+        positive: Sequence[_Term],
+        negative: Sequence[_Term],
+        topn: int | None,
+        restrict_vocab: int | None,
+    ) -> list[tuple[str, float]] | Tensor:
+        """3CosMul of the positive over the negative terms."""
+    def doesnt_match(self, words: Sequence[str]) -> str:
+        """The key that fits least with the others."""
+    def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of two keys."""
+    def n_similarity(self, a: Sequence[str], b: Sequence[str]) -> float:
+        """Cosine similarity of the means of two sets of keys."""
+    def distances(self, term: _Term, others: Sequence[str]) -> Tensor:
+        """``1 - cosine`` from a key or vector to ``others`` (every row when empty)."""
+    def closer_than(self, a: str, b: str) -> list[str]:
+        """The keys closer to ``a`` than ``b`` is."""
+    def rank(self, a: str, b: str) -> int:
+        """1 + the number of keys closer to ``a`` than ``b`` is."""
+    def evaluate_word_pairs(
+        self,
+        path: _Path,
+        delimiter: str,
+        restrict_vocab: int,
+        case_insensitive: bool,
+        dummy4unknown: bool,
+    ) -> tuple[tuple[float, float], tuple[float, float], float]:
+        """``((pearson, p), (spearman, p), oov_percent)`` over a word-pair file."""
+    def evaluate_word_analogies(
+        self, path: _Path, restrict_vocab: int, case_insensitive: bool, dummy4unknown: bool
+    ) -> tuple[float, list[tuple[str, list[list[str]], list[list[str]]]], float]:
+        """``(accuracy, [(section, correct, incorrect), ...], oov_percent)``."""
+    def save_word2vec_format(self, path: _Path, binary: bool, write_header: bool) -> None:
+        """Writes the word2vec text or binary format, atomically."""
+    @staticmethod
+    def load_word2vec_format(
+        path: _Path, binary: bool, limit: int | None, no_header: bool
+    ) -> WordVectors:
+        """Reads a word2vec text or binary file (GloVe's with ``no_header``)."""

@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import _rustrnn, checkpoint
 from .nn import GRU, LSTM, RNN, Dropout
+from .vectors import WordVectors
 
 TextOrIds = Union[str, Tensor, Sequence[int]]
 
@@ -458,6 +459,53 @@ class LanguageModel(nn.Module):
     def embeddings(self) -> Tensor:
         """The word vectors: a detached ``(V, E)`` tensor, row i for token id i."""
         return self.embedding.weight.detach()
+
+    def vectors(self) -> WordVectors:
+        """The word vectors as a :class:`rustrnn.WordVectors` (gensim's ``KeyedVectors``
+        queries, evaluation and files): a float32 copy of the embedding matrix (which is
+        the head's weight too when ``tie_weights``), keyed by the vocabulary's tokens."""
+        return WordVectors(self.embedding.weight.detach(), self.vocab)
+
+    def load_vectors(self, vectors, *, binary: bool = False, freeze: bool = False) -> int:
+        """Copies pretrained vectors into the embedding (and so into a tied head) for every
+        vocabulary token they have; the other rows keep their values.
+
+        Args:
+            vectors: a :class:`rustrnn.WordVectors`, a gensim ``KeyedVectors`` (anything
+                with ``index_to_key`` and ``vectors``), or the path of a word2vec text
+                file (``binary=True``: a binary one).
+            binary: the file's format, for a path.
+            freeze: stop training the embedding (``requires_grad=False``; a tied head is
+                the same tensor, so it is frozen too). :func:`rustrnn.train` skips frozen
+                parameters.
+
+        Returns:
+            How many of the vocabulary's tokens got a vector.
+
+        Raises:
+            ValueError: the vectors' width is not the model's ``embed_size``.
+        """
+        if isinstance(vectors, WordVectors):
+            wv = vectors
+        elif hasattr(vectors, "index_to_key") and hasattr(vectors, "vectors"):
+            wv = WordVectors(torch.as_tensor(vectors.vectors), list(vectors.index_to_key))
+        else:
+            wv = WordVectors.load_word2vec_format(vectors, binary=binary)
+        embed_size = self.config["embed_size"]
+        if wv.vector_size != embed_size:
+            raise ValueError(
+                f"the vectors are {wv.vector_size} wide, but the model's embed_size is {embed_size}"
+            )
+        pairs = [(i, wv.get_index(t)) for i, t in enumerate(self.vocab.tokens()) if t in wv]
+        weight = self.embedding.weight
+        if pairs:
+            ids = torch.tensor([p[0] for p in pairs], device=weight.device)
+            rows = torch.tensor([p[1] for p in pairs])
+            with torch.no_grad():
+                weight[ids] = wv.vectors[rows].to(device=weight.device, dtype=weight.dtype)
+        if freeze:
+            weight.requires_grad_(False)
+        return len(pairs)
 
     def _vector(self, token: Union[str, int]) -> Tensor:
         idx = self.vocab[token] if isinstance(token, str) else int(token)

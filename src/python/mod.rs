@@ -17,6 +17,7 @@ mod rnn;
 mod sampler;
 mod score;
 mod train;
+mod vectors;
 mod vocab;
 
 use pyo3::prelude::*;
@@ -41,6 +42,7 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ngram::register(m)?;
     sampler::register(m)?;
     train::register(m)?;
+    vectors::register(m)?;
     vocab::register(m)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
+use tch::Tensor;
 
 use super::guard::guard;
 use crate::error::{Error, Result};
@@ -44,7 +45,7 @@ impl From<Neighbours> for PyNeighbours {
     fn from(n: Neighbours) -> Self {
         match n {
             Neighbours::Top(v) => PyNeighbours::Top(v),
-            Neighbours::All(t) => PyNeighbours::All(PyTensor(t)),
+            Neighbours::All(v) => PyNeighbours::All(PyTensor(Tensor::from_slice(&v))),
         }
     }
 }
@@ -130,13 +131,13 @@ impl PyWordVectors {
     #[getter]
     fn vectors(&self) -> PyResult<PyTensor> {
         guard("WordVectors.vectors", || {
-            Ok(PyTensor(self.lock()?.vectors().copy()))
+            Ok(PyTensor(self.lock()?.to_tensor()?))
         })
     }
 
     /// The width of each vector.
     #[getter]
-    fn dim(&self) -> PyResult<i64> {
+    fn dim(&self) -> PyResult<usize> {
         guard("WordVectors.dim", || Ok(self.lock()?.dim()))
     }
 
@@ -241,9 +242,8 @@ impl PyWordVectors {
     /// `1 - cosine` from a key or vector to `others` (every row when empty).
     fn distances(&self, term: PyTerm, others: Vec<String>) -> PyResult<PyTensor> {
         guard("WordVectors.distances", || {
-            Ok(PyTensor(
-                self.lock()?.distances(&term.into_term(), &others)?,
-            ))
+            let d = self.lock()?.distances(&term.into_term(), &others)?;
+            Ok(PyTensor(Tensor::from_slice(&d)))
         })
     }
 

@@ -18,6 +18,7 @@
 
 pub mod evaluate;
 pub mod query;
+pub mod scan;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -34,10 +35,12 @@ use crate::vocab::quote;
 pub struct WordVectors {
     keys: Vec<String>,
     index: HashMap<String, usize>,
-    /// `[V, D]` float32 on the CPU, contiguous.
-    vectors: Tensor,
-    /// Each row's L2 norm `[V]`.
-    norms: Tensor,
+    /// `V x D` float32, row-major: plain memory, which the scans read on
+    /// several threads (a `Tensor` may not be shared between threads).
+    data: Vec<f32>,
+    dim: usize,
+    /// Each row's L2 norm.
+    norms: Vec<f32>,
 }
 
 /// One term of a query: a key, a row already looked up, or a vector given
@@ -74,16 +77,27 @@ impl WordVectors {
                 keys.len()
             )));
         }
-        let vectors = vectors
-            .f_detach()?
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?;
-        // A copy even when the input already is float32 on the CPU: the
-        // caller's tensor (a model's embedding) may change afterwards.
-        let mut copy = vectors.f_empty_like()?;
-        copy.f_copy_(&vectors)?;
-        let vectors = copy;
+        let dim = size.get(1).copied().unwrap_or(0);
+        let data = Vec::<f32>::try_from(
+            vectors
+                .f_detach()?
+                .f_to_device(Device::Cpu)?
+                .f_to_kind(Kind::Float)?
+                .f_reshape([-1])?,
+        )?;
+        WordVectors::from_rows(keys, data, usize::try_from(dim).unwrap_or(0))
+    }
+
+    /// `data` holds `keys.len()` rows of `dim` values, row-major.
+    pub fn from_rows(keys: Vec<String>, data: Vec<f32>, dim: usize) -> Result<WordVectors> {
+        if keys.len().checked_mul(dim) != Some(data.len()) {
+            return Err(Error::value(format!(
+                "expected {} x {dim} values for {} keys, got {}",
+                keys.len(),
+                keys.len(),
+                data.len()
+            )));
+        }
         let mut index = HashMap::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             if index.insert(key.clone(), i).is_some() {
@@ -93,11 +107,20 @@ impl WordVectors {
                 )));
             }
         }
-        let norms = vectors.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
+        let norms = data
+            .chunks_exact(dim.max(1))
+            .map(|r| {
+                r.iter()
+                    .map(|&x| f64::from(x) * f64::from(x))
+                    .sum::<f64>()
+                    .sqrt() as f32
+            })
+            .collect();
         Ok(WordVectors {
             keys,
             index,
-            vectors,
+            data,
+            dim,
             norms,
         })
     }
@@ -111,8 +134,8 @@ impl WordVectors {
     }
 
     /// The width of each vector.
-    pub fn dim(&self) -> i64 {
-        self.vectors.size().get(1).copied().unwrap_or(0)
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// The keys in row order (gensim's `index_to_key`).
@@ -120,14 +143,31 @@ impl WordVectors {
         &self.keys
     }
 
-    /// `[V, D]` float32.
-    pub fn vectors(&self) -> &Tensor {
-        &self.vectors
+    /// The rows, row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
     }
 
-    /// `[V]`: each row's L2 norm.
-    pub fn norms(&self) -> &Tensor {
+    /// Each row's L2 norm.
+    pub fn norms(&self) -> &[f32] {
         &self.norms
+    }
+
+    /// A copy of the vectors as a `[V, D]` float32 tensor.
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        Ok(Tensor::from_slice(&self.data).f_view([to_i64(self.len())?, to_i64(self.dim)?])?)
+    }
+
+    /// Row `i`'s values.
+    pub fn values(&self, i: usize) -> Result<&[f32]> {
+        self.data
+            .get(i * self.dim..(i + 1) * self.dim)
+            .ok_or_else(|| {
+                Error::Index(format!(
+                    "row {i} is out of range for {} vectors",
+                    self.len()
+                ))
+            })
     }
 
     pub fn get(&self, key: &str) -> Option<usize> {
@@ -142,17 +182,10 @@ impl WordVectors {
 
     /// The vector of row `i`, as stored or scaled to unit length.
     pub fn row(&self, i: usize, unit: bool) -> Result<Tensor> {
-        if i >= self.len() {
-            return Err(Error::Index(format!(
-                "row {i} is out of range for {} vectors",
-                self.len()
-            )));
-        }
-        let v = self.vectors.f_select(0, to_i64(i)?)?;
-        Ok(if unit {
-            v.f_div(&self.norms.f_select(0, to_i64(i)?)?)?
-        } else {
-            v
+        let v = Tensor::from_slice(self.values(i)?);
+        Ok(match (unit, self.norms.get(i)) {
+            (true, Some(&n)) => v.f_div_scalar(f64::from(n))?,
+            _ => v,
         })
     }
 
@@ -169,7 +202,7 @@ impl WordVectors {
     /// A query vector as float32 `[D]`, or a ValueError naming both widths.
     pub fn check_vector(&self, v: &Tensor) -> Result<Tensor> {
         let size = v.size();
-        if size.as_slice() != [self.dim()] {
+        if size.as_slice() != [to_i64(self.dim)?] {
             return Err(Error::value(format!(
                 "expected a vector of shape [{}], got shape {size:?}",
                 self.dim()
@@ -200,7 +233,7 @@ impl WordVectors {
         if terms.is_empty() {
             return Err(Error::value("cannot compute mean with no input"));
         }
-        let mut mean = Tensor::f_zeros([self.dim()], (Kind::Float, Device::Cpu))?;
+        let mut mean = Tensor::f_zeros([to_i64(self.dim)?], (Kind::Float, Device::Cpu))?;
         let mut total = 0.0;
         for (term, weight) in terms {
             let v = match term {

@@ -2,25 +2,24 @@
 //! `KeyedVectors`: cosine similarity, the query's own keys left out of the
 //! neighbours it returns, and a row range (`restrict_vocab`) to search.
 //!
-//! A query is one matrix-vector product over the rows and a partial sort of
-//! the scores, so 100 K x 300 vectors answer in milliseconds.
+//! A query is one pass over the rows (`scan`) and a partial sort of the
+//! scores, so 100 K x 300 vectors answer in milliseconds.
 
 // Values from Python reach this module: no index or slice may panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use std::cmp::Ordering;
 use std::ops::Range;
 
 use tch::{Kind, Tensor};
 
-use super::{to_i64, unit, Term, WordVectors};
+use super::{scan, unit, Term, WordVectors};
 use crate::error::{Error, Result};
 
 /// What a neighbour query returns: the `topn` best keys with their scores,
 /// or (with no `topn`) every row's score over the searched range.
 pub enum Neighbours {
     Top(Vec<(String, f32)>),
-    All(Tensor),
+    All(Vec<f32>),
 }
 
 /// gensim's 3CosMul keeps its denominator off zero with this.
@@ -56,9 +55,9 @@ impl WordVectors {
         if topn == Some(0) {
             return Ok(Neighbours::Top(Vec::new()));
         }
-        let mean = self.mean(terms, true, true, false)?;
+        let mean = Vec::<f32>::try_from(self.mean(terms, true, true, false)?)?;
         let exclude = self.key_rows(terms.iter().map(|(t, _)| t));
-        let scores = self.cosines(&mean, &range)?;
+        let scores = self.cosines(&[&mean], &range).pop().unwrap_or_default();
         self.neighbours(scores, topn, range.start, &exclude)
     }
 
@@ -79,31 +78,29 @@ impl WordVectors {
         if positive.is_empty() {
             return Err(Error::value("cannot compute similarity with no input"));
         }
-        let shifted = |terms: &[Term]| -> Result<Option<Tensor>> {
-            let mut prod: Option<Tensor> = None;
-            for t in terms {
-                let v = self.term_vector(t, true)?;
-                let s = self
-                    .cosines(&v, &range)?
-                    .f_add_scalar(1.0)?
-                    .f_div_scalar(2.0)?;
-                prod = Some(match prod {
-                    Some(p) => p.f_mul(&s)?,
-                    None => s,
-                });
-            }
-            Ok(prod)
-        };
-        let num = shifted(positive)?
-            .ok_or_else(|| Error::value("cannot compute similarity with no input"))?;
-        let den = match shifted(negative)? {
-            Some(d) => d.f_to_kind(Kind::Double)?.f_add_scalar(COSMUL_EPSILON)?,
-            None => Tensor::from(1.0 + COSMUL_EPSILON),
-        };
-        let scores = num
-            .f_to_kind(Kind::Double)?
-            .f_div(&den)?
-            .f_to_kind(Kind::Float)?;
+        let vectors = positive
+            .iter()
+            .chain(negative)
+            .map(|t| Ok(Vec::<f32>::try_from(self.term_vector(t, true)?)?))
+            .collect::<Result<Vec<_>>>()?;
+        let queries: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+        // One read of the rows for every term; then per row the product of
+        // the shifted cosines, in float32 as gensim's, over the negative
+        // terms' product (float64, from gensim's `prod(...) + 1e-6`).
+        let cosines = self.cosines(&queries, &range);
+        let (pos, neg) = cosines.split_at(positive.len());
+        let scores = (0..range.len())
+            .map(|r| {
+                let shifted = |c: &Vec<f32>| (1.0 + c.get(r).copied().unwrap_or(f32::NAN)) / 2.0;
+                let num: f32 = pos.iter().map(shifted).product();
+                let den = if neg.is_empty() {
+                    1.0
+                } else {
+                    f64::from(neg.iter().map(shifted).product::<f32>())
+                };
+                (f64::from(num) / (den + COSMUL_EPSILON)) as f32
+            })
+            .collect();
         let exclude = self.key_rows(positive.iter().chain(negative));
         self.neighbours(scores, topn, range.start, &exclude)
     }
@@ -161,30 +158,29 @@ impl WordVectors {
 
     /// `1 - cosine` from a key's (or a vector's) raw vector to the given
     /// keys, or to every row when none are given (gensim's `distances`).
-    pub fn distances(&self, from: &Term, to: &[String]) -> Result<Tensor> {
-        let v = self.term_vector(from, false)?;
-        let (others, norms) = if to.is_empty() {
-            (self.vectors.shallow_clone(), self.norms.shallow_clone())
+    pub fn distances(&self, from: &Term, to: &[String]) -> Result<Vec<f32>> {
+        let v = Vec::<f32>::try_from(self.term_vector(from, false)?)?;
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cos = if to.is_empty() {
+            self.cosines(&[&v], &(0..self.len()))
+                .pop()
+                .unwrap_or_default()
         } else {
-            let rows = to
-                .iter()
-                .map(|w| to_i64(self.index_of(w)?))
-                .collect::<Result<Vec<_>>>()?;
-            let idx = Tensor::from_slice(&rows);
-            (
-                self.vectors.f_index_select(0, &idx)?,
-                self.norms.f_index_select(0, &idx)?,
-            )
+            to.iter()
+                .map(|w| {
+                    let i = self.index_of(w)?;
+                    let n = self.norms().get(i).copied().unwrap_or(f32::NAN);
+                    Ok(scan::dot(self.values(i)?, &v) / n)
+                })
+                .collect::<Result<Vec<_>>>()?
         };
-        let norm = v.f_norm()?;
-        let cos = others.f_mv(&v)?.f_div(&norms.f_mul(&norm)?)?;
-        Ok(cos.f_rsub_scalar(1.0)?)
+        Ok(cos.into_iter().map(|c| 1.0 - c / norm).collect())
     }
 
     /// The keys closer to `a` than `b` is, `a` itself left out.
     pub fn closer_than(&self, a: &str, b: &str) -> Result<Vec<String>> {
         let (ia, ib) = (self.index_of(a)?, self.index_of(b)?);
-        let d = Vec::<f32>::try_from(self.distances(&Term::Key(a.to_string()), &[])?)?;
+        let d = self.distances(&Term::Key(a.to_string()), &[])?;
         let limit = d.get(ib).copied().unwrap_or(f32::NAN);
         Ok(d.iter()
             .zip(&self.keys)
@@ -199,13 +195,16 @@ impl WordVectors {
         Ok(self.closer_than(a, b)?.len() + 1)
     }
 
-    /// Every searched row's cosine to `v` `[D]`: the raw rows' products
-    /// divided by their norms (so `v` must already be unit for a cosine).
-    fn cosines(&self, v: &Tensor, range: &Range<usize>) -> Result<Tensor> {
-        let (start, len) = (to_i64(range.start)?, to_i64(range.len())?);
-        let rows = self.vectors.f_narrow(0, start, len)?;
-        let norms = self.norms.f_narrow(0, start, len)?;
-        Ok(rows.f_mv(v)?.f_div(&norms)?)
+    /// Each searched row's dot product with each of `queries` over the row's
+    /// norm: a cosine when the query has unit length.
+    fn cosines(&self, queries: &[&[f32]], range: &Range<usize>) -> Vec<Vec<f32>> {
+        scan::scan(
+            self.data(),
+            self.norms(),
+            self.dim(),
+            range.clone(),
+            queries,
+        )
     }
 
     /// The rows of the key terms that have one.
@@ -223,15 +222,14 @@ impl WordVectors {
     /// left out, or all the scores when there is no `topn`.
     fn neighbours(
         &self,
-        scores: Tensor,
+        values: Vec<f32>,
         topn: Option<usize>,
         offset: usize,
         exclude: &[usize],
     ) -> Result<Neighbours> {
         let Some(topn) = topn else {
-            return Ok(Neighbours::All(scores));
+            return Ok(Neighbours::All(values));
         };
-        let values = Vec::<f32>::try_from(&scores)?;
         let best = top_k(&values, topn.saturating_add(exclude.len()));
         let mut out = Vec::with_capacity(topn.min(best.len()));
         for i in best {
@@ -252,28 +250,26 @@ impl WordVectors {
 
 /// The indices of the `k` largest values, largest first; NaN counts as the
 /// smallest, and equal values keep their index order.
+///
+/// One pass keeping the best `k` so far in order: after the first few
+/// thousand rows almost every value loses to the `k`-th best at once, so a
+/// query's top 10 of 100 K rows costs one comparison per row.
 pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
-    let order = |a: &usize, b: &usize| -> Ordering {
-        let (x, y) = (
-            values.get(*a).copied().unwrap_or(f32::NAN),
-            values.get(*b).copied().unwrap_or(f32::NAN),
-        );
-        match (x.is_nan(), y.is_nan()) {
-            (true, true) => a.cmp(b),
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            (false, false) => y.partial_cmp(&x).unwrap_or(Ordering::Equal).then(a.cmp(b)),
-        }
-    };
-    let mut idx: Vec<usize> = (0..values.len()).collect();
-    let k = k.min(idx.len());
+    let k = k.min(values.len());
     if k == 0 {
         return Vec::new();
     }
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, order);
-        idx.truncate(k);
+    // `a` ranks above `b`: larger, or a number against NaN. An equal value
+    // seen later never ranks above, which keeps ties in index order.
+    let above = |a: f32, b: f32| a > b || (b.is_nan() && !a.is_nan());
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (i, &v) in values.iter().enumerate() {
+        if best.len() == k && !best.last().is_some_and(|&(w, _)| above(v, w)) {
+            continue;
+        }
+        let at = best.partition_point(|&(w, _)| !above(v, w));
+        best.insert(at, (v, i));
+        best.truncate(k);
     }
-    idx.sort_unstable_by(order);
-    idx
+    best.into_iter().map(|(_, i)| i).collect()
 }

@@ -19,8 +19,6 @@ use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use tch::Tensor;
-
 use super::WordVectors;
 use crate::error::{Error, Result};
 use crate::vocab::quote;
@@ -52,9 +50,7 @@ impl Rows {
     }
 
     fn into_vectors(self) -> Result<WordVectors> {
-        let (rows, dim) = (self.keys.len() as i64, self.dim as i64);
-        let t = Tensor::from_slice(&self.values).f_view([rows, dim])?;
-        WordVectors::new(self.keys, &t)
+        WordVectors::from_rows(self.keys, self.values, self.dim)
     }
 }
 
@@ -187,8 +183,7 @@ pub fn save(wv: &WordVectors, path: &Path, binary: bool, write_header: bool) -> 
             )));
         }
     }
-    let dim = usize::try_from(wv.dim()).unwrap_or(0);
-    let values = Vec::<f32>::try_from(wv.vectors().f_reshape([-1])?)?;
+    let (dim, values) = (wv.dim(), wv.data());
     crate::atomic::write(path, |f| {
         let mut w = BufWriter::new(f);
         if write_header {

@@ -15,19 +15,16 @@ import os
 import tempfile
 import time
 
+import rustrnn
 import torch
 from gensim.models import KeyedVectors
 
-import rustrnn
 
-
-def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+def timed(fn, *args, **kwargs):
+    """Seconds one call takes, and what it returned."""
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t, out
 
 
 def main():
@@ -60,9 +57,9 @@ def main():
     for name, q in queries.items():
         ours, theirs = float("inf"), float("inf")
         for _ in range(args.repeat):  # interleaved, so drift hits both sides alike
-            t, a = best(lambda: q(wv), 1)
+            t, a = timed(q, wv)
             ours = min(ours, t)
-            t, b = best(lambda: q(kv), 1)
+            t, b = timed(q, kv)
             theirs = min(theirs, t)
         if isinstance(a, list):
             assert [k for k, _ in a] == [k for k, _ in b], name
@@ -70,12 +67,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for binary in (False, True):
             path = os.path.join(tmp, "v.bin" if binary else "v.txt")
-            t_ours, _ = best(lambda: wv.save_word2vec_format(path, binary=binary), 1)
-            t_theirs, _ = best(lambda: kv.save_word2vec_format(path, binary=binary), 1)
-            l_ours, _ = best(
-                lambda: rustrnn.WordVectors.load_word2vec_format(path, binary=binary), 1
-            )
-            l_theirs, _ = best(lambda: KeyedVectors.load_word2vec_format(path, binary=binary), 1)
+            t_ours, _ = timed(wv.save_word2vec_format, path, binary=binary)
+            t_theirs, _ = timed(kv.save_word2vec_format, path, binary=binary)
+            l_ours, _ = timed(rustrnn.WordVectors.load_word2vec_format, path, binary=binary)
+            l_theirs, _ = timed(KeyedVectors.load_word2vec_format, path, binary=binary)
             kind = "binary" if binary else "text"
             print(
                 f"{'save ' + kind:32} {t_ours * 1e3:11.0f} {t_theirs * 1e3:10.0f} "

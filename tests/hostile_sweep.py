@@ -476,6 +476,9 @@ def _cli_targets(root: Path):
     ngram = ["ngram", text, "--order", "3", "--level", "word", "--smoothing", "add_k", "--k"]
     ngram += ["0.5", "--out", PathArg(root / "out.arpa")]
     yield "cli ngram", ngram, True
+    vectors = ["vectors", ckpt, "--out", PathArg(root / "vectors.bin"), "--binary"]
+    yield "cli vectors", vectors, True
+    yield "cli similar", ["similar", ckpt, "cat", "-dog", "+sat", "--topn", "3"], False
 
 
 def _cli_probes(root: Path):

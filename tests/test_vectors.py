@@ -294,3 +294,34 @@ def test_gensim_keyed_vectors_load_into_a_model():
     assert model.load_vectors(kv) == 1
     assert torch.equal(model.embedding.weight.detach()[vocab["b"]], torch.tensor([1.0, 2, 3, 4]))
     assert not math.isnan(model.vectors().similarity("a", "b"))
+
+
+# ------------------------------------------------------------------- command line
+def _cli(*args, cwd):
+    import hostile_probe
+
+    return hostile_probe.cli(*args, timeout=300, cwd=cwd)
+
+
+def test_cli_writes_vectors_gensim_reads_and_answers_analogies(cased):
+    wv, kv, tmp = cased
+    vocab = rustrnn.Vocab.build(" ".join(wv.index_to_key) + "\n", level="word")
+    model = rustrnn.LanguageModel(vocab, embed_size=16, hidden_size=16, num_layers=1)
+    model.load_vectors(wv)
+    model.save(tmp / "m.safetensors")
+    for binary in (False, True):
+        out = tmp / f"v{int(binary)}"
+        r = _cli("vectors", "m.safetensors", "--out", str(out), *(["--binary"] * binary), cwd=tmp)
+        assert r.returncode == 0, r.stderr
+        loaded = KeyedVectors.load_word2vec_format(out, binary=binary)
+        assert loaded.index_to_key == vocab.tokens()
+        assert torch.allclose(torch.as_tensor(loaded.vectors), model.embedding.weight.detach())
+    r = _cli("similar", "m.safetensors", "man", "-woman", "+queen", "--topn", "3", cwd=tmp)
+    assert r.returncode == 0, r.stderr
+    want = model.vectors().most_similar(positive=["man", "queen"], negative=["woman"], topn=3)
+    got = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [w for w, _ in got] == [w for w, _ in want]
+    assert [float(s) for _, s in got] == pytest.approx([s for _, s in want], abs=1e-4)
+    assert got[0][0] == "king"  # the built-in analogy: man - woman + queen = king
+    r = _cli("similar", "m.safetensors", "zebra", cwd=tmp)
+    assert r.returncode == 2 and "zebra" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import _cli_ngram, _cli_score
+from . import _cli_ngram, _cli_score, _cli_vectors
 
 # LmConfig::CELLS (src/lm/model.rs), for argparse before torch is imported.
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
@@ -145,6 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     _cli_score.add_parser(sub)
     _cli_ngram.add_parser(sub)
+    _cli_vectors.add_parsers(sub)
     return ap
 
 
@@ -406,7 +407,16 @@ def _cmd_score(args) -> int:
     return _cli_score.run(args, _load_model(args.checkpoint), CliError)
 
 
+def _cmd_vectors(args) -> int:
+    return _cli_vectors.run_vectors(args, _load_model(args.checkpoint), CliError)
+
+
+def _cmd_similar(args) -> int:
+    return _cli_vectors.run_similar(args, _load_model(args.checkpoint), CliError)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = _cli_vectors.protect_negatives(sys.argv[1:] if argv is None else list(argv))
     args = _build_parser().parse_args(argv)
     commands = {
         "train": _cmd_train,
@@ -414,6 +424,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "perplexity": _cmd_perplexity,
         "score": _cmd_score,
         "ngram": _cli_ngram.run,
+        "vectors": _cmd_vectors,
+        "similar": _cmd_similar,
     }
     try:
         return commands[args.command](args)

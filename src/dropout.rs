@@ -21,6 +21,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::float::{self, Float};
+use crate::pyfmt::py_float;
 
 /// splitmix64's increment (2⁶⁴ / φ).
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -84,13 +85,21 @@ fn torch_seed() -> Result<u64> {
     Ok(t.f_int64_value(&[0])? as u64)
 }
 
-/// torch.nn.functional.dropout's rule for `p`, with its ValueError's words.
+/// torch.nn.functional.dropout's rule for `p`, with its ValueError's words
+/// and `p` as Python prints a float; see [`check_probability_as`].
 pub fn check_probability(p: f64) -> Result<()> {
+    check_probability_as(p, &py_float(p))
+}
+
+/// [`check_probability`] naming `p` as the caller wrote it (Python's
+/// `str(p)`: `2` for an int, as torch's message shows it). NaN is refused
+/// too, as torch.nn.functional.dropout's own check refuses it.
+pub fn check_probability_as(p: f64, shown: &str) -> Result<()> {
     if (0.0..=1.0).contains(&p) {
         return Ok(());
     }
     Err(Error::value(format!(
-        "dropout probability has to be between 0 and 1, but got {p}"
+        "dropout probability has to be between 0 and 1, but got {shown}"
     )))
 }
 

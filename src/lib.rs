@@ -20,6 +20,7 @@ pub mod fs;
 pub mod kernel;
 pub mod lm;
 pub mod ngram;
+pub mod pyfmt;
 pub mod rnn;
 pub mod sampler;
 pub mod train;

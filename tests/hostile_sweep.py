@@ -389,7 +389,7 @@ def _vector_targets(root: Path):
 def _extension_targets(root: Path):
     """The extension's own functions: private, but reachable (``rustrnn._rustrnn``)."""
     ext = rustrnn._rustrnn
-    spec_args = ("lstm", 4, 6, 2, True, False, 0.0, True, 3)
+    spec_args = ("LSTM", 4, 6, 2, True, False, 0.0, True, 3)
     yield "RnnSpec", ext.RnnSpec, spec_args, {}, False
     m = rustrnn.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=3)
     w = [p.detach() for p in m._flat_weights]
@@ -413,7 +413,9 @@ def _extension_targets(root: Path):
         False,
     )
     cw = [p.detach() for p in rustrnn.GRUCell(4, 6).parameters()]
-    yield "cell_forward", ext.cell_forward, ("gru", x[0], h[0].new_zeros(2, 6), None, cw), {}, False
+    yield "cell_forward", ext.cell_forward, ("GRU", x[0], h[0].new_zeros(2, 6), None, cw), {}, False
+    yield "cell_param_specs", ext.cell_param_specs, ("GRU", 4, 6, True), {}, False
+    yield "check_dropout", ext.check_dropout, (0.5,), {}, False
     lm = _lm()
     prompt = lm.vocab.encode("the cat")
     stack = [p.detach() for p in lm.rnn._flat_weights]

@@ -280,3 +280,21 @@ def test_compiled_dropout_draws_fresh_masks_with_the_right_rate(backend):
     assert not torch.equal(a != 0, b != 0), "every call draws a new mask"
     a.sum().backward()
     torch.testing.assert_close(x.grad, kept.double() / (1 - p))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_compiled_dropout_checks_p_while_tracing(training):
+    """The Rust rule for p runs at trace time (p is a constant there), in eval mode too, and
+    a valid p leaves the graph whole."""
+    torch._dynamo.reset()
+    bad = torch.compile(
+        lambda t: rustrnn.functional.dropout(t, 1.5, training), fullgraph=True, backend="eager"
+    )
+    with pytest.raises(
+        Exception, match="dropout probability has to be between 0 and 1, but got 1.5"
+    ):
+        bad(torch.ones(3))
+    good = torch.compile(
+        lambda t: rustrnn.functional.dropout(t, 0.25, training), fullgraph=True, backend="eager"
+    )
+    assert good(torch.ones(3)).shape == (3,)

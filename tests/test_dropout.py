@@ -86,3 +86,50 @@ def test_module_follows_train_and_eval():
     m.eval()
     assert torch.equal(m(x), x)
     assert repr(m) == "Dropout(p=0.5)"
+
+
+def raised(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the class is what we compare
+        return e
+    return None
+
+
+BAD_PROBABILITIES = [-0.1, 1.5, 2, -1, -1.0, 1e20, float("inf"), -1e-7, torch.tensor(1.5)]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("p", BAD_PROBABILITIES, ids=repr)
+def test_the_rust_check_raises_torchs_error_on_every_path(p, training):
+    """rustrnn's one rule for p (Rust's) raises torch's ValueError word for word, naming p as
+    torch does (``2`` for an int, ``1.5`` for a 0-d tensor), also in eval mode, where torch
+    checks p though nothing is dropped."""
+    x = torch.randn(3)
+    want = raised(lambda: F.dropout(x, p, training))
+    got = raised(lambda: dropout(x, p, training))
+    assert type(got) is type(want) is ValueError
+    assert str(got) == str(want)
+    want = raised(lambda: torch.nn.Dropout(p))
+    for got in (
+        raised(lambda: rustrnn.nn.Dropout(p)),
+        raised(lambda: rustrnn._rustrnn.check_dropout(p)),
+    ):
+        assert type(got) is ValueError and str(got) == str(want)
+
+
+@pytest.mark.parametrize("p", ["0.5", None, [0.5]], ids=repr)
+def test_a_probability_that_is_no_number_is_a_type_error_as_in_torch(p):
+    x = torch.randn(3)
+    assert type(raised(lambda: F.dropout(x, p))) is TypeError
+    for fn in (lambda: dropout(x, p), lambda: dropout(x, p, False), lambda: rustrnn.nn.Dropout(p)):
+        assert type(raised(fn)) is TypeError
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, 0.5, 0, 1, True])
+def test_probabilities_torch_takes_are_taken(p):
+    x = torch.randn(4, 3)
+    assert rustrnn.nn.Dropout(p).p is p
+    torch.nn.Dropout(p)
+    assert rustrnn._rustrnn.check_dropout(p) is None
+    assert dropout(x, p, training=False) is x

@@ -59,7 +59,7 @@ def test_sizes_whose_products_overflow_raise_torchs_class(args, device):
     assert want != "ok"
     assert got == want, message
     with pytest.raises(TypeError if args[1] >= 2**61 else RuntimeError):
-        rustrnn._rustrnn.RnnSpec("lstm", *args)
+        rustrnn._rustrnn.RnnSpec("LSTM", *args)
 
 
 def test_a_billion_layers_raise_instead_of_aborting():
@@ -140,15 +140,15 @@ def test_tape_backward_checks_every_gradient_it_is_given():
         torch.manual_seed(0)
         T, B, I, H = 5, 3, 4, 8
         configs = [
-            ("lstm", torch.float32, T),    # oneDNN's LSTM
-            ("lstm", torch.float32, 1),    # the fused kernels
-            ("lstm", torch.float64, T),    # composed
-            ("gru", torch.float32, T),     # fused
-            ("rnn_tanh", torch.float64, T),
+            ("LSTM", torch.float32, T),    # oneDNN's LSTM
+            ("LSTM", torch.float32, 1),    # the fused kernels
+            ("LSTM", torch.float64, T),    # composed
+            ("GRU", torch.float32, T),     # fused
+            ("RNN_TANH", torch.float64, T),
         ]
         for mode, dtype, steps in configs:
             spec = rustrnn._rustrnn.RnnSpec(mode, I, H)
-            lstm = mode == "lstm"
+            lstm = mode == "LSTM"
             weights = [torch.randn(s, dtype=dtype) for _, s in spec.param_specs()]
             x = torch.randn(steps, B, I, dtype=dtype)
             out, h_n, c_n, tape = spec.forward(x, None, None, weights, False, True)

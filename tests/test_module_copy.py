@@ -150,12 +150,12 @@ def test_a_copy_is_independent_of_the_original():
 
 
 def test_spec_reduces_to_its_constructor_arguments():
-    args = ("lstm", 3, 5, 2, False, True, 0.25, True, 2)
+    args = ("LSTM", 3, 5, 2, False, True, 0.25, True, 2)
     spec = _rustrnn.RnnSpec(*args)
     assert spec.__reduce__() == (_rustrnn.RnnSpec, args)
     assert _pickle(spec) == spec
     assert copy.deepcopy(spec) == spec
-    assert spec != _rustrnn.RnnSpec("gru", 3, 5)
+    assert spec != _rustrnn.RnnSpec("GRU", 3, 5)
 
 
 @pytest.mark.parametrize("how", list(COPIES))

@@ -1,7 +1,8 @@
 """Type stubs for ``rustrnn._rustrnn``, the compiled Rust core (pyo3 glue in src/python/).
 
 Most users want the torch.nn face in :mod:`rustrnn` instead; the low-level pieces
-(``RnnSpec``, ``Tape``, ``cell_forward``, ``generate``, ``save_model``, ``load_model``)
+(``RnnSpec``, ``Tape``, ``cell_param_specs``, ``cell_forward``, ``generate``, ``save_model``,
+``load_model``)
 are what those modules call. Checked against the built extension by
 ``python -m mypy.stubtest rustrnn._rustrnn`` (tests/test_stubs.py).
 """
@@ -28,6 +29,8 @@ __all__ = [
     "Vocab",
     "__version__",
     "cell_forward",
+    "cell_param_specs",
+    "check_dropout",
     "claim_checkpoint_dir",
     "clip_grad_norm",
     "cpu_features",
@@ -53,7 +56,8 @@ class RnnSpec:
     """The configuration of a recurrent stack, validated as torch.nn.RNNBase does.
 
     Args:
-        mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru' (any case).
+        mode: 'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU', as torch.nn.RNNBase spells it
+            (ValueError otherwise).
         input_size, hidden_size, num_layers, bias, batch_first, dropout,
         bidirectional, proj_size: as for torch.nn.LSTM.
     """
@@ -79,7 +83,7 @@ class RnnSpec:
     __hash__: None  # type: ignore[assignment]
     @property
     def mode(self) -> str:
-        """The cell type."""
+        """The cell type, by torch.nn.RNNBase's name (``'LSTM'``, ...)."""
     @property
     def arguments(self) -> tuple[str, int, int, int, bool, bool, float, bool, int]:
         """The constructor's arguments, in its order: what a copy is built from."""
@@ -177,6 +181,14 @@ class Vocab:
     def __ne__(self, value: object, /) -> bool: ...
     __hash__: None  # type: ignore[assignment]
 
+def cell_param_specs(
+    mode: str, input_size: int, hidden_size: int, bias: bool
+) -> list[tuple[str, list[int]]]:
+    """``(name, shape)`` of a cell's parameters in torch.nn.RNNCellBase's order, for
+    ``mode`` 'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU'. Sizes of 0 are taken; a negative
+    one, or a parameter past 2**63 elements, is torch.empty's RuntimeError, and
+    ``gates * hidden_size`` past a 64-bit size its TypeError."""
+
 def cell_forward(
     mode: str,
     input: Tensor,
@@ -184,7 +196,8 @@ def cell_forward(
     cx: Tensor | None,
     weights: Sequence[Tensor],
 ) -> tuple[Tensor, Tensor | None]:
-    """One step of a cell, differentiated by torch's autograd: ``(h', c' or None)``."""
+    """One step of a cell, differentiated by torch's autograd: ``(h', c' or None)``;
+    ``mode`` as for :func:`cell_param_specs`."""
 
 def generate(
     spec: RnnSpec,
@@ -239,6 +252,10 @@ def lm_stack_spec(config: dict[str, Any]) -> RnnSpec:
 
 def dropout_mask(input: Tensor, p: float) -> Tensor:
     """A dropout mask shaped like ``input``: ``1 / (1 - p)`` with probability ``1 - p``, else 0."""
+
+def check_dropout(p: float) -> None:
+    """Raises torch's ValueError unless ``p`` is in [0, 1] ("dropout probability has to be
+    between 0 and 1, but got {p}"), and TypeError unless it is a real number."""
 
 def cpu_features() -> dict[str, str | None]:
     """The instruction set the fused float32 kernels and dropout run on.

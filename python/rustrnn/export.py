@@ -22,7 +22,7 @@ _TORCH_STACKS = {"RNN_TANH": nn.RNN, "RNN_RELU": nn.RNN, "LSTM": nn.LSTM, "GRU":
 def _stack_options(module) -> dict:
     """The keyword arguments that rebuild a stack, read from a rustrnn or a torch.nn one
     (both keep torch's attribute names)."""
-    mode = module.mode.upper()
+    mode = module.mode
     options = dict(
         num_layers=module.num_layers,
         bias=module.bias,
@@ -64,7 +64,7 @@ def _require(module, expected: type, caller: str) -> None:
 def stack_to_torch(module) -> nn.RNNBase:
     """The torch.nn.RNN, LSTM or GRU of ``module``'s configuration, device and dtype, with
     a copy of its weights."""
-    cls = _TORCH_STACKS[module.mode.upper()]
+    cls = _TORCH_STACKS[module.mode]
     weights = module._flat_weights
     ref = _build_quietly(
         cls, module.input_size, module.hidden_size, **_stack_options(module), **_factory(weights[0])

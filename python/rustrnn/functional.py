@@ -8,10 +8,11 @@ from torch import Tensor
 from . import _rustrnn
 
 
-def check_dropout_probability(p: float) -> None:
-    """Raises ValueError, as torch does, unless ``p`` is in [0, 1]."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+@torch.compiler.assume_constant_result
+def _check_probability(p: float) -> None:
+    """The Rust rule for ``p`` (torch's ValueError). Dynamo cannot trace a call into the
+    extension; marked so, it runs the check while tracing, ``p`` being a constant there."""
+    _rustrnn.check_dropout(p)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -32,7 +33,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     Raises:
         ValueError: ``p`` outside [0, 1].
     """
-    check_dropout_probability(p)
+    _check_probability(p)  # also where nothing is dropped, as torch checks it
     if not training or p == 0.0:
         return input
     if torch.compiler.is_compiling():  # dynamo and export trace a custom op, not Rust

@@ -29,11 +29,12 @@ def _stack(spec: _rustrnn.RnnSpec) -> nn.Module:
     several, are written there only)."""
     mode, input_size, hidden_size, layers, bias, batch_first, dropout, bidir, proj = spec.arguments
     kw = dict(bias=bias, batch_first=batch_first, dropout=dropout, bidirectional=bidir)
-    if mode == "lstm":
+    if mode == "LSTM":
         return LSTM(input_size, hidden_size, layers, proj_size=proj, **kw)
-    if mode == "gru":
+    if mode == "GRU":
         return GRU(input_size, hidden_size, layers, **kw)
-    return RNN(input_size, hidden_size, layers, nonlinearity=mode[4:], **kw)
+    nonlinearity = "relu" if mode == "RNN_RELU" else "tanh"
+    return RNN(input_size, hidden_size, layers, nonlinearity=nonlinearity, **kw)
 
 
 def stop_rule(stop) -> Tuple[List[int], List[str]]:

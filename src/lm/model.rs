@@ -21,7 +21,8 @@ pub struct LmConfig {
     pub embed_size: i64,
     pub hidden_size: i64,
     pub num_layers: i64,
-    /// `"lstm"`, `"gru"`, `"rnn_tanh"` or `"rnn_relu"`.
+    /// `"lstm"`, `"gru"`, `"rnn_tanh"` or `"rnn_relu"` (see [`CELLS`]).
+    #[serde(with = "cell_name")]
     pub cell: Mode,
     /// Dropout on the embeddings, before the head and (with several layers)
     /// between the recurrent layers.
@@ -29,18 +30,33 @@ pub struct LmConfig {
     pub tie_weights: bool,
 }
 
-/// The cells a language model may have, by the names its config uses.
+/// The cells a language model may have, in the order its errors list them.
 pub const CELLS: [Mode; 4] = [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu];
 
 impl LmConfig {
     /// A config's `cell`: one of [`CELLS`]' names, exactly (`'lstm'`,
     /// `'gru'`, `'rnn_tanh'`, `'rnn_relu'`).
     pub fn parse_cell(name: &str) -> Result<Mode> {
-        CELLS.into_iter().find(|m| m.name() == name).ok_or_else(|| {
-            Error::value(format!(
-                "cell must be one of ('lstm', 'gru', 'rnn_tanh', 'rnn_relu'), got '{name}'"
-            ))
-        })
+        CELLS
+            .into_iter()
+            .find(|&m| LmConfig::cell_name(m) == name)
+            .ok_or_else(|| {
+                Error::value(format!(
+                    "cell must be one of ('lstm', 'gru', 'rnn_tanh', 'rnn_relu'), got '{name}'"
+                ))
+            })
+    }
+
+    /// The name [`LmConfig::parse_cell`] takes for `mode`: the language
+    /// model's own lower-case spelling (`LanguageModel(cell=...)`, `--cell`
+    /// and every checkpoint's stored config), not torch's `mode` names.
+    pub fn cell_name(mode: Mode) -> &'static str {
+        match mode {
+            Mode::Lstm => "lstm",
+            Mode::Gru => "gru",
+            Mode::RnnTanh => "rnn_tanh",
+            Mode::RnnRelu => "rnn_relu",
+        }
     }
 
     /// Checks the rules a config must keep (see [`LmConfig::rnn_config`]).
@@ -319,4 +335,47 @@ pub struct LmWeights<'a> {
     /// `[V, H]`.
     pub head_weight: &'a Tensor,
     pub head_bias: Option<&'a Tensor>,
+}
+
+/// The config's `cell` in JSON as [`LmConfig::cell_name`] spells it, the
+/// way checkpoints have always stored it.
+mod cell_name {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    use super::{LmConfig, Mode};
+
+    pub fn serialize<S: Serializer>(mode: &Mode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(LmConfig::cell_name(*mode))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
+        let name = String::deserialize(d)?;
+        LmConfig::parse_cell(&name).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checkpoints store the cell by the config's lower-case name: those
+    /// written before read back, and a config writes the same JSON again;
+    /// torch's `mode` names are no config's.
+    #[test]
+    fn stored_cell_names_round_trip() {
+        for mode in CELLS {
+            let name = LmConfig::cell_name(mode);
+            let json = format!(
+                r#"{{"embed_size":4,"hidden_size":4,"num_layers":1,"cell":"{name}","dropout":0.0,"tie_weights":false}}"#
+            );
+            let cfg = LmConfig::from_json(&json).unwrap();
+            assert_eq!(cfg.cell, mode);
+            assert_eq!(cfg.to_json(), json);
+            assert_eq!(LmConfig::parse_cell(name).unwrap(), mode);
+            let torch_name = json.replace(name, mode.name());
+            let err = LmConfig::from_json(&torch_name).unwrap_err();
+            assert!(matches!(err, Error::Value(_)));
+            assert!(err.to_string().contains("cell must be one of"), "{err}");
+        }
+    }
 }

@@ -109,7 +109,7 @@ pub fn config_dict<'py>(py: Python<'py>, c: &LmConfig) -> PyResult<Bound<'py, Py
     d.set_item("embed_size", c.embed_size)?;
     d.set_item("hidden_size", c.hidden_size)?;
     d.set_item("num_layers", c.num_layers)?;
-    d.set_item("cell", c.cell.name())?;
+    d.set_item("cell", LmConfig::cell_name(c.cell))?;
     d.set_item("dropout", c.dropout)?;
     d.set_item("tie_weights", c.tie_weights)?;
     Ok(d)

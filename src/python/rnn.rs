@@ -10,7 +10,7 @@ use pyo3::types::PyType;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
-use crate::rnn::{cell, stack, Mode, RnnConfig, Tape};
+use crate::rnn::{cell, stack, CellConfig, Mode, RnnConfig, Tape};
 
 /// `(d_input or None, d_hx, d_cx or None, [d_weight, ...])`, as `Tape.backward` returns them.
 type StackGrads = (Option<PyTensor>, PyTensor, Option<PyTensor>, Vec<PyTensor>);
@@ -29,7 +29,7 @@ fn wrap_all(v: Vec<Tensor>) -> Vec<PyTensor> {
 /// The configuration of a recurrent stack, validated as torch.nn.RNNBase does.
 ///
 /// Args:
-///     mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'.
+///     mode: 'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU', as torch.nn.RNNBase spells it.
 ///     input_size, hidden_size, num_layers, bias, batch_first, dropout,
 ///     bidirectional, proj_size: as for torch.nn.LSTM.
 #[pyclass(name = "RnnSpec", module = "rustrnn._rustrnn", frozen, eq)]
@@ -243,7 +243,7 @@ impl PyTape {
 /// One step of a cell, differentiated by torch's autograd.
 ///
 /// Args:
-///     mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'.
+///     mode: 'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU' (torch.nn.RNNBase's names).
 ///     input: `(N, H_in)` or `(H_in)`.
 ///     hx, cx: the states or None for zeros (cx for LSTM only).
 ///     weights: `[weight_ih, weight_hh]` plus `[bias_ih, bias_hh]` when biased.
@@ -264,5 +264,35 @@ pub fn cell_forward(
         let weights = unwrap_all(weights);
         let (h, c) = cell::cell_forward(mode, &input, hx.as_deref(), cx.as_deref(), &weights)?;
         Ok((PyTensor(h), c.map(PyTensor)))
+    })
+}
+
+/// `(name, shape)` of a cell's parameters, in torch.nn.RNNCellBase's order,
+/// with what torch.empty refuses of them refused (see `CellConfig::new`).
+///
+/// Args:
+///     mode: 'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU' (torch.nn.RNNBase's names).
+///     input_size, hidden_size: as for torch.nn.LSTMCell; 0 is allowed.
+///     bias: whether there are `bias_ih` and `bias_hh`.
+///
+/// Raises:
+///     ValueError: an unknown mode.
+///     RuntimeError: a negative size, or a parameter of more than 2**63 elements.
+///     TypeError: `gates * hidden_size` past a 64-bit size.
+#[pyfunction]
+#[pyo3(signature = (mode, input_size, hidden_size, bias))]
+pub fn cell_param_specs(
+    mode: &str,
+    input_size: i64,
+    hidden_size: i64,
+    bias: bool,
+) -> PyResult<Vec<(String, Vec<i64>)>> {
+    guard("cell_param_specs", || {
+        let cfg = CellConfig::new(Mode::parse(mode)?, input_size, hidden_size, bias)?;
+        Ok(cfg
+            .param_specs()
+            .into_iter()
+            .map(|p| (p.name, p.shape))
+            .collect())
     })
 }

@@ -95,14 +95,6 @@ fn size_at(t: &Tensor, dim: usize) -> Result<i64> {
     }
 }
 
-fn cell_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::RnnTanh | Mode::RnnRelu => "RNNCell",
-        Mode::Lstm => "LSTMCell",
-        Mode::Gru => "GRUCell",
-    }
-}
-
 /// Runs one step of a cell on user tensors (batched `[B, F]` or unbatched
 /// `[F]`), validating them the way torch.nn's cells do. Returns `(h', c')`
 /// in the input's layout; `c'` only for the LSTM.
@@ -114,7 +106,7 @@ pub fn cell_forward(
     weights: &[Tensor],
 ) -> Result<(Tensor, Option<Tensor>)> {
     let w = CellWeights::from_slice(weights)?;
-    let name = cell_name(mode);
+    let name = mode.cell_class_name();
     if input.dim() != 1 && input.dim() != 2 {
         return Err(Error::Value(format!(
             "{name}: Expected input to be 1D or 2D, got {}D instead",

@@ -1,4 +1,5 @@
-//! Hyper-parameters of a recurrent stack and torch.nn's parameter layout.
+//! Hyper-parameters of a recurrent stack and of a cell, and torch.nn's
+//! parameter layout of both.
 
 // Values from Python reach this module: no index or slice may panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
@@ -6,14 +7,21 @@
 use crate::error::{Error, Result};
 
 /// The recurrence a network is built from (torch's `mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     RnnTanh,
     RnnRelu,
     Lstm,
     Gru,
 }
+
+/// Every mode by its torch.nn.RNNBase name, in the order torch's error lists them.
+const MODE_NAMES: [(&str, Mode); 4] = [
+    ("LSTM", Mode::Lstm),
+    ("GRU", Mode::Gru),
+    ("RNN_TANH", Mode::RnnTanh),
+    ("RNN_RELU", Mode::RnnRelu),
+];
 
 impl Mode {
     /// Number of gate blocks stacked in `weight_ih` / `weight_hh`.
@@ -34,32 +42,76 @@ impl Mode {
         }
     }
 
-    /// Parses the names torch uses (`RNN_TANH`, `LSTM`, ...) and the lower-case
-    /// forms used on the command line (`rnn_tanh`, `lstm`, ...).
-    pub fn parse(name: &str) -> Result<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "rnn_tanh" | "tanh" => Ok(Mode::RnnTanh),
-            "rnn_relu" | "relu" => Ok(Mode::RnnRelu),
-            "lstm" => Ok(Mode::Lstm),
-            "gru" => Ok(Mode::Gru),
-            _ => Err(Error::value(format!(
-                "unknown recurrent mode '{name}': expected one of 'rnn_tanh', 'rnn_relu', 'lstm', 'gru'"
-            ))),
+    /// torch.nn's class name for one step of this mode (`RNNCell`, ...).
+    pub fn cell_class_name(self) -> &'static str {
+        match self {
+            Mode::RnnTanh | Mode::RnnRelu => "RNNCell",
+            Mode::Lstm => "LSTMCell",
+            Mode::Gru => "GRUCell",
         }
     }
 
+    /// torch.nn.RNNBase's `mode`, spelled exactly as torch spells it
+    /// (`'LSTM'`, `'GRU'`, `'RNN_TANH'`, `'RNN_RELU'`), with its `ValueError`.
+    /// Other spellings belong to the callers that take them: `nonlinearity`
+    /// to `RNN` and `RNNCell`, the language model's lower-case cell names to
+    /// `LmConfig::parse_cell`.
+    pub fn parse(name: &str) -> Result<Self> {
+        MODE_NAMES
+            .into_iter()
+            .find_map(|(n, mode)| (n == name).then_some(mode))
+            .ok_or_else(|| {
+                Error::value(format!(
+                    "Unrecognized RNN mode: {name} (expected one of 'LSTM', 'GRU', 'RNN_TANH', \
+                     'RNN_RELU')"
+                ))
+            })
+    }
+
+    /// The name [`Mode::parse`] takes.
     pub fn name(self) -> &'static str {
         match self {
-            Mode::RnnTanh => "rnn_tanh",
-            Mode::RnnRelu => "rnn_relu",
-            Mode::Lstm => "lstm",
-            Mode::Gru => "gru",
+            Mode::RnnTanh => "RNN_TANH",
+            Mode::RnnRelu => "RNN_RELU",
+            Mode::Lstm => "LSTM",
+            Mode::Gru => "GRU",
         }
+    }
+
+    /// The rows of `weight_ih` and `weight_hh`: `gates * hidden_size`, or
+    /// torch's `TypeError` (its sizes are C `long long`s) when that overflows.
+    fn gate_size(self, hidden_size: i64, owner: &str, param: &str) -> Result<i64> {
+        let gates = self.gates();
+        gates.checked_mul(hidden_size).ok_or_else(|| {
+            Error::Type(format!(
+                "{owner}: {param} would have {gates} * hidden_size = {gates} * {hidden_size} \
+                 rows, which overflows a 64-bit size (torch: Overflow when unpacking long long)"
+            ))
+        })
     }
 }
 
+/// The gate parameters of one layer and direction of a stack, or of a cell,
+/// in torch's order: `weight_ih`, `weight_hh`, then the biases.
+fn gate_params(
+    gate_size: i64,
+    input_size: i64,
+    hidden_size: i64,
+    bias: bool,
+) -> Vec<(&'static str, Vec<i64>)> {
+    let mut params = vec![
+        ("weight_ih", vec![gate_size, input_size]),
+        ("weight_hh", vec![gate_size, hidden_size]),
+    ];
+    if bias {
+        params.push(("bias_ih", vec![gate_size]));
+        params.push(("bias_hh", vec![gate_size]));
+    }
+    params
+}
+
 /// Everything that fixes the shape of a recurrent stack, as torch.nn.RNNBase takes it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RnnConfig {
     pub mode: Mode,
     pub input_size: i64,
@@ -168,14 +220,9 @@ impl RnnConfig {
     /// too, where torch.nn would loop until the memory runs out.
     pub fn sizes(&self) -> Result<ParamSizes> {
         let name = self.mode.class_name();
-        let gates = self.mode.gates();
-        let gate_size = gates.checked_mul(self.hidden_size).ok_or_else(|| {
-            Error::Type(format!(
-                "{name}: weight_ih_l0 would have {gates} * hidden_size = {gates} * {} rows, \
-                 which overflows a 64-bit size (torch: Overflow when unpacking long long)",
-                self.hidden_size
-            ))
-        })?;
+        let gate_size = self
+            .mode
+            .gate_size(self.hidden_size, name, "weight_ih_l0")?;
         let dirs = self.num_directions();
         let real_h = self.real_hidden_size();
         let deeper_input = real_h.checked_mul(dirs).ok_or_else(|| {
@@ -205,14 +252,7 @@ impl RnnConfig {
         let mut per_layer = [0i64; 2];
         let layers = [(self.input_size, "_l0"), (deeper_input, "_l1")];
         for (count, (input, suffix)) in per_layer.iter_mut().zip(layers) {
-            let mut shapes = vec![
-                ("weight_ih", vec![gate_size, input]),
-                ("weight_hh", vec![gate_size, real_h]),
-            ];
-            if self.bias {
-                shapes.push(("bias_ih", vec![gate_size]));
-                shapes.push(("bias_hh", vec![gate_size]));
-            }
+            let mut shapes = gate_params(gate_size, input, real_h, self.bias);
             if self.proj_size > 0 {
                 shapes.push(("weight_hr", vec![self.proj_size, self.hidden_size]));
             }
@@ -305,21 +345,14 @@ impl RnnConfig {
                 } else {
                     real_h.saturating_mul(self.num_directions())
                 };
-                let mut push = |kind: &str, shape: Vec<i64>| {
-                    specs.push(ParamSpec {
-                        name: format!("{kind}_l{layer}{suffix}"),
-                        shape,
-                    })
-                };
-                push("weight_ih", vec![gate_size, layer_input]);
-                push("weight_hh", vec![gate_size, real_h]);
-                if self.bias {
-                    push("bias_ih", vec![gate_size]);
-                    push("bias_hh", vec![gate_size]);
-                }
+                let mut params = gate_params(gate_size, layer_input, real_h, self.bias);
                 if self.proj_size > 0 {
-                    push("weight_hr", vec![self.proj_size, self.hidden_size]);
+                    params.push(("weight_hr", vec![self.proj_size, self.hidden_size]));
                 }
+                specs.extend(params.into_iter().map(|(kind, shape)| ParamSpec {
+                    name: format!("{kind}_l{layer}{suffix}"),
+                    shape,
+                }));
             }
         }
         specs
@@ -348,6 +381,67 @@ impl RnnConfig {
             s += ", bidirectional=True";
         }
         s
+    }
+}
+
+/// Everything that fixes the parameters of a cell, as torch.nn.RNNCellBase
+/// takes it. A cell's nonlinearity is no part of it: torch reads `RNNCell`'s
+/// at every step, and both share one layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellConfig {
+    pub mode: Mode,
+    pub input_size: i64,
+    pub hidden_size: i64,
+    pub bias: bool,
+}
+
+impl CellConfig {
+    /// torch's cells check no value themselves: what they refuse is what
+    /// `torch.empty` refuses while creating their parameters (a size of 0 is
+    /// taken). Those rules, with its classes and words, parameter by
+    /// parameter in the order torch creates them: a gate count past a 64-bit
+    /// size is its `TypeError`, a negative dimension and a storage size past
+    /// 64 bits its `RuntimeError`s.
+    pub fn new(mode: Mode, input_size: i64, hidden_size: i64, bias: bool) -> Result<Self> {
+        let cfg = CellConfig {
+            mode,
+            input_size,
+            hidden_size,
+            bias,
+        };
+        mode.gate_size(hidden_size, mode.cell_class_name(), "weight_ih")?;
+        for spec in cfg.param_specs() {
+            let shape = &spec.shape;
+            if let Some(d) = shape.iter().find(|&&d| d < 0) {
+                return Err(Error::shape(format!(
+                    "Trying to create tensor with negative dimension {d}: {shape:?}"
+                )));
+            }
+            if shape
+                .iter()
+                .try_fold(1i64, |n, &d| n.checked_mul(d))
+                .is_none()
+            {
+                return Err(Error::shape(format!(
+                    "Storage size calculation overflowed with sizes={shape:?}"
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// `weight_ih`, `weight_hh` and, with a bias, `bias_ih`, `bias_hh`, with
+    /// torch's shapes. On a config not made by [`CellConfig::new`] the gate
+    /// rows saturate (a shape torch refuses) and never wrap.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let gate_size = self.mode.gates().saturating_mul(self.hidden_size);
+        gate_params(gate_size, self.input_size, self.hidden_size, self.bias)
+            .into_iter()
+            .map(|(name, shape)| ParamSpec {
+                name: name.to_string(),
+                shape,
+            })
+            .collect()
     }
 }
 
@@ -418,5 +512,58 @@ mod tests {
         cfg.proj_size = 0;
         cfg.dropout = 1.5;
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn modes_have_torchs_names_only() {
+        for mode in [Mode::RnnTanh, Mode::RnnRelu, Mode::Lstm, Mode::Gru] {
+            assert_eq!(Mode::parse(mode.name()).unwrap(), mode);
+        }
+        for name in ["lstm", "Lstm", "rnn_tanh", "tanh", "relu", "RNN", ""] {
+            let err = Mode::parse(name).unwrap_err();
+            assert!(matches!(err, Error::Value(_)), "{name}");
+            assert!(err
+                .to_string()
+                .starts_with(&format!("Unrecognized RNN mode: {name} (expected")));
+        }
+    }
+
+    #[test]
+    fn cell_specs_are_torchs() {
+        let cfg = CellConfig::new(Mode::Lstm, 3, 5, true).unwrap();
+        let specs: Vec<_> = cfg
+            .param_specs()
+            .into_iter()
+            .map(|p| (p.name, p.shape))
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                ("weight_ih".to_string(), vec![20, 3]),
+                ("weight_hh".to_string(), vec![20, 5]),
+                ("bias_ih".to_string(), vec![20]),
+                ("bias_hh".to_string(), vec![20]),
+            ]
+        );
+        let plain = CellConfig::new(Mode::Gru, 0, 0, false).unwrap();
+        let shapes: Vec<_> = plain.param_specs().into_iter().map(|p| p.shape).collect();
+        assert_eq!(shapes, [vec![0, 0], vec![0, 0]]);
+        // The first negative dimension of the first parameter torch would create.
+        let err = CellConfig::new(Mode::Lstm, -1, -1, true).unwrap_err();
+        assert!(matches!(err, Error::Shape(_)));
+        assert_eq!(
+            err.to_string(),
+            "Trying to create tensor with negative dimension -4: [-4, -1]"
+        );
+        assert!(matches!(
+            CellConfig::new(Mode::Lstm, 4, 1 << 62, true),
+            Err(Error::Type(_))
+        ));
+        let err = CellConfig::new(Mode::RnnTanh, 4, 1 << 62, true).unwrap_err();
+        assert!(matches!(err, Error::Shape(_)));
+        assert_eq!(
+            err.to_string(),
+            "Storage size calculation overflowed with sizes=[4611686018427387904, 4]"
+        );
     }
 }

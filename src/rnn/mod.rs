@@ -1,7 +1,8 @@
 //! The recurrent stack: cells, the per-direction recurrences and the
 //! multi-layer, optionally bidirectional network built from them.
 //!
-//! * `config`  – the hyper-parameters and torch's parameter names and shapes.
+//! * `config`  – the hyper-parameters of stacks and cells, torch's parameter names
+//!   and shapes, and the modes' names.
 //! * `check`   – input validation with torch.nn's exception classes and messages.
 //! * `cell`    – one timestep of each cell, written with autograd-recorded ops.
 //! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
@@ -35,5 +36,5 @@ pub mod steps;
 mod tests;
 pub mod token;
 
-pub use config::{Mode, RnnConfig};
+pub use config::{CellConfig, Mode, RnnConfig};
 pub use stack::{Grads, RnnOutput, Tape};

@@ -69,24 +69,7 @@ pub struct TrainOptions {
     pub overwrite: bool,
 }
 
-/// A float as Python prints it (`nan`, `inf`, `0.001`, `1e+300`), for
-/// messages about options given in Python.
-pub(crate) fn py_float(v: f64) -> String {
-    if v.is_nan() {
-        "nan".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.to_string()
-    } else if v != 0.0 && (v.abs() >= 1e16 || v.abs() < 1e-4) {
-        let s = format!("{v:e}");
-        match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e:0>2}"),
-            Some((m, e)) => format!("{m}e-{:0>2}", &e[1..]),
-            None => s,
-        }
-    } else {
-        format!("{v:?}")
-    }
-}
+pub(crate) use crate::pyfmt::py_float;
 
 /// Floats in the options' JSON: numbers, or the strings `"inf"`, `"-inf"` and
 /// `"nan"`, which JSON cannot spell and which the checks then name.

@@ -53,7 +53,7 @@ def _spec(config: _Config):
 
 
 def _is_lstm(config: _Config) -> bool:
-    return _spec(config).mode == "lstm"
+    return _spec(config).mode == "LSTM"
 
 
 def _run(config, input, hx, cx, weights, seed, train, keep_tape):

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .. import _rustrnn
+from .rnn import nonlinearity_mode
+
+
+def _size_type_errors(input_size, hidden_size) -> None:
+    """torch's cells multiply ``hidden_size`` by their gate count and hand both sizes to
+    torch.empty: its TypeErrors (a float, a str, None, an int past int64) come from those
+    calls, made here on the meta device before Rust reads the sizes as ints. What they
+    refuse of a value (a negative size) is the Rust rules', named with the real shape."""
+    try:
+        torch.empty((1 * hidden_size, input_size), device="meta")
+    except RuntimeError:
+        pass
 
 
 class _CellBase(nn.Module):
@@ -16,7 +29,8 @@ class _CellBase(nn.Module):
 
     Like torch's cells these take their sizes and ``bias`` as given (``bias`` is read as a
     truth value, a size of 0 is allowed): a size that torch.empty refuses fails with
-    torch's own error, because the parameters are created with the same calls.
+    torch's own error class and words. The names and shapes come from Rust
+    (``cell_param_specs``), as the stacks' come from their ``RnnSpec``.
     """
 
     def __init__(
@@ -24,7 +38,7 @@ class _CellBase(nn.Module):
         input_size: int,
         hidden_size: int,
         bias: bool,
-        num_chunks: int,
+        mode: str,
         device=None,
         dtype=None,
     ) -> None:
@@ -32,17 +46,15 @@ class _CellBase(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
+        _size_type_errors(input_size, hidden_size)
+        biased = bool(bias)
+        specs = _rustrnn.cell_param_specs(
+            mode, operator.index(input_size), operator.index(hidden_size), biased
+        )
         factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(
-            torch.empty((num_chunks * hidden_size, input_size), **factory)
-        )
-        self.weight_hh = nn.Parameter(
-            torch.empty((num_chunks * hidden_size, hidden_size), **factory)
-        )
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, **factory))
-        else:
+        for name, shape in specs:
+            setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+        if not biased:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
@@ -108,15 +120,16 @@ class RNNCell(_CellBase):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
-        # As in torch, an unknown nonlinearity is an error of forward, not of the constructor.
+        # Both nonlinearities have one layout; torch reads the nonlinearity at each step
+        # (it may be set after construction), so an unknown one is an error of forward.
+        super().__init__(input_size, hidden_size, bias, "RNN_TANH", device, dtype)
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         """One step: ``input (N, H_in) or (H_in)``, ``hx (N, H) or (H)`` -> ``h'``."""
-        if self.nonlinearity not in ("tanh", "relu"):
+        mode = nonlinearity_mode(self.nonlinearity)
+        if mode is None:
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        mode = "rnn_" + self.nonlinearity
         h, _ = _rustrnn.cell_forward(mode, input, hx, None, self._weights())
         return h
 
@@ -143,7 +156,7 @@ class LSTMCell(_CellBase):
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
     ) -> None:
-        super().__init__(input_size, hidden_size, bias, 4, device, dtype)
+        super().__init__(input_size, hidden_size, bias, "LSTM", device, dtype)
 
     def forward(
         self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
@@ -151,7 +164,7 @@ class LSTMCell(_CellBase):
         """One step: ``input (N, H_in) or (H_in)``, ``(h, c)`` each ``(N, H) or (H)`` ->
         ``(h', c')``."""
         h0, c0 = (None, None) if hx is None else hx
-        h, c = _rustrnn.cell_forward("lstm", input, h0, c0, self._weights())
+        h, c = _rustrnn.cell_forward("LSTM", input, h0, c0, self._weights())
         return h, c
 
 
@@ -170,9 +183,9 @@ class GRUCell(_CellBase):
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
     ) -> None:
-        super().__init__(input_size, hidden_size, bias, 3, device, dtype)
+        super().__init__(input_size, hidden_size, bias, "GRU", device, dtype)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         """One step: ``input (N, H_in) or (H_in)``, ``hx (N, H) or (H)`` -> ``h'``."""
-        h, _ = _rustrnn.cell_forward("gru", input, hx, None, self._weights())
+        h, _ = _rustrnn.cell_forward("GRU", input, hx, None, self._weights())
         return h

@@ -2,7 +2,7 @@
 
 from torch import Tensor, nn
 
-from .. import functional
+from .. import _rustrnn, functional
 
 
 class Dropout(nn.Module):
@@ -14,7 +14,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        functional.check_dropout_probability(p)
+        _rustrnn.check_dropout(p)
         self.p = p
 
     def forward(self, input: Tensor) -> Tensor:

@@ -56,6 +56,16 @@ def _projection_size(proj_size, hidden_size: int) -> int:
     return operator.index(proj_size)
 
 
+def nonlinearity_mode(nonlinearity) -> Optional[str]:
+    """The RNNBase ``mode`` of torch.nn.RNN's and RNNCell's ``nonlinearity`` (``'tanh'`` or
+    ``'relu'``, exactly), or None for any other value: each caller raises torch's error."""
+    if nonlinearity == "tanh":
+        return "RNN_TANH"
+    if nonlinearity == "relu":
+        return "RNN_RELU"
+    return None
+
+
 def _probability(dropout) -> float:
     """torch converts dropout with float(), then requires a real number that is no bool."""
     p = float(dropout)  # float()'s TypeError for None
@@ -318,11 +328,8 @@ class RNN(RNNBase):
     ) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if nonlinearity == "tanh":
-            mode = "RNN_TANH"
-        elif nonlinearity == "relu":
-            mode = "RNN_RELU"
-        else:
+        mode = nonlinearity_mode(nonlinearity)
+        if mode is None:
             raise ValueError(
                 f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
             )

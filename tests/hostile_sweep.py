@@ -432,12 +432,64 @@ def _extension_targets(root: Path):
     opt = ext.Optimizer("sgd", [p.clone() for p in params], 0.1, 0.0, 0.9)
     yield "Optimizer.step", opt.step, ([torch.ones(3, 2), torch.ones(4)],), {}, False
     yield "clip_grad_norm", ext.clip_grad_norm, ([torch.ones(3, 2), torch.ones(4)], 0.5), {}, False
+    yield from _train_lm_targets(root)
     lm.save(root / "lm.safetensors")
     yield "load_model", ext.load_model, (PathArg(root / "lm.safetensors"),), {}, False
     _, config, vocab, _, tensors = ext.load_model(root / "lm.safetensors")
     args = (PathArg(root / "saved.safetensors"), config, vocab, tensors)
     yield "save_model", ext.save_model, args, {}, True
     yield "claim_checkpoint_dir", ext.claim_checkpoint_dir, (PathArg(root / "run"), True), {}, True
+
+
+class _NoHooks:
+    """The hooks ``train_lm`` calls, doing nothing."""
+
+    def on_start(self, total, done):
+        pass
+
+    def on_step(self, metrics):
+        pass
+
+    def on_eval(self, metrics):
+        pass
+
+    def rng_state(self):
+        return []
+
+    def set_rng_state(self, states):
+        pass
+
+    def all_reduce(self, grads):
+        pass
+
+
+def _train_lm_targets(root: Path):
+    """``train_lm`` (each option swept as a keyword), its resume path, ``evaluate_lm``:
+    each target on a model of its own (a probe may ruin it; its valid call may not fail)."""
+    ext = rustrnn._rustrnn
+    ids = _vocab().encode(TEXT)
+    options = {"batch_size": 2, "bptt": 4, "epochs": 1, "max_steps": 2, "time_budget": 60.0}
+    options.update(optimizer="sgd", lr=0.5, weight_decay=0.0, momentum=0.9, clip=0.25)
+    options.update(lr_decay=0.25, patience=0, eval_every=1, checkpoint_dir=None, rank=0)
+    options.update(world_size=1, resume=False, overwrite=False)
+    run = {**options, "checkpoint_dir": str(root / "ext-run"), "overwrite": True}
+    ext.train_lm(_lm(), ids, None, run, None, _NoHooks(), False)
+    last = PathArg(root / "ext-run" / "last.safetensors")
+
+    def train_lm(model, train, valid, resume, hooks, distributed, /, **options):
+        return ext.train_lm(model, train, valid, options, resume, hooks, distributed)
+
+    args = (_lm(), ids, ids[:40], None, _NoHooks(), False)
+    yield "train_lm", train_lm, args, options, False
+    args = (_lm(), ids, None, options, None, _NoHooks(), False)
+    yield "train_lm(options)", ext.train_lm, args, {}, False
+    lm = _lm()
+
+    def resume(path):
+        return ext.train_lm(lm, ids, None, options, path, _NoHooks(), False)
+
+    yield "train_lm resume", resume, (last,), {}, False
+    yield "evaluate_lm", ext.evaluate_lm, (_lm(), ids, 2, 4), {}, False
 
 
 CLI_VALUES = [

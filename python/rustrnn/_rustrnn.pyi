@@ -9,7 +9,7 @@ are what those modules call. Checked against the built extension by
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal, final
+from typing import Any, Literal, Protocol, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,8 @@ _Ids: TypeAlias = Tensor | npt.NDArray[np.integer[Any]] | Sequence[int]
 
 __all__ = [
     "_guard_selftest",
+    "HISTORY_FIELDS",
+    "STOP_REASONS",
     "TORCH_VERSION",
     "dropout_mask",
     "Optimizer",
@@ -50,6 +52,12 @@ __all__ = [
 __version__: str
 TORCH_VERSION: str
 """The libtorch version the extension was compiled against (``import rustrnn`` checks it)."""
+HISTORY_FIELDS: tuple[str, ...]
+"""The fields of the core's training ``History``, in order: the keys of the dict
+``train_lm`` returns, of ``rustrnn.History`` and of the history checkpoints store."""
+STOP_REASONS: tuple[str, ...]
+"""Every ``History.stop_reason`` the core writes: ``"epochs"``, ``"max_steps"``,
+``"time_budget"``, ``"interrupted"``, ``"non_finite"``, ``"error"``."""
 
 @final
 class RnnSpec:
@@ -324,22 +332,64 @@ def claim_checkpoint_dir(path: _Path, allow_existing: bool) -> None:
     """Creates ``path`` and checks it is a writable directory; refuses one that already
     holds files (``FileExistsError``) unless ``allow_existing``."""
 
+class _LanguageModel(Protocol):
+    """What a binding taking a language model reads: ``rustrnn.LanguageModel``'s config,
+    Vocab and tensors by name (``state_dict(keep_vars=True)``, the Parameters)."""
+
+    config: dict[str, Any]
+    vocab: Vocab
+    def state_dict(self, *, keep_vars: bool = ...) -> Any: ...
+
+class _TrainOptions(TypedDict):
+    """``rustrnn.train``'s options under its keyword names (TypeError naming a wrong one)."""
+
+    batch_size: int
+    bptt: int
+    epochs: int
+    max_steps: int | None
+    time_budget: float | None
+    optimizer: str
+    lr: float
+    weight_decay: float
+    momentum: float
+    clip: float | None
+    lr_decay: float
+    patience: int
+    eval_every: int | None
+    checkpoint_dir: _Path | None
+    rank: int
+    world_size: int
+    resume: bool
+    overwrite: bool
+
+class _History(TypedDict):
+    """The core's ``History``, field by field (``HISTORY_FIELDS``)."""
+
+    steps: list[int]
+    epochs: list[int]
+    losses: list[float]
+    lrs: list[float]
+    grad_norms: list[float]
+    tokens_per_sec: list[float]
+    eval_steps: list[int]
+    valid_ppls: list[float]
+    best_valid_ppl: float | None
+    stop_reason: str | None
+
 def train_lm(
-    config: dict[str, Any],
-    vocab: Vocab,
-    params: Sequence[tuple[str, Tensor]],
+    model: _LanguageModel,
     train: Tensor,
     valid: Tensor | None,
-    options: str,
+    options: _TrainOptions,
     resume: _Path | None,
     hooks: Any,
     distributed: bool,
-) -> str:
-    """Runs the training loop (see :func:`rustrnn.train`): the history as JSON."""
+) -> _History:
+    """Runs the training loop (see :func:`rustrnn.train`): the history's fields. An
+    exception raised once the run started carries them as ``history``."""
 
 def evaluate_lm(
-    config: dict[str, Any],
-    params: Sequence[tuple[str, Tensor]],
+    model: _LanguageModel,
     ids: Tensor,
     batch_size: int,
     bptt: int,

@@ -11,13 +11,12 @@ import errno
 import io
 import json
 import math
-import operator
 import os
 import stat
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Literal, Union
 
 import torch
 from torch import Tensor
@@ -25,7 +24,10 @@ from torch import Tensor
 from . import _rustrnn
 
 Data = Union[str, "os.PathLike[str]", Tensor, Sequence[int]]
-OPTIMIZERS = ("sgd", "adam", "adamw")
+
+StopReason = Literal["epochs", "max_steps", "time_budget", "interrupted", "non_finite", "error"]
+"""How a run ended (``History.stop_reason``): the names of the Rust core's ``StopReason``,
+``_rustrnn.STOP_REASONS``."""
 
 
 @dataclass
@@ -35,11 +37,18 @@ class History:
     Per step (parallel lists): ``steps`` (1-based, counting resumed steps), ``epochs``
     (0-based), ``losses`` (mean cross-entropy of the window, nats), ``lrs`` (the
     learning rate the step used), ``grad_norms`` (before clipping), ``tokens_per_sec``.
-    Per evaluation: ``eval_steps`` and ``valid_ppls``. ``best_valid_ppl``;
-    ``stop_reason``: ``"epochs"``, ``"max_steps"``, ``"time_budget"`` (what ended a
-    run that finished), ``"interrupted"`` (Ctrl-C, or a callback's KeyboardInterrupt),
-    ``"non_finite"`` (a non-finite loss, gradient or update: FloatingPointError) or
-    ``"error"`` (any other exception, which carries this History as ``history``).
+    Per evaluation: ``eval_steps`` and ``valid_ppls``. ``best_valid_ppl``.
+
+    ``stop_reason`` (None while the run goes on) is what ended it: for a run that
+    finished, ``"epochs"`` (every epoch trained), ``"max_steps"`` or ``"time_budget"``;
+    for one that raised (the exception carries this History as ``history``),
+    ``"interrupted"`` (Ctrl-C, or any exception the callback raised: the run stopped at
+    a step boundary and wrote ``last.safetensors``), ``"non_finite"`` (a non-finite
+    loss, gradient or update: FloatingPointError) or ``"error"`` (anything else, such
+    as a checkpoint directory refused or a checkpoint that cannot be resumed).
+
+    The fields are the Rust core's ``History``'s (``_rustrnn.HISTORY_FIELDS``), which
+    :func:`train` fills in one conversion, and the keys of the JSON checkpoints store.
     """
 
     steps: list[int] = field(default_factory=list)
@@ -51,7 +60,7 @@ class History:
     eval_steps: list[int] = field(default_factory=list)
     valid_ppls: list[float] = field(default_factory=list)
     best_valid_ppl: float | None = None
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
 
     @classmethod
     def from_json(cls, text: str) -> History:
@@ -210,36 +219,6 @@ def as_ids(data: Data, vocab, what: str = "data") -> Tensor:
     )
 
 
-def _int_option(name: str, value, minimum: int | None = None) -> int:
-    """An integer option as torch takes one (``operator.index``: no floats, no bools
-    silently truncated), within int64."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if not -(2**63) <= n < 2**63:
-        raise ValueError(f"{name} must fit in 64 bits, got {n}")
-    return n
-
-
-def _float_option(name: str, value) -> float | str:
-    """A float option for the Rust core: a number, or ``"inf"``/``"-inf"``/``"nan"``
-    (which JSON cannot spell) for the core's checks to name."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    x = float(value)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
-
-
 def _distributed() -> tuple[int, int]:
     d = torch.distributed
     if d.is_available() and d.is_initialized():
@@ -287,7 +266,8 @@ class _Hooks:
         self.callback = callback
         self.device = device
         self.world = world
-        self.time_budget = time_budget if time_budget and math.isfinite(time_budget) else None
+        self.budget_option = time_budget
+        self.time_budget: float | None = None
         self.guard = guard
         self.bar = None
         self.t0 = time.perf_counter()
@@ -297,6 +277,9 @@ class _Hooks:
 
     def on_start(self, total: int, done: int) -> None:
         self.t0 = time.perf_counter()
+        # Read only now: the Rust core has checked the option by then (a number, not NaN).
+        budget = None if self.budget_option is None else float(self.budget_option)
+        self.time_budget = budget if budget and math.isfinite(budget) else None
         self.total, self.done = total, done
         if self.progress:
             from tqdm.auto import tqdm
@@ -488,6 +471,8 @@ def train(
             names the step. Training stops before that update; no checkpoint is written.
             Or an update made a weight non-finite (a learning rate far too high): the
             message names the step and the parameter, and says the weights are spoiled.
+        TypeError: an option of the wrong type (a float ``batch_size``, a str ``lr``,
+            ...); the message names it.
         ValueError: bad options, data too short for ``batch_size``, or a checkpoint
             that does not match the model, the data or the options.
         FileExistsError: ``checkpoint_dir`` holds files and neither ``resume`` nor
@@ -496,10 +481,10 @@ def train(
         RuntimeError: float or bool ids (as ``torch.nn.Embedding`` raises), or a
             callback replaced one of the model's Parameters.
     """
-    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     vocab = model.vocab
     device = model.embedding.weight.device
+    # Before the data moves there; the Rust core checks it again but cannot name
+    # devices besides CPU and CUDA.
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"rustrnn.train needs the model on a CPU or CUDA device, got {device}")
     train_ids = as_ids(train, vocab, "train").to(device)
@@ -507,10 +492,10 @@ def train(
     if seed is not None:
         torch.manual_seed(seed)
     rank, world = _distributed()
-    params = list(model.state_dict(keep_vars=True).items())
     if world > 1:
         with torch.no_grad():
-            for p in {id(t): t for _, t in params}.values():
+            params = model.state_dict(keep_vars=True).values()
+            for p in {id(t): t for t in params}.values():
                 torch.distributed.broadcast(p, src=0)
     resume_from = None
     if resume:
@@ -520,55 +505,40 @@ def train(
         if os.path.exists(last):
             resume_from = last
 
-    def opt_int(name, value):
-        return None if value is None else _int_option(name, value)
-
-    def opt_float(name, value):
-        return None if value is None else _float_option(name, value)
-
+    # The types and the value rules are the Rust core's (TypeError, ValueError naming
+    # the option); only the bools take Python's truthiness here.
     options = {
-        "batch_size": _int_option("batch_size", batch_size),
-        "bptt": _int_option("bptt", bptt),
-        "epochs": _int_option("epochs", epochs),
-        "max_steps": opt_int("max_steps", max_steps),
-        "time_budget": opt_float("time_budget", time_budget),
-        "optimizer": {
-            "method": optimizer.lower(),
-            "lr": _float_option("lr", lr),
-            "weight_decay": _float_option("weight_decay", weight_decay),
-            "momentum": _float_option("momentum", momentum),
-        },
-        "clip": opt_float("clip", clip),
-        "lr_decay": _float_option("lr_decay", lr_decay),
-        "patience": _int_option("patience", patience),
-        "eval_every": opt_int("eval_every", eval_every),
-        "checkpoint_dir": None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+        "batch_size": batch_size,
+        "bptt": bptt,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "time_budget": time_budget,
+        "optimizer": optimizer,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "momentum": momentum,
+        "clip": clip,
+        "lr_decay": lr_decay,
+        "patience": patience,
+        "eval_every": eval_every,
+        "checkpoint_dir": checkpoint_dir,
         "rank": rank,
         "world_size": world,
         "resume": bool(resume),
         "overwrite": bool(overwrite),
     }
-    budget = None if time_budget is None else float(time_budget)
     guard = _ParameterGuard(model) if callback is not None else None
-    hooks = _Hooks(progress and rank == 0, callback, device, world, budget, guard)
+    hooks = _Hooks(progress and rank == 0, callback, device, world, time_budget, guard)
     try:
-        history_json = _rustrnn.train_lm(
-            model.config,
-            vocab,
-            params,
-            train_ids,
-            valid_ids,
-            json.dumps(options),
-            resume_from,
-            hooks,
-            world > 1,
+        fields = _rustrnn.train_lm(
+            model, train_ids, valid_ids, options, resume_from, hooks, world > 1
         )
-        history = History.from_json(history_json)
+        history = History(**fields)
         hooks.finish(history.stop_reason)
     except BaseException as e:
         partial = getattr(e, "history", None)
-        if isinstance(partial, str):
-            e.history = History.from_json(partial)  # type: ignore[attr-defined]
+        if isinstance(partial, dict):
+            e.history = History(**partial)  # type: ignore[attr-defined]
         raise
     finally:
         hooks.close()
@@ -588,5 +558,4 @@ def evaluate(model, data: Data, *, batch_size: int = 10, bptt: int = 64) -> floa
         bptt: window length. Default: 64.
     """
     ids = as_ids(data, model.vocab, "data").to(model.embedding.weight.device)
-    params = [(k, v.detach()) for k, v in model.state_dict().items()]
-    return _rustrnn.evaluate_lm(model.config, params, ids, batch_size, bptt)
+    return _rustrnn.evaluate_lm(model, ids, batch_size, bptt)

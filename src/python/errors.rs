@@ -1,12 +1,14 @@
 //! The single place where core errors become Python exceptions: each variant
 //! maps to the built-in class torch raises for the same mistake, so user code
 //! written against torch.nn (`except RuntimeError`, `except ValueError`) works.
+//! Also how the glue's own messages name a Python value's type.
 
 use pyo3::exceptions::{
     PyFileExistsError, PyFileNotFoundError, PyFloatingPointError, PyIndexError,
     PyIsADirectoryError, PyKeyError, PyKeyboardInterrupt, PyNotADirectoryError, PyOSError,
     PyPermissionError, PyRuntimeError, PyTypeError, PyValueError,
 };
+use pyo3::prelude::*;
 use pyo3::PyErr;
 
 use crate::error::Error;
@@ -32,4 +34,11 @@ impl From<Error> for PyErr {
             Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
         }
     }
+}
+
+/// `type(ob).__name__`, as Python's own TypeErrors name what they got.
+pub fn type_name(ob: &Bound<'_, PyAny>) -> String {
+    ob.get_type()
+        .name()
+        .map_or_else(|_| "?".into(), |n| n.to_string())
 }

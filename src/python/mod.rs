@@ -10,6 +10,7 @@ mod dropout;
 mod errors;
 mod gil;
 mod guard;
+mod history;
 mod lm;
 mod model;
 mod ngram;
@@ -17,6 +18,7 @@ mod rnn;
 mod sampler;
 mod score;
 mod train;
+mod train_options;
 mod vectors;
 mod vocab;
 
@@ -40,6 +42,7 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     model::register(m)?;
     cpu::register(m)?;
     dropout::register(m)?;
+    history::register(m)?;
     ngram::register(m)?;
     sampler::register(m)?;
     train::register(m)?;

@@ -1,15 +1,19 @@
-//! A language model's config crosses pyo3 as the Python dict
-//! `LanguageModel.config`, converted field by field (so a wrong type is a
-//! TypeError naming the field) and validated by the core's rules, the one
-//! place they are written.
+//! A language model crosses pyo3 in one shape, [`PyLanguageModel`]: the
+//! Python `LanguageModel` itself, read as its config, its Vocab and its
+//! tensors by name. The config is the dict `LanguageModel.config`, converted
+//! field by field (so a wrong type is a TypeError naming the field) and
+//! validated by the core's rules, the one place they are written.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::errors::type_name;
 use super::guard::guard;
 use super::rnn::PyRnnSpec;
-use crate::lm::{LmConfig, LmWeights};
+use super::vocab::PyVocab;
+use crate::lm::{LmConfig, LmParams, LmWeights};
+use crate::vocab::Vocab;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
@@ -30,9 +34,7 @@ impl<'py> FromPyObject<'py> for PyLmConfig {
         let d = ob.downcast::<PyDict>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "a language model config must be a dict, got {}",
-                ob.get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string())
+                type_name(ob)
             ))
         })?;
         for key in d.keys() {
@@ -69,8 +71,85 @@ impl<'py> FromPyObject<'py> for PyLmConfig {
     }
 }
 
+/// A `rustrnn.LanguageModel` as every binding that runs one takes it (duck
+/// typed: anything with its `config`, `vocab` and `state_dict`). The tensors
+/// are `state_dict(keep_vars=True)`'s, the module's Parameters themselves, so
+/// training updates the module in place; [`LmParams::new`] finds them by name
+/// and checks them against the config (shapes, one dtype and device, tying).
+/// They require grad: whatever only reads them runs under `no_grad`.
+pub struct PyLanguageModel {
+    params: LmParams,
+    vocab: Py<PyVocab>,
+}
+
+impl PyLanguageModel {
+    /// The weights (shared with the module): `params().weights()` is the
+    /// view generation and scoring read, `params().rnn` the stack's config.
+    pub fn params(&self) -> &LmParams {
+        &self.params
+    }
+
+    pub fn into_params(self) -> LmParams {
+        self.params
+    }
+
+    /// The vocabulary; readable without the GIL (the pyclass is frozen).
+    pub fn vocab(&self) -> &Vocab {
+        self.vocab.get().core()
+    }
+}
+
+impl<'py> FromPyObject<'py> for PyLanguageModel {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = ob.py();
+        let attr = |name: &str| {
+            ob.getattr(name).map_err(|e| {
+                if e.is_instance_of::<PyAttributeError>(py) {
+                    PyTypeError::new_err(format!(
+                        "expected a rustrnn.LanguageModel (with .config, .vocab and \
+                         .state_dict()), got {} (it has no '{name}')",
+                        type_name(ob)
+                    ))
+                } else {
+                    e
+                }
+            })
+        };
+        let (config, vocab, state_dict) = (attr("config")?, attr("vocab")?, attr("state_dict")?);
+        let config: PyLmConfig = config.extract()?;
+        let vocab = vocab.downcast_into::<PyVocab>().map_err(|e| {
+            PyTypeError::new_err(format!(
+                "a LanguageModel's vocab must be a rustrnn.Vocab, got {}",
+                type_name(&e.into_inner())
+            ))
+        })?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("keep_vars", true)?;
+        let mut named = Vec::new();
+        for item in state_dict
+            .call((), Some(&kwargs))?
+            .call_method0("items")?
+            .try_iter()?
+        {
+            let (name, t): (String, PyTensor) = item?.extract().map_err(|e| {
+                PyTypeError::new_err(format!(
+                    "a LanguageModel's state_dict must map names to tensors: {}",
+                    e.value(py)
+                ))
+            })?;
+            named.push((name, t.0));
+        }
+        Ok(PyLanguageModel {
+            params: LmParams::new(config.0, named)?,
+            vocab: vocab.unbind(),
+        })
+    }
+}
+
 /// A language model's tensors as generation and scoring receive them: owned,
 /// so the work can run without the GIL, and lent to the core as [`LmWeights`].
+/// (They take loose tensors still; taking a [`PyLanguageModel`] instead, whose
+/// `params().weights()` is this view, they would not need it.)
 pub struct OwnedWeights {
     embedding: Tensor,
     stack: Vec<Tensor>,

@@ -1,5 +1,7 @@
-//! Bindings for `crate::train`: argument conversion, the GIL released around
-//! the loop and re-taken briefly for the Python hooks, errors mapped.
+//! Bindings for `crate::train`: argument conversion (the model as
+//! [`PyLanguageModel`], the options as [`PyTrainOptions`], the history back
+//! through [`history_dict`]), the GIL released around the loop and re-taken
+//! briefly for the Python hooks, errors mapped.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -11,12 +13,11 @@ use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
-use super::model::PyLmConfig;
-use super::vocab::PyVocab;
+use super::history::history_dict;
+use super::model::PyLanguageModel;
+use super::train_options::PyTrainOptions;
 use crate::error::{Error, Result};
-use crate::train::{
-    self, EvalInfo, Hooks, LmParams, Method, OptimConfig, Optimizer, StepInfo, TrainOptions,
-};
+use crate::train::{self, EvalInfo, Hooks, Method, OptimConfig, Optimizer, RunError, StepInfo};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOptimizer>()?;
@@ -155,55 +156,48 @@ impl Hooks for PyHooks {
     }
 }
 
-fn lm_params(config: PyLmConfig, params: Vec<(String, PyTensor)>) -> Result<LmParams> {
-    LmParams::new(
-        config.0,
-        params.into_iter().map(|(n, t)| (n, t.0)).collect(),
-    )
-}
-
 /// Runs the training loop (see `rustrnn.train`, which prepares the arguments).
 ///
 /// Args:
-///     config: `LanguageModel.config` (a dict).
-///     vocab: the model's Vocab.
-///     params: the module's `state_dict()` items, in order (the Parameters
-///         themselves: they are updated in place).
+///     model: the `rustrnn.LanguageModel` (its Parameters are updated in place).
 ///     train, valid: 1-D int64 ids (valid may be None).
-///     options: `TrainOptions` as JSON.
+///     options: `rustrnn.train`'s options as a dict of its keyword names
+///         (`batch_size`, ..., `optimizer`, `lr`, ..., `checkpoint_dir`), with
+///         `rank`, `world_size`, and `resume` and `overwrite` as bools.
 ///     resume: a training checkpoint to continue from, or None.
 ///     hooks: the object with `on_start`, `on_step`, `on_eval`, `rng_state`,
 ///         `set_rng_state` and `all_reduce` methods.
 ///     distributed: whether to call `hooks.all_reduce` every step.
 ///
 /// Returns:
-///     the history as JSON (its `stop_reason` says how the run ended).
+///     dict: the history, `rustrnn.History`'s fields (its `stop_reason` says
+///     how the run ended).
 ///
 /// Raises:
 ///     whatever a hook raised (KeyboardInterrupt for Ctrl-C) once the loop has
 ///     stopped and written its last checkpoint; FloatingPointError for a
-///     non-finite loss; ValueError, OSError for bad arguments or files. The
-///     exception carries the history so far as JSON in its `history` attribute.
+///     non-finite loss; TypeError for an option of the wrong type; ValueError,
+///     OSError for bad values or files. Once the run has started the exception
+///     carries the history so far (the same dict) in its `history` attribute.
 #[pyfunction]
-#[pyo3(signature = (config, vocab, params, train, valid, options, resume, hooks, distributed))]
+#[pyo3(signature = (model, train, valid, options, resume, hooks, distributed))]
 #[allow(clippy::too_many_arguments)]
-fn train_lm(
-    py: Python<'_>,
-    config: PyLmConfig,
-    vocab: PyRef<'_, PyVocab>,
-    params: Vec<(String, PyTensor)>,
+fn train_lm<'py>(
+    py: Python<'py>,
+    model: PyLanguageModel,
     train: PyTensor,
     valid: Option<PyTensor>,
-    options: &str,
+    options: &Bound<'py, PyAny>,
     resume: Option<PathBuf>,
     hooks: Py<PyAny>,
     distributed: bool,
-) -> PyResult<String> {
+) -> PyResult<Bound<'py, PyDict>> {
     guard("train_lm", || {
-        let vocab = vocab.core().clone();
-        let opts: TrainOptions = serde_json::from_str(options)
-            .map_err(|e| Error::value(format!("invalid training options: {e}")))?;
-        let model = lm_params(config, params)?;
+        // Converted here, not as the argument, so that pyo3 does not prefix a
+        // TypeError ("lr must be a number, got str") with "argument 'options': ".
+        let PyTrainOptions(options) = options.extract()?;
+        let vocab = model.vocab().clone();
+        let params = model.into_params();
         let mut hooks = PyHooks {
             obj: hooks,
             distributed,
@@ -211,27 +205,26 @@ fn train_lm(
         };
         let (train, valid) = (train.0, valid.map(|v| v.0));
         let hooks_ref = &mut hooks;
-        let (history, result) = py.allow_threads(move || {
-            let (history, result) = train::run(
-                model,
+        let run = py.allow_threads(move || {
+            train::run(
+                params,
                 vocab,
                 &train,
                 valid.as_ref(),
-                opts,
+                options,
                 resume.as_deref(),
                 hooks_ref,
-            );
-            (history.and_then(|h| serde_json::to_string(&h).ok()), result)
+            )
         });
-        match result {
-            Ok(_) => Ok(history.unwrap_or_default()),
-            Err(e) => {
-                let err = match (e, hooks.error.take()) {
+        match run {
+            Ok(history) => history_dict(py, &history),
+            Err(RunError { error, history }) => {
+                let err = match (error, hooks.error.take()) {
                     (Error::Interrupted, Some(py_err)) => py_err,
                     (e, _) => PyErr::from(e),
                 };
-                if let Some(h) = history {
-                    let _ = err.value(py).setattr("history", h);
+                if let Some(d) = history.and_then(|h| history_dict(py, &h).ok()) {
+                    let _ = err.value(py).setattr("history", d);
                 }
                 Err(err)
             }
@@ -242,8 +235,7 @@ fn train_lm(
 /// Perplexity of a language model on 1-D ids, in eval mode.
 ///
 /// Args:
-///     config: `LanguageModel.config` (a dict).
-///     params: the module's `state_dict()` items, in order.
+///     model: the `rustrnn.LanguageModel`.
 ///     ids: 1-D int64 ids.
 ///     batch_size: streams read in parallel (fewer if the data is short).
 ///     bptt: window length; the state is carried across windows.
@@ -251,20 +243,18 @@ fn train_lm(
 /// Returns:
 ///     float: `exp(mean cross-entropy)` over every next-token prediction.
 #[pyfunction]
-#[pyo3(signature = (config, params, ids, batch_size, bptt))]
+#[pyo3(signature = (model, ids, batch_size, bptt))]
 fn evaluate_lm(
     py: Python<'_>,
-    config: PyLmConfig,
-    params: Vec<(String, PyTensor)>,
+    model: PyLanguageModel,
     ids: PyTensor,
     batch_size: i64,
     bptt: i64,
 ) -> PyResult<f64> {
     guard("evaluate_lm", || {
-        let model = lm_params(config, params)?;
         let ids = ids.0;
         let ppl = py.allow_threads(move || {
-            train::evaluate(&model, &ids, batch_size, bptt, &mut || {
+            train::evaluate(model.params(), &ids, batch_size, bptt, &mut || {
                 Python::with_gil(|py| py.check_signals()).map_err(|_| Error::Interrupted)
             })
         })?;

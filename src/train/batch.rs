@@ -36,7 +36,11 @@ impl Streams {
                 "batch_size and bptt must be >= 1, got {batch_size} and {bptt}"
             )));
         }
-        let streams = batch_size * world;
+        let Some(streams) = batch_size.checked_mul(world).filter(|s| *s > 0) else {
+            return Err(Error::value(format!(
+                "batch_size {batch_size} times world size {world} is more streams than can be counted"
+            )));
+        };
         let len = ids.size()[0] / streams;
         if len < 2 {
             return Err(Error::value(format!(
@@ -110,5 +114,16 @@ mod tests {
             .unwrap()
             .0
             .equal(&s.window(0).unwrap().0.narrow(1, 2, 2)));
+    }
+
+    #[test]
+    fn streams_past_i64_are_refused_not_wrapped() {
+        let ids = Tensor::arange(26, (tch::Kind::Int64, tch::Device::Cpu));
+        // 4 * 2**62 wraps to 0 in release arithmetic: a division by zero.
+        let e = Streams::new(&ids, 4, 4, 0, 1 << 62, "training")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("more streams than can be counted"), "{e}");
     }
 }

@@ -26,28 +26,27 @@ use tch::Tensor;
 pub use batch::Streams;
 pub use optim::{clip_grad_norm, grad_norm, Method, OptimConfig, Optimizer};
 pub use step::{eval_step, train_step, State, StepOutput};
-pub use trainer::{evaluate, run, Trainer};
+pub use trainer::{evaluate, run, RunError, Trainer};
 
 use crate::error::{Error, Result};
 pub use crate::lm::LmParams;
 
-/// What `train` was asked to do (all of it serializable, for checkpoints).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What `train` was asked to do. It reaches the core as typed values (the
+/// Python glue converts `rustrnn.train`'s keywords one by one), never as text;
+/// a checkpoint keeps what resuming must match in its own record (`resume`'s
+/// `Progress`), not these options.
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrainOptions {
     pub batch_size: i64,
     pub bptt: i64,
     pub epochs: i64,
     pub max_steps: Option<i64>,
     /// Seconds; checked before each step. `None` or infinity: no limit.
-    #[serde(default, deserialize_with = "num::opt_f64")]
     pub time_budget: Option<f64>,
     pub optimizer: OptimConfig,
     /// Max global L2 norm of the gradients; `None` or infinity for no clipping.
-    #[serde(default, deserialize_with = "num::opt_f64")]
     pub clip: Option<f64>,
     /// Factor applied to the learning rate when validation stops improving.
-    #[serde(deserialize_with = "num::f64")]
     pub lr_decay: f64,
     /// Non-improving evaluations tolerated before decaying.
     pub patience: i64,
@@ -55,59 +54,17 @@ pub struct TrainOptions {
     pub eval_every: Option<i64>,
     /// Where `last.safetensors` and `best.safetensors` go.
     pub checkpoint_dir: Option<PathBuf>,
-    /// Data-parallel rank and world size (1 for a single process).
-    #[serde(default)]
+    /// Data-parallel rank and world size (0 and 1 for a single process).
     pub rank: i64,
-    #[serde(default = "one")]
     pub world_size: i64,
     /// A checkpoint directory that already holds files may be written to
     /// only when the run resumes from it, or when told to replace what is
     /// there (see [`claim_checkpoint_dir`]).
-    #[serde(default)]
     pub resume: bool,
-    #[serde(default)]
     pub overwrite: bool,
 }
 
 pub(crate) use crate::pyfmt::py_float;
-
-/// Floats in the options' JSON: numbers, or the strings `"inf"`, `"-inf"` and
-/// `"nan"`, which JSON cannot spell and which the checks then name.
-pub(crate) mod num {
-    use serde::{Deserialize, Deserializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Num {
-        Number(f64),
-        Text(String),
-    }
-
-    fn value<E: serde::de::Error>(n: Num) -> Result<f64, E> {
-        match n {
-            Num::Number(v) => Ok(v),
-            Num::Text(t) => match t.as_str() {
-                "inf" | "Infinity" => Ok(f64::INFINITY),
-                "-inf" | "-Infinity" => Ok(f64::NEG_INFINITY),
-                "nan" | "NaN" => Ok(f64::NAN),
-                other => Err(E::custom(format!("expected a number, got {other:?}"))),
-            },
-        }
-    }
-
-    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        value(Num::deserialize(d)?)
-    }
-
-    pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        Option::<Num>::deserialize(d)?.map(value).transpose()
-    }
-
-    pub fn pair<'de, D: Deserializer<'de>>(d: D) -> Result<(f64, f64), D::Error> {
-        let (a, b) = <(Num, Num)>::deserialize(d)?;
-        Ok((value(a)?, value(b)?))
-    }
-}
 
 /// Makes `dir` ready for a run's checkpoints before any step: created if
 /// missing, refused if it is a file or cannot be written to, and refused if
@@ -175,10 +132,6 @@ pub fn claim_checkpoint_dir(dir: &std::path::Path, allow_existing: bool) -> Resu
     ))
 }
 
-fn one() -> i64 {
-    1
-}
-
 impl TrainOptions {
     pub fn validate(&self) -> Result<()> {
         let positive = |name: &str, v: i64| {
@@ -242,7 +195,9 @@ impl TrainOptions {
     }
 }
 
-/// The record of a run: one entry per step, one per evaluation.
+/// The record of a run: one entry per step, one per evaluation. Training
+/// checkpoints keep it as JSON (serde's field names, the strings below), and
+/// the Python glue hands it to `rustrnn.History` field by field.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     /// Per step: its number (1-based), epoch (0-based), mean loss, learning
@@ -257,12 +212,67 @@ pub struct History {
     pub eval_steps: Vec<i64>,
     pub valid_ppls: Vec<f64>,
     pub best_valid_ppl: Option<f64>,
-    /// Why the run ended, or None while it runs: a [`Stop`]'s name (`"epochs"`,
-    /// `"max_steps"`, `"time_budget"`) or, when it ended in an error,
-    /// `"interrupted"` (Ctrl-C or the callback's KeyboardInterrupt),
-    /// `"non_finite"` (a loss, gradient or update that was not finite) or
-    /// `"error"` (anything else: the error says what).
-    pub stop_reason: Option<String>,
+    /// Why the run ended, or None while it runs.
+    pub stop_reason: Option<StopReason>,
+}
+
+/// Why a run ended: one of [`Stop`]'s (a run that finished) or how it failed.
+/// Serialized as its [`StopReason::name`], the string checkpoints hold and
+/// `rustrnn.History.stop_reason` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `"epochs"`: every epoch was trained.
+    Epochs,
+    /// `"max_steps"`: `max_steps` steps were done (resumed ones included).
+    MaxSteps,
+    /// `"time_budget"`: the time budget was used up (checked before each step).
+    TimeBudget,
+    /// `"interrupted"`: a hook stopped the run at a step boundary (in Python:
+    /// Ctrl-C, or an exception the callback raised); `last` was written.
+    Interrupted,
+    /// `"non_finite"`: a loss, gradient norm or update was not finite; the
+    /// run stopped before (or, for an update, right after) it, no checkpoint written.
+    NonFinite,
+    /// `"error"`: any other error (the checkpoint directory refused, a
+    /// checkpoint that cannot be resumed or written, ...): the error says what.
+    Error,
+}
+
+impl StopReason {
+    /// Every reason, in the order above.
+    pub const ALL: [StopReason; 6] = [
+        StopReason::Epochs,
+        StopReason::MaxSteps,
+        StopReason::TimeBudget,
+        StopReason::Interrupted,
+        StopReason::NonFinite,
+        StopReason::Error,
+    ];
+
+    /// The reason a run that ended with `result` records.
+    pub fn of(result: &Result<Stop>) -> StopReason {
+        match result {
+            Ok(Stop::Epochs) => StopReason::Epochs,
+            Ok(Stop::MaxSteps) => StopReason::MaxSteps,
+            Ok(Stop::TimeBudget) => StopReason::TimeBudget,
+            Err(Error::Interrupted) => StopReason::Interrupted,
+            Err(Error::NonFinite(_)) => StopReason::NonFinite,
+            Err(_) => StopReason::Error,
+        }
+    }
+
+    /// The name serde writes (`"max_steps"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Epochs => "epochs",
+            StopReason::MaxSteps => "max_steps",
+            StopReason::TimeBudget => "time_budget",
+            StopReason::Interrupted => "interrupted",
+            StopReason::NonFinite => "non_finite",
+            StopReason::Error => "error",
+        }
+    }
 }
 
 /// Why the loop ended normally.
@@ -271,16 +281,6 @@ pub enum Stop {
     Epochs,
     MaxSteps,
     TimeBudget,
-}
-
-impl Stop {
-    pub fn name(self) -> &'static str {
-        match self {
-            Stop::Epochs => "epochs",
-            Stop::MaxSteps => "max_steps",
-            Stop::TimeBudget => "time_budget",
-        }
-    }
 }
 
 /// One step, as reported to [`Hooks::on_step`].
@@ -356,35 +356,66 @@ impl Hooks for NoHooks {}
 mod tests {
     use super::*;
 
+    fn options() -> TrainOptions {
+        TrainOptions {
+            batch_size: 2,
+            bptt: 4,
+            epochs: 1,
+            max_steps: None,
+            time_budget: Some(f64::INFINITY),
+            optimizer: OptimConfig::new(Method::Adam, 0.1),
+            clip: Some(f64::INFINITY),
+            lr_decay: 0.5,
+            patience: 0,
+            eval_every: None,
+            checkpoint_dir: None,
+            rank: 0,
+            world_size: 1,
+            resume: false,
+            overwrite: false,
+        }
+    }
+
     #[test]
-    fn non_finite_options_parse_and_are_named() {
-        let json = |clip: &str, lr: &str| {
-            format!(
-                r#"{{"batch_size": 2, "bptt": 4, "epochs": 1, "max_steps": null,
-                    "time_budget": "inf", "clip": {clip}, "lr_decay": 0.5, "patience": 0,
-                    "eval_every": null, "checkpoint_dir": null,
-                    "optimizer": {{"method": "adam", "lr": {lr}}}}}"#
-            )
+    fn non_finite_options_are_named() {
+        options().validate().unwrap();
+        let bad = TrainOptions {
+            clip: Some(f64::NAN),
+            ..options()
         };
-        let ok: TrainOptions = serde_json::from_str(&json("\"inf\"", "0.1")).unwrap();
-        assert_eq!(ok.time_budget, Some(f64::INFINITY));
-        ok.validate().unwrap();
-        let bad: TrainOptions = serde_json::from_str(&json("\"nan\"", "0.1")).unwrap();
         let m = bad.validate().unwrap_err().to_string();
         assert!(
             m.starts_with("clip must be > 0") && m.ends_with("got nan"),
             "{m}"
         );
-        let bad: TrainOptions = serde_json::from_str(&json("1.0", "\"inf\"")).unwrap();
+        let mut bad = options();
+        bad.optimizer.lr = f64::INFINITY;
         assert!(bad
             .validate()
             .unwrap_err()
             .to_string()
             .contains("learning rate: inf"));
-        assert!(serde_json::from_str::<TrainOptions>(&json("\"lots\"", "0.1")).is_err());
         assert_eq!(py_float(1e300), "1e+300");
         assert_eq!(py_float(1e-5), "1e-05");
         assert_eq!(py_float(0.003), "0.003");
+    }
+
+    #[test]
+    fn stop_reasons_keep_the_strings_checkpoints_hold() {
+        for r in StopReason::ALL {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.name()));
+            assert_eq!(serde_json::from_str::<StopReason>(&json).unwrap(), r);
+        }
+        // A history as checkpoints written before the enum stored it.
+        let old = r#"{"steps":[1,2],"epochs":[0,0],"losses":[2.5,2.25],"lrs":[0.1,0.1],
+            "grad_norms":[1.0,0.5],"tokens_per_sec":[10.0,12.0],"eval_steps":[2],
+            "valid_ppls":[9.5],"best_valid_ppl":9.5,"stop_reason":"max_steps"}"#;
+        let h: History = serde_json::from_str(old).unwrap();
+        assert_eq!(h.stop_reason, Some(StopReason::MaxSteps));
+        let compact: String = old.split_whitespace().collect();
+        assert_eq!(serde_json::to_string(&h).unwrap(), compact);
+        assert!(serde_json::from_str::<History>(&old.replace("max_steps", "lost")).is_err());
     }
 
     #[test]

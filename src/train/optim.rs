@@ -36,20 +36,14 @@ impl Method {
 }
 
 /// Hyper-parameters, as the torch.optim constructors take them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OptimConfig {
     pub method: Method,
-    #[serde(deserialize_with = "super::num::f64")]
     pub lr: f64,
-    #[serde(default, deserialize_with = "super::num::f64")]
     pub weight_decay: f64,
     /// SGD only.
-    #[serde(default, deserialize_with = "super::num::f64")]
     pub momentum: f64,
-    #[serde(default = "default_betas", deserialize_with = "super::num::pair")]
     pub betas: (f64, f64),
-    #[serde(default = "default_eps", deserialize_with = "super::num::f64")]
     pub eps: f64,
 }
 

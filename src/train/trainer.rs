@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use super::resume::Progress;
 use super::{
     clip_grad_norm, eval_step, grad_norm, train_step, EvalInfo, History, Hooks, LmParams,
-    Optimizer, State, StepInfo, Stop, Streams, TrainOptions,
+    Optimizer, State, StepInfo, Stop, StopReason, Streams, TrainOptions,
 };
 use crate::error::{Error, Result};
 use crate::vocab::Vocab;
@@ -109,11 +109,18 @@ pub fn evaluate(
     perplexity(model, &s, poll)
 }
 
+/// A run that failed, with its history as far as it got (None when the
+/// trainer could not be built; otherwise its `stop_reason` is set).
+#[derive(Debug)]
+pub struct RunError {
+    pub error: Error,
+    pub history: Option<Box<History>>,
+}
+
 /// A whole run, as `rustrnn.train` asks for it: the trainer built, the
 /// checkpoint directory claimed, the run restored from `resume` if given, and
-/// the loop run. Returns the history as far as it got (None when the trainer
-/// could not be built) with how the run ended; the history's `stop_reason`
-/// says the same in words.
+/// the loop run. Either way the history says how the run ended in its
+/// `stop_reason`.
 pub fn run(
     model: LmParams,
     vocab: Vocab,
@@ -122,11 +129,11 @@ pub fn run(
     opts: TrainOptions,
     resume: Option<&Path>,
     hooks: &mut dyn Hooks,
-) -> (Option<History>, Result<Stop>) {
-    let mut trainer = match Trainer::new(model, vocab, train, valid, opts) {
-        Ok(t) => t,
-        Err(e) => return (None, Err(e)),
-    };
+) -> std::result::Result<History, RunError> {
+    let mut trainer = Trainer::new(model, vocab, train, valid, opts).map_err(|error| RunError {
+        error,
+        history: None,
+    })?;
     let result = trainer
         .claim_checkpoint_dir(resume.is_some())
         .and_then(|()| match resume {
@@ -134,7 +141,19 @@ pub fn run(
             None => Ok(()),
         })
         .and_then(|()| trainer.run(hooks));
-    (Some(trainer.history().clone()), result)
+    let mut history = trainer.history().clone();
+    // Failing before the loop (the directory refused, a checkpoint that cannot
+    // be resumed) ends the run too.
+    if history.stop_reason.is_none() {
+        history.stop_reason = Some(StopReason::of(&result));
+    }
+    match result {
+        Ok(_) => Ok(history),
+        Err(error) => Err(RunError {
+            error,
+            history: Some(Box::new(history)),
+        }),
+    }
 }
 
 impl Trainer {
@@ -167,7 +186,7 @@ impl Trainer {
         let valid = match valid {
             Some(v) => {
                 // Every rank evaluates all of it, as one process on the combined batch would.
-                let global = opts.batch_size * opts.world_size;
+                let global = opts.batch_size.saturating_mul(opts.world_size);
                 let batch = global.min(v.numel() as i64 / 2).max(1);
                 Some(streams(&model, v, batch, opts.bptt, 0, 1, "validation")?)
             }
@@ -238,15 +257,7 @@ impl Trainer {
     /// so the previous ones stay.
     pub fn run(&mut self, hooks: &mut dyn Hooks) -> Result<Stop> {
         let result = self.run_loop(hooks);
-        self.progress.history.stop_reason = Some(
-            match &result {
-                Ok(stop) => stop.name(),
-                Err(Error::Interrupted) => "interrupted",
-                Err(Error::NonFinite(_)) => "non_finite",
-                Err(_) => "error",
-            }
-            .to_string(),
-        );
+        self.progress.history.stop_reason = Some(StopReason::of(&result));
         match result {
             Ok(stop) => {
                 self.save("last", hooks)?;
@@ -557,7 +568,7 @@ mod tests {
             Trainer::new(m, vocab.clone(), &data, None, options(Some(&dir), 9)).unwrap();
         assert!(matches!(first.run(&mut StopAt(4)), Err(Error::Interrupted)));
         assert_eq!(first.history().steps, [1, 2, 3, 4]);
-        assert_eq!(first.history().stop_reason.as_deref(), Some("interrupted"));
+        assert_eq!(first.history().stop_reason, Some(StopReason::Interrupted));
 
         let (m, _) = model(2);
         let mut rest = Trainer::new(m, vocab, &data, None, options(Some(&dir), 9)).unwrap();

@@ -76,6 +76,19 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A model file's contents: the config, the vocabulary and the tensors by
+    /// name (in `state_dict` order).
+    pub fn model(config: LmConfig, vocab: Vocab, params: Vec<(String, Tensor)>) -> Checkpoint {
+        Checkpoint {
+            kind: FileKind::Model,
+            config,
+            vocab,
+            params,
+            extra: BTreeMap::new(),
+            training: None,
+        }
+    }
+
     /// The dtype of the model's tensors (that of `embedding.weight`).
     pub fn dtype(&self) -> Result<Kind> {
         let (_, first) = self

@@ -418,13 +418,33 @@ def _extension_targets(root: Path):
     yield "check_dropout", ext.check_dropout, (0.5,), {}, False
     lm = _lm()
     prompt = lm.vocab.encode("the cat")
-    stack = [p.detach() for p in lm.rnn._flat_weights]
-    emb, head, bias = lm.embedding.weight.detach(), lm.head.weight.detach(), lm.head.bias.detach()
-    args = (lm.rnn._spec, emb, stack, head, bias, prompt, Big(5), 2, [1], ["sat"], lm.vocab)
-    args += (0.9, 5, 0.9, False, None)
+    args = (lm, prompt, Big(5), 2, [1], ["sat"], 0.9, 5, 0.9, False, None)
     yield "generate", ext.generate, args, {}, False
-    args = (lm.rnn._spec, emb, stack, head, bias, [[1, 2], [3]], [[2, 3], [1]])
-    yield "score_lines", ext.score_lines, args, {}, False
+    yield "score_lines", ext.score_lines, (lm, [[1, 2], [3]], [[2, 3], [1]]), {}, False
+    # The model crosses as one handle: its tensors are swept one name at a time.
+    for name in (
+        "embedding.weight",
+        "rnn.weight_hh_l0",
+        "rnn.bias_ih_l1",
+        "head.weight",
+        "head.bias",
+    ):
+        base = lm.state_dict()[name].detach()
+
+        def gen(t, name=name):
+            return ext.generate(
+                _Swapped(lm, name, t), prompt, 5, 2, [1], ["sat"], 0.9, 5, 0.9, False, None
+            )
+
+        def score(t, name=name):
+            return ext.score_lines(_Swapped(lm, name, t), [[1, 2], [3]], [[2, 3], [1]])
+
+        def save(t, name=name):
+            return ext.save_model(root / "swapped.safetensors", _Swapped(lm, name, t))
+
+        yield f"generate {name}", gen, (base,), {}, False
+        yield f"score_lines {name}", score, (base,), {}, False
+        yield f"save_model {name}", save, (base,), {}, False
     yield "dropout_mask", ext.dropout_mask, (x, 0.3), {}, False
     params = [torch.zeros(3, 2), torch.zeros(4)]
     opt_args = ("adam", params, 0.1, 0.01, 0.0, (0.9, 0.99), 1e-8)
@@ -435,10 +455,19 @@ def _extension_targets(root: Path):
     yield from _train_lm_targets(root)
     lm.save(root / "lm.safetensors")
     yield "load_model", ext.load_model, (PathArg(root / "lm.safetensors"),), {}, False
-    _, config, vocab, _, tensors = ext.load_model(root / "lm.safetensors")
-    args = (PathArg(root / "saved.safetensors"), config, vocab, tensors)
-    yield "save_model", ext.save_model, args, {}, True
+    yield "save_model", ext.save_model, (PathArg(root / "saved.safetensors"), lm), {}, True
     yield "claim_checkpoint_dir", ext.claim_checkpoint_dir, (PathArg(root / "run"), True), {}, True
+
+
+class _Swapped:
+    """A language model's handle (config, vocab, state_dict) with one tensor replaced."""
+
+    def __init__(self, lm, name, t):
+        self.config, self.vocab = lm.config, lm.vocab
+        self._tensors = {**lm.state_dict(keep_vars=True), name: t}
+
+    def state_dict(self, keep_vars=False):
+        return self._tensors
 
 
 class _NoHooks:

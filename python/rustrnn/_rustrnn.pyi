@@ -208,17 +208,12 @@ def cell_forward(
     ``mode`` as for :func:`cell_param_specs`."""
 
 def generate(
-    spec: RnnSpec,
-    embedding: Tensor,
-    stack_weights: Sequence[Tensor],
-    head_weight: Tensor,
-    head_bias: Tensor | None,
+    model: _LanguageModel,
     prompt: Tensor,
     max_tokens: int,
     num_samples: int,
     stop: Sequence[int],
     stop_strings: Sequence[str],
-    vocab: Vocab | None,
     temperature: float,
     top_k: int | None,
     top_p: float | None,
@@ -229,11 +224,7 @@ def generate(
     ``(ids (num_samples, steps), lengths)``."""
 
 def score_lines(
-    spec: RnnSpec,
-    embedding: Tensor,
-    stack_weights: Sequence[Tensor],
-    head_weight: Tensor,
-    head_bias: Tensor | None,
+    model: _LanguageModel,
     contexts: Sequence[Sequence[int]],
     targets: Sequence[Sequence[int]],
 ) -> list[list[float]]:
@@ -243,13 +234,10 @@ def score_lines(
 def _guard_selftest(message: str) -> None:
     """Panics inside the pyo3 guard: a RuntimeError naming the function (for the tests)."""
 
-def save_model(
-    path: _Path,
-    config: dict[str, Any],
-    vocab: Vocab,
-    tensors: Sequence[tuple[str, Tensor]],
-) -> None:
-    """Writes a model checkpoint (a ``.safetensors`` file) atomically."""
+def save_model(path: _Path, model: _LanguageModel) -> None:
+    """Writes a model checkpoint (a ``.safetensors`` file) atomically: the config, Vocab and
+    tensors of ``model`` (a LanguageModel, or anything with ``config``, ``vocab`` and
+    ``state_dict()``)."""
 
 def load_model(path: _Path) -> tuple[str, dict[str, Any], Vocab, str, list[tuple[str, Tensor]]]:
     """Reads and validates a checkpoint: ``(kind, config, vocab, dtype, tensors)``."""

@@ -34,8 +34,9 @@ class Saved(NamedTuple):
     tensors: Dict[str, Tensor]
 
 
-def save(path: PathLike, config: Dict[str, Any], vocab, tensors: Dict[str, Tensor]) -> None:
-    """Writes a model (its config, vocabulary and ``state_dict``) to ``path`` atomically.
+def save(path: PathLike, model) -> None:
+    """Writes a model (its ``config``, ``vocab`` and ``state_dict()``: a
+    :class:`~rustrnn.LanguageModel` or anything shaped like one) to ``path`` atomically.
 
     A temporary file beside the target (``.<name>.tmp``) is written, fsynced and
     renamed over it, so a failed write leaves an existing file untouched; a save
@@ -43,10 +44,11 @@ def save(path: PathLike, config: Dict[str, Any], vocab, tensors: Dict[str, Tenso
     ``path`` is a symbolic link the file it points to is replaced and the link kept.
 
     Raises:
+        ValueError: the tensors do not fit the config.
+        TypeError: ``model`` has no ``config``, ``vocab`` or ``state_dict``.
         OSError: the file cannot be written.
     """
-    named = [(name, t.detach()) for name, t in tensors.items()]
-    _rustrnn.save_model(os.fspath(path), config, vocab, named)
+    _rustrnn.save_model(os.fspath(path), model)
 
 
 def read(path: PathLike) -> Saved:

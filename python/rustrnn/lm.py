@@ -235,7 +235,7 @@ class LanguageModel(nn.Module):
         Raises:
             OSError: the file cannot be written.
         """
-        checkpoint.save(path, self.config, self.vocab, self.state_dict())
+        checkpoint.save(path, self)
 
     @classmethod
     def load(cls, path, map_location=None) -> "LanguageModel":
@@ -395,16 +395,7 @@ class LanguageModel(nn.Module):
                 f"{type(lines).__name__}; use [line]"
             )
         parsed = [self._line(line, bos, eos) for line in lines]
-        head_bias = self.head.bias.detach() if self.head.bias is not None else None
-        scores = _rustrnn.score_lines(
-            self.rnn._spec,
-            self.embedding.weight.detach(),
-            [w.detach() for w in self.rnn._flat_weights],
-            self.head.weight.detach(),
-            head_bias,
-            [p[0] for p in parsed],
-            [p[1] for p in parsed],
-        )
+        scores = _rustrnn.score_lines(self, [p[0] for p in parsed], [p[1] for p in parsed])
         return parsed, scores
 
     def score(self, lines, *, bos: bool = True, eos: bool = True) -> Tensor:
@@ -597,19 +588,13 @@ class LanguageModel(nn.Module):
         self._check_prompt_ids(prompt)
         ids = self._ids(prompt).cpu()
         stop_ids, stop_strings = stop_rule(stop)
-        head_bias = self.head.bias.detach() if self.head.bias is not None else None
         out, lengths = _rustrnn.generate(
-            self.rnn._spec,
-            self.embedding.weight.detach(),
-            [w.detach() for w in self.rnn._flat_weights],
-            self.head.weight.detach(),
-            head_bias,
+            self,
             ids,
             max_tokens,
             num_samples,
             stop_ids,
             stop_strings,
-            self.vocab if stop_strings else None,
             float(temperature),
             top_k,
             top_p,

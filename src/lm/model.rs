@@ -191,24 +191,31 @@ impl LmParams {
             .iter()
             .find(|(name, _)| name == "embedding.weight")
             .and_then(|(_, t)| t.size().first().copied())
-            .ok_or_else(|| Error::value("the model has no 'embedding.weight' of rank >= 1"))?;
-        let specs = config.param_specs_for(vocab_size, named.len(), false)?;
+            .ok_or_else(|| Error::shape("the model has no 'embedding.weight' of rank >= 1"))?;
+        // Tensors that do not fit the config are torch's load_state_dict
+        // mistake (a RuntimeError), not a bad argument value.
+        let specs = config
+            .param_specs_for(vocab_size, named.len(), false)
+            .map_err(|e| match e {
+                Error::Value(m) => Error::Shape(m),
+                e => e,
+            })?;
         let mut by_name: HashMap<String, Tensor> = HashMap::with_capacity(named.len());
         for (name, t) in named {
             if by_name.insert(name.clone(), t).is_some() {
-                return Err(Error::value(format!("tensor '{name}' is given twice")));
+                return Err(Error::shape(format!("tensor '{name}' is given twice")));
             }
         }
         let mut ordered = Vec::with_capacity(specs.len());
         for spec in &specs {
             let t = by_name.remove(&spec.name).ok_or_else(|| {
-                Error::value(format!(
+                Error::shape(format!(
                     "missing tensor '{}' of shape {:?}",
                     spec.name, spec.shape
                 ))
             })?;
             if t.size() != spec.shape {
-                return Err(Error::value(format!(
+                return Err(Error::shape(format!(
                     "expected '{}' of shape {:?}, got shape {:?}",
                     spec.name,
                     spec.shape,
@@ -218,7 +225,7 @@ impl LmParams {
             ordered.push((spec.name.clone(), t));
         }
         if let Some(name) = by_name.keys().next() {
-            return Err(Error::value(format!("unexpected tensor '{name}'")));
+            return Err(Error::shape(format!("unexpected tensor '{name}'")));
         }
         let (first_name, first) = ordered
             .first()
@@ -257,7 +264,7 @@ impl LmParams {
             part("head.bias")?,
         );
         if config.tie_weights && embedding.data_ptr() != head_weight.data_ptr() {
-            return Err(Error::value(
+            return Err(Error::shape(
                 "tie_weights is set but head.weight and embedding.weight are different tensors",
             ));
         }
@@ -280,6 +287,14 @@ impl LmParams {
     /// Every tensor, named, in `state_dict` order.
     pub fn named(&self) -> &[(String, Tensor)] {
         &self.named
+    }
+
+    /// The tensors by name, detached from autograd (what a file stores).
+    pub fn named_detached(&self) -> Result<Vec<(String, Tensor)>> {
+        self.named
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), t.f_detach()?)))
+            .collect()
     }
 
     pub fn embedding(&self) -> &Tensor {

@@ -1,6 +1,5 @@
 //! Bindings for `crate::checkpoint`: argument conversion and GIL release only.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
@@ -8,7 +7,7 @@ use pyo3::prelude::*;
 use super::guard::guard;
 use pyo3_tch::PyTensor;
 
-use super::model::{config_dict, PyLmConfig};
+use super::model::{config_dict, PyLanguageModel};
 use super::vocab::PyVocab;
 use crate::checkpoint::{Checkpoint, FileKind};
 use crate::dtype::bare_dtype_name;
@@ -24,35 +23,18 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 ///
 /// Args:
 ///     path: str or os.PathLike.
-///     config: `LanguageModel.config` (a dict).
-///     vocab: the vocabulary's JSON document.
-///     tensors: `[(name, tensor)]` in `state_dict` order.
+///     model: the `LanguageModel` (its config, Vocab and tensors by name).
 ///
 /// Raises:
 ///     ValueError: the tensors do not fit the config.
 ///     OSError: the file cannot be written (a previous file is left intact).
 #[pyfunction]
-#[pyo3(signature = (path, config, vocab, tensors),
-       text_signature = "(path, config, vocab, tensors)")]
-fn save_model(
-    py: Python<'_>,
-    path: PathBuf,
-    config: PyLmConfig,
-    vocab: PyRef<'_, PyVocab>,
-    tensors: Vec<(String, PyTensor)>,
-) -> PyResult<()> {
+#[pyo3(signature = (path, model), text_signature = "(path, model)")]
+fn save_model(py: Python<'_>, path: PathBuf, model: PyLanguageModel) -> PyResult<()> {
     guard("save_model", || {
-        let config = config.0;
-        let vocab = vocab.core().clone();
-        let params = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
-        let ckpt = Checkpoint {
-            kind: FileKind::Model,
-            config,
-            vocab,
-            params,
-            extra: BTreeMap::new(),
-            training: None,
-        };
+        let vocab = model.vocab().clone();
+        let params = model.into_params();
+        let ckpt = Checkpoint::model(params.config.clone(), vocab, params.named_detached()?);
         py.allow_threads(move || ckpt.save(&path))?;
         Ok(())
     })

@@ -12,10 +12,9 @@ use super::errors::type_name;
 use super::guard::guard;
 use super::rnn::PyRnnSpec;
 use super::vocab::PyVocab;
-use crate::lm::{LmConfig, LmParams, LmWeights};
+use crate::lm::{LmConfig, LmParams};
 use crate::vocab::Vocab;
 use pyo3_tch::PyTensor;
-use tch::Tensor;
 
 const FIELDS: [&str; 6] = [
     "embed_size",
@@ -143,42 +142,6 @@ impl<'py> FromPyObject<'py> for PyLanguageModel {
             params: LmParams::new(config.0, named)?,
             vocab: vocab.unbind(),
         })
-    }
-}
-
-/// A language model's tensors as generation and scoring receive them: owned,
-/// so the work can run without the GIL, and lent to the core as [`LmWeights`].
-/// (They take loose tensors still; taking a [`PyLanguageModel`] instead, whose
-/// `params().weights()` is this view, they would not need it.)
-pub struct OwnedWeights {
-    embedding: Tensor,
-    stack: Vec<Tensor>,
-    head_weight: Tensor,
-    head_bias: Option<Tensor>,
-}
-
-impl OwnedWeights {
-    pub fn new(
-        embedding: PyTensor,
-        stack: Vec<PyTensor>,
-        head_weight: PyTensor,
-        head_bias: Option<PyTensor>,
-    ) -> OwnedWeights {
-        OwnedWeights {
-            embedding: embedding.0,
-            stack: stack.into_iter().map(|t| t.0).collect(),
-            head_weight: head_weight.0,
-            head_bias: head_bias.map(|t| t.0),
-        }
-    }
-
-    pub fn view(&self) -> LmWeights<'_> {
-        LmWeights {
-            embedding: &self.embedding,
-            stack: &self.stack,
-            head_weight: &self.head_weight,
-            head_bias: self.head_bias.as_ref(),
-        }
     }
 }
 

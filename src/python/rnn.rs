@@ -43,10 +43,6 @@ impl PyRnnSpec {
     pub(crate) fn from_config(cfg: RnnConfig) -> PyRnnSpec {
         PyRnnSpec { cfg }
     }
-
-    pub(crate) fn config(&self) -> &RnnConfig {
-        &self.cfg
-    }
 }
 
 #[pymethods]

@@ -33,7 +33,7 @@ pub struct Coefs {
     pub bc2_sqrt: f64,
 }
 
-/// Whether the fused pass can update `p` from `g` with moments `m`, `v`.
+/// Whether the one-pass update can update `p` from `g` with moments `m`, `v`.
 pub fn applies(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
     let kind = match p.f_kind() {
         Ok(k @ (Kind::Float | Kind::Double)) => k,

@@ -473,10 +473,10 @@ mod tests {
         assert!(h.equal(&Tensor::from_slice(&[0.3f64, 0.4])));
     }
 
-    /// The fused pass and the op-by-op path agree, for Adam and AdamW with
+    /// The one-pass update and the op-by-op path agree, for Adam and AdamW with
     /// weight decay, in both precisions, over several steps.
     #[test]
-    fn fused_adam_equals_the_op_path() {
+    fn one_pass_adam_equals_the_op_path() {
         for kind in [Kind::Float, Kind::Double] {
             for adamw in [false, true] {
                 tch::manual_seed(1);

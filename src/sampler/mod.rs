@@ -8,13 +8,17 @@
 //!   argument checks, the row errors, the whole-tensor path for devices other
 //!   than the CPU), with its CPU kernel in `multinomial/cpu.rs`;
 //! * `logits.rs`: [`sample_logits`] and its [`SampleOptions`] (temperature,
-//!   top-k, top-p/nucleus, greedy), drawing with the multinomial kernel.
+//!   top-k, top-p/nucleus, greedy), drawing with the multinomial kernel;
+//! * `chain.rs`: the rest of the decoding chain on one row of logits
+//!   (repetition, frequency and presence penalties, no repeated n-grams,
+//!   min-p, typical), with transformers' semantics.
 //!
 //! The constants the kernel is tuned by are here, in one place.
 
 // Values from Python reach this module: no index or slice may panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod chain;
 mod logits;
 mod multinomial;
 mod uniform;

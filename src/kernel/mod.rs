@@ -2,7 +2,7 @@
 //! product with the recurrent weights and the gates after it), used by
 //! generation (one token of the whole stack at small batch sizes) and by the
 //! stacks' fused forward and backward passes for training and inference
-//! (`rnn::fused`, `rnn::fused_backward`), wherever each library call's fixed
+//! (`rnn::fused`, forward and backward), wherever each library call's fixed
 //! cost and a second pass over the gates would cost more than the arithmetic.
 //!
 //! A step's work is a product per layer whose weights (a few MB) stay in the

@@ -33,7 +33,7 @@ use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 use crate::rnn::direction::DirWeights;
-use crate::rnn::packing::{pack_layer, padded, pointwise, Floats};
+use crate::rnn::fused::packing::{pack_layer, padded, pointwise, Floats};
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
 

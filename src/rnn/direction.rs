@@ -1,4 +1,4 @@
-//! What every recurrence shares: the weights of one layer in one direction,
+//! What every engine shares: the weights of one layer in one direction,
 //! the time order, and the sequence-wide matrix products that turn per-step
 //! gate gradients into weight and input gradients.
 
@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use super::product;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One layer's parameters in one direction, in torch's order.
 pub struct DirWeights<'a> {
@@ -67,12 +67,30 @@ pub struct DirOutput<S> {
     pub saved: S,
 }
 
+impl<S> DirOutput<S> {
+    /// The same output with its saved activations wrapped by `f`.
+    pub fn map_saved<T>(self, f: impl FnOnce(S) -> T) -> DirOutput<T> {
+        DirOutput {
+            out: self.out,
+            h_n: self.h_n,
+            c_n: self.c_n,
+            saved: f(self.saved),
+        }
+    }
+}
+
 /// Gradients flowing out of one direction's backward pass.
 pub struct DirBackward {
     pub dx: Option<Tensor>,
     pub dh0: Tensor,
     pub dc0: Option<Tensor>,
     pub grads: DirGrads,
+}
+
+/// The gradient of an LSTM's last cell state, which every engine's LSTM
+/// backward needs (the stack checked that it was given).
+pub fn lstm_dc(dc_n: Option<&Tensor>) -> Result<&Tensor> {
+    dc_n.ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))
 }
 
 /// `x W^T + b` for every row at once: `[N, In] -> [N, G]`.

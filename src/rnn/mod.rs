@@ -5,12 +5,16 @@
 //!   and shapes, and the modes' names.
 //! * `check`   – input validation with torch.nn's exception classes and messages.
 //! * `cell`    – one timestep of each cell, written with autograd-recorded ops.
-//! * `lstm`, `gru`, `simple` – one direction of one layer over a whole sequence,
-//!   forward and hand-written backward.
-//! * `lstm_onednn` – the LSTM direction on oneDNN's fused kernel (float32 CPU).
-//! * `fused`, `fused_backward` – LSTM, GRU and RNN directions on rustrnn's fused
-//!   kernels (float32 CPU), forward and the backward recurrence.
-//! * `packing` – weights packed for those kernels (shared with generation).
+//! * `engine`  – which engine runs a layer-direction, recorded on the tape so
+//!   the backward follows it. The three engines, forward and backward:
+//!   * `composed` – libtorch ops (`composed/lstm`, `gru`, `simple`), any case;
+//!   * `onednn`   – the LSTM on oneDNN's fused layer kernel (float32 CPU);
+//!   * `fused`    – LSTM, GRU and RNN on rustrnn's fused kernels (float32 CPU),
+//!     with `fused/backward` and `fused/packing` (weights packed for the
+//!     kernels, shared with generation).
+//! * `saved`   – the activations the composed and fused engines keep per cell.
+//! * `direction` – what every engine shares: a layer-direction's weights,
+//!   outputs and gradients, the sequence-wide gradient products.
 //! * `product` – the one choice of CPU matrix-product engine (MKL or oneDNN), for
 //!   inference products and the recurrences' gradient products.
 //! * `token`   – one token through a whole stack (generation), weights prepared once.
@@ -20,16 +24,14 @@
 
 pub mod cell;
 pub mod check;
+mod composed;
 pub mod config;
 pub(crate) mod direction;
-mod fused;
-mod fused_backward;
-mod gru;
-mod lstm;
-mod lstm_onednn;
-pub mod packing;
+mod engine;
+pub(crate) mod fused;
+mod onednn;
 pub mod product;
-mod simple;
+mod saved;
 pub mod stack;
 pub mod steps;
 #[cfg(test)]

@@ -4,28 +4,18 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::check::{empty_on, prepare, zeros_on, Layout};
-use super::config::{Mode, RnnConfig};
-use super::direction::{DirBackward, DirOutput, DirWeights};
+use super::check::{prepare, zeros_on, Layout};
+use super::config::RnnConfig;
+use super::direction::{DirBackward, DirWeights};
+use super::engine::{self, DirTape};
 use super::steps::Steps;
-use super::{fused, gru, lstm, lstm_onednn, simple};
 use crate::dtype::{dtype_name, kind_of, tensor_device_name, tensor_dtype_name};
 use crate::error::{Error, Result};
-
-/// Activations of one layer-direction, by recurrence.
-enum Saved {
-    Lstm(lstm::Saved),
-    LstmOneDnn(lstm_onednn::Saved),
-    Gru(gru::Saved),
-    Simple(simple::Saved),
-    /// Nothing kept: a forward without a tape.
-    Discarded,
-}
 
 struct LayerTape {
     /// The dropout mask applied to this layer's input (already scaled by 1/(1-p)).
     mask: Option<Tensor>,
-    dirs: Vec<Saved>,
+    dirs: Vec<DirTape>,
 }
 
 /// Everything the backward pass needs from one forward call.
@@ -59,81 +49,6 @@ pub struct Grads {
     pub hx: Tensor,
     pub cx: Option<Tensor>,
     pub weights: Vec<Tensor>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_direction(
-    cfg: &RnnConfig,
-    w: &DirWeights,
-    x: &Tensor,
-    steps: &Steps,
-    h0: &Tensor,
-    c0: Option<&Tensor>,
-    reverse: bool,
-    keep_tape: bool,
-) -> Result<DirOutput<Saved>> {
-    fn wrap<S>(o: DirOutput<S>, f: impl FnOnce(S) -> Saved) -> DirOutput<Saved> {
-        DirOutput {
-            out: o.out,
-            h_n: o.h_n,
-            c_n: o.c_n,
-            saved: f(o.saved),
-        }
-    }
-    // An empty batch (padded input of batch size 0; a packed one cannot be
-    // empty) has nothing to compute: empty outputs, and the initial state,
-    // itself empty, is the final one. The backward sees the same (`backward`).
-    if steps.batch() == 0 {
-        return Ok(DirOutput {
-            out: empty_on(x, &[0, w.w_hh.size2()?.1])?,
-            h_n: h0.shallow_clone(),
-            c_n: c0.map(Tensor::shallow_clone),
-            saved: Saved::Discarded,
-        });
-    }
-    // A padded LSTM batch runs on oneDNN's layer kernel (as fast as ours, and
-    // what torch.nn runs); everything else float32 on the CPU on our kernels.
-    let onednn = cfg.mode == Mode::Lstm && lstm_onednn::usable(w, x, steps);
-    if !onednn && fused::usable(w, x) {
-        let relu = cfg.mode == Mode::RnnRelu;
-        let f = fused::forward(cfg.mode, w, x, steps, h0, c0, reverse, keep_tape)?;
-        let saved = match (cfg.mode, &f.gates, &f.cells, c0) {
-            (Mode::Lstm, Some(g), Some(c), Some(c0)) => Saved::Lstm(lstm::Saved::from_fused(
-                x, steps, h0, c0, reverse, &f.out, g, c,
-            )?),
-            (Mode::Gru, Some(g), _, _) => {
-                Saved::Gru(gru::Saved::from_fused(x, steps, h0, reverse, &f.out, g)?)
-            }
-            (Mode::Gru | Mode::Lstm, _, _, _) => Saved::Discarded,
-            _ => Saved::Simple(simple::Saved::from_fused(
-                x, steps, h0, reverse, relu, &f.out,
-            )),
-        };
-        return Ok(DirOutput {
-            out: f.out,
-            h_n: f.h_n,
-            c_n: f.c_n,
-            saved,
-        });
-    }
-    Ok(match cfg.mode {
-        Mode::Lstm => {
-            let c0 = c0.ok_or_else(|| Error::shape("LSTM needs an initial cell state"))?;
-            if onednn {
-                wrap(
-                    lstm_onednn::forward(w, x, steps, h0, c0, reverse, keep_tape)?,
-                    Saved::LstmOneDnn,
-                )
-            } else {
-                wrap(lstm::forward(w, x, steps, h0, c0, reverse)?, Saved::Lstm)
-            }
-        }
-        Mode::Gru => wrap(gru::forward(w, x, steps, h0, reverse)?, Saved::Gru),
-        Mode::RnnTanh | Mode::RnnRelu => wrap(
-            simple::forward(w, x, steps, h0, reverse, cfg.mode == Mode::RnnRelu)?,
-            Saved::Simple,
-        ),
-    })
 }
 
 /// Runs the stack. `input`, `hx`, `cx` are in the caller's layout (unbatched or
@@ -185,8 +100,8 @@ pub fn forward(
                 Some(c) => Some(c.f_select(0, idx)?),
                 None => None,
             };
-            let o = run_direction(
-                cfg,
+            let o = engine::forward(
+                cfg.mode,
                 &w,
                 &layer_input,
                 steps,
@@ -338,25 +253,18 @@ pub fn backward(
                 d_out.f_narrow(1, dir * h_out, h_out)?
             };
             let dh = d_hn.f_select(0, idx)?;
-            let b: DirBackward = match &lt.dirs[dir as usize] {
-                Saved::Lstm(s) => {
-                    let dc = d_cn
-                        .as_ref()
-                        .ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))?;
-                    lstm::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?, need_dx)?
-                }
-                Saved::LstmOneDnn(s) => {
-                    let dc = d_cn
-                        .as_ref()
-                        .ok_or_else(|| Error::shape("LSTM backward needs the gradient of c_n"))?;
-                    lstm_onednn::backward(&w, s, &d_dir, &dh, &dc.f_select(0, idx)?)?
-                }
-                Saved::Gru(s) => gru::backward(&w, s, &d_dir, &dh, need_dx)?,
-                Saved::Simple(s) => simple::backward(&w, s, &d_dir, &dh, need_dx)?,
-                Saved::Discarded => {
-                    return Err(Error::shape("this forward call kept no activations"));
-                }
+            let dc = match &d_cn {
+                Some(c) => Some(c.f_select(0, idx)?),
+                None => None,
             };
+            let b: DirBackward = engine::backward(
+                &w,
+                &lt.dirs[dir as usize],
+                &d_dir,
+                &dh,
+                dc.as_ref(),
+                need_dx,
+            )?;
             dh0.push((idx, b.dh0));
             if let Some(c) = b.dc0 {
                 dc0.push((idx, c));
@@ -433,6 +341,16 @@ fn empty_batch_grads(tape: &Tape, need_input_grad: bool) -> Result<Grads> {
 }
 
 impl Tape {
+    /// The engine each layer-direction ran on, layer by layer (`None` where
+    /// nothing was kept).
+    #[cfg(test)]
+    pub(super) fn engines(&self) -> Vec<Vec<Option<engine::Engine>>> {
+        self.layers
+            .iter()
+            .map(|l| l.dirs.iter().map(DirTape::engine).collect())
+            .collect()
+    }
+
     /// A copy sharing every tensor, so the backward can run on its own thread
     /// while the original stays usable for a second backward pass.
     pub fn shallow_clone(&self) -> Tape {
@@ -444,7 +362,7 @@ impl Tape {
                 .iter()
                 .map(|l| LayerTape {
                     mask: l.mask.as_ref().map(|m| m.shallow_clone()),
-                    dirs: l.dirs.iter().map(Saved::shallow_clone).collect(),
+                    dirs: l.dirs.iter().map(DirTape::shallow_clone).collect(),
                 })
                 .collect(),
             layout: self.layout,
@@ -455,18 +373,6 @@ impl Tape {
             kind: self.kind,
             device: self.device,
             device_name: self.device_name.clone(),
-        }
-    }
-}
-
-impl Saved {
-    fn shallow_clone(&self) -> Saved {
-        match self {
-            Saved::Lstm(s) => Saved::Lstm(s.shallow_clone()),
-            Saved::LstmOneDnn(s) => Saved::LstmOneDnn(s.shallow_clone()),
-            Saved::Gru(s) => Saved::Gru(s.shallow_clone()),
-            Saved::Simple(s) => Saved::Simple(s.shallow_clone()),
-            Saved::Discarded => Saved::Discarded,
         }
     }
 }

@@ -1,11 +1,16 @@
 //! The stack's hand-written backward against libtorch's autograd through the
-//! autograd-recorded cells, and the oneDNN LSTM path against the composed one.
+//! autograd-recorded cells, the oneDNN LSTM path against the composed one, and
+//! the engine chooser's record followed by the backward.
 
 use tch::{Kind, Tensor};
 
 use super::cell::{self, CellWeights};
 use super::config::{Mode, RnnConfig};
+use super::direction::{DirBackward, DirWeights};
+use super::engine::{self, Engine};
 use super::stack;
+use super::steps::Steps;
+use super::{composed, saved};
 
 fn config(mode: Mode, layers: i64, bidirectional: bool, bias: bool, proj: i64) -> RnnConfig {
     let mut cfg = RnnConfig::new(mode, 3, 5, layers).unwrap();
@@ -213,6 +218,154 @@ fn stepper_matches_the_stack() {
                 h = Some(out.h_n);
                 c = out.c_n;
             }
+        }
+    }
+}
+
+/// The chooser's rules: oneDNN for a padded float32 CPU LSTM of several
+/// steps, our kernels for every other float32 CPU case without projections,
+/// libtorch ops for the rest.
+#[test]
+fn engine_choice_follows_the_rules() {
+    let padded = Steps::uniform(4, 2);
+    let packed = Steps::packed(&[2, 2, 1, 1], 6).unwrap();
+    let lstm_padded = if tch::utils::has_mkldnn() {
+        Engine::OneDnn
+    } else {
+        Engine::Fused
+    };
+    let cases = [
+        (Mode::Lstm, Kind::Float, 0, &padded, lstm_padded),
+        (
+            Mode::Lstm,
+            Kind::Float,
+            0,
+            &Steps::uniform(1, 2),
+            Engine::Fused,
+        ),
+        (Mode::Lstm, Kind::Float, 0, &packed, Engine::Fused),
+        (Mode::Gru, Kind::Float, 0, &padded, Engine::Fused),
+        (Mode::Gru, Kind::Float, 0, &packed, Engine::Fused),
+        (Mode::RnnTanh, Kind::Float, 0, &padded, Engine::Fused),
+        (Mode::RnnRelu, Kind::Float, 0, &packed, Engine::Fused),
+        (Mode::Lstm, Kind::Double, 0, &padded, Engine::Composed),
+        (Mode::Gru, Kind::Double, 0, &packed, Engine::Composed),
+        (Mode::RnnTanh, Kind::Double, 0, &padded, Engine::Composed),
+        (Mode::Lstm, Kind::Float, 2, &padded, Engine::Composed),
+        (Mode::Lstm, Kind::Float, 2, &packed, Engine::Composed),
+    ];
+    for (mode, kind, proj, steps, want) in cases {
+        let cfg = config(mode, 1, false, true, proj);
+        let w = weights(&cfg, kind);
+        let dw = DirWeights::from_slice(&w, cfg.bias, proj > 0);
+        let x = Tensor::zeros([steps.rows() as i64, 3], (kind, tch::Device::Cpu));
+        assert_eq!(
+            Engine::choose(mode, &dw, &x, steps),
+            want,
+            "{mode:?} {kind:?} proj {proj} uniform {}",
+            steps.is_uniform()
+        );
+    }
+}
+
+/// What the stack's tape records is what the chooser decided, for every
+/// layer and direction.
+#[test]
+fn tape_records_the_engine() {
+    let lstm = if tch::utils::has_mkldnn() {
+        Engine::OneDnn
+    } else {
+        Engine::Fused
+    };
+    for (mode, kind, want) in [
+        (Mode::Gru, Kind::Float, Engine::Fused),
+        (Mode::RnnTanh, Kind::Float, Engine::Fused),
+        (Mode::Lstm, Kind::Float, lstm),
+        (Mode::Gru, Kind::Double, Engine::Composed),
+    ] {
+        let cfg = config(mode, 2, true, true, 0);
+        let w = weights(&cfg, kind);
+        let opts = (kind, tch::Device::Cpu);
+        let x = Tensor::randn([4, 2, 3], opts);
+        let out = stack::forward(&cfg, &x, None, None, None, &w, true, true).unwrap();
+        let engines = out.tape.unwrap().engines();
+        assert_eq!(engines, vec![vec![Some(want); 2]; 2], "{mode:?} {kind:?}");
+    }
+}
+
+fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
+    assert_eq!(a.size(), b.size(), "{what}: shapes differ");
+    assert!(
+        a.allclose(b, 1e-5, 1e-5, false),
+        "{what}: max diff {}",
+        (a - b).abs().max().double_value(&[])
+    );
+}
+
+fn assert_same_backward(a: DirBackward, b: DirBackward, what: &str) {
+    assert_close(&a.dx.unwrap(), &b.dx.unwrap(), &format!("{what} dx"));
+    assert_close(&a.dh0, &b.dh0, &format!("{what} dh0"));
+    assert_eq!(a.dc0.is_some(), b.dc0.is_some(), "{what}: dc0");
+    if let (Some(x), Some(y)) = (&a.dc0, &b.dc0) {
+        assert_close(x, y, &format!("{what} dc0"));
+    }
+    let (ga, gb) = (a.grads.into_vec(), b.grads.into_vec());
+    assert_eq!(ga.len(), gb.len(), "{what}: parameter gradients");
+    for (k, (x, y)) in ga.iter().zip(&gb).enumerate() {
+        assert_close(x, y, &format!("{what} parameter gradient {k}"));
+    }
+}
+
+/// A float32 direction records the fused engine, and the backward that
+/// follows the record agrees with the composed engine's forward and backward
+/// over the same input, padded and packed, in both directions.
+#[test]
+fn fused_record_backward_matches_composed() {
+    let _guard = tch::no_grad_guard();
+    let packed = Steps::packed(&[3, 3, 2, 1], 9).unwrap();
+    let padded = Steps::uniform(4, 3);
+    for mode in [Mode::Gru, Mode::RnnTanh, Mode::RnnRelu, Mode::Lstm] {
+        for (steps, reverse) in [(&padded, false), (&packed, true), (&packed, false)] {
+            if mode == Mode::Lstm && steps.is_uniform() {
+                continue; // oneDNN's, checked against autograd above
+            }
+            tch::manual_seed(2);
+            let cfg = config(mode, 1, false, true, 0);
+            let w: Vec<Tensor> = weights(&cfg, Kind::Float)
+                .iter()
+                .map(Tensor::detach)
+                .collect();
+            let dw = DirWeights::from_slice(&w, true, false);
+            let opts = (Kind::Float, tch::Device::Cpu);
+            let (rows, batch) = (steps.rows() as i64, steps.batch() as i64);
+            let x = Tensor::randn([rows, 3], opts);
+            let h0 = Tensor::randn([batch, 5], opts);
+            let c0 = Tensor::randn([batch, 5], opts);
+            let c0 = (mode == Mode::Lstm).then_some(&c0);
+            let what = format!("{mode:?} uniform {} reverse {reverse}", steps.is_uniform());
+
+            let ours = engine::forward(mode, &dw, &x, steps, &h0, c0, reverse, true).unwrap();
+            assert_eq!(ours.saved.engine(), Some(Engine::Fused), "{what}");
+            let theirs = composed::forward(mode, &dw, &x, steps, &h0, c0, reverse).unwrap();
+            assert!(
+                matches!(
+                    (mode, &theirs.saved),
+                    (Mode::Lstm, saved::Activations::Lstm(_))
+                        | (Mode::Gru, saved::Activations::Gru(_))
+                        | (Mode::RnnTanh | Mode::RnnRelu, saved::Activations::Simple(_))
+                ),
+                "{what}: composed activations of another cell"
+            );
+            assert_close(&ours.out, &theirs.out, &format!("{what} out"));
+            assert_close(&ours.h_n, &theirs.h_n, &format!("{what} h_n"));
+
+            let d_out = Tensor::randn([rows, 5], opts);
+            let dh_n = Tensor::randn([batch, 5], opts);
+            let dc_n = Tensor::randn([batch, 5], opts);
+            let dc_n = (mode == Mode::Lstm).then_some(&dc_n);
+            let a = engine::backward(&dw, &ours.saved, &d_out, &dh_n, dc_n, true).unwrap();
+            let b = composed::backward(&dw, &theirs.saved, &d_out, &dh_n, dc_n, true).unwrap();
+            assert_same_backward(a, b, &what);
         }
     }
 }

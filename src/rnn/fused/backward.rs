@@ -1,6 +1,6 @@
-//! The backward recurrences of the GRU and the Elman RNN on the fused CPU
-//! kernels (float32): the per-step work of `gru::backward` and
-//! `simple::backward` without a libtorch call per op.
+//! The fused engine's backward: the LSTM's, GRU's and Elman RNN's backward
+//! recurrences on the fused CPU kernels (float32), the per-step work of the
+//! composed engine's backward without a libtorch call per op.
 //!
 //! Each step is two phases of the team, a barrier after each:
 //!
@@ -21,12 +21,108 @@
 use tch::{Device, Kind, Tensor};
 
 use super::packing::{team_output, team_size, Floats};
-use super::steps::Steps;
 use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
+use crate::rnn::direction::{lstm_dc, sequence_grads, DirBackward, DirWeights};
+use crate::rnn::saved::{self, Activations};
+use crate::rnn::steps::Steps;
+
+/// Back-propagates through what the fused forward saved.
+pub fn backward(
+    w: &DirWeights,
+    saved: &Activations,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    dc_n: Option<&Tensor>,
+    need_dx: bool,
+) -> Result<DirBackward> {
+    match saved {
+        Activations::Lstm(s) => lstm_backward(w, s, d_out, dh_n, lstm_dc(dc_n)?, need_dx),
+        Activations::Gru(s) => gru_backward(w, s, d_out, dh_n, need_dx),
+        Activations::Simple(s) => simple_backward(w, s, d_out, dh_n, need_dx),
+    }
+}
+
+fn lstm_backward(
+    w: &DirWeights,
+    s: &saved::Lstm,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    dc_n: &Tensor,
+    need_dx: bool,
+) -> Result<DirBackward> {
+    let steps = &s.steps;
+    let c_prev_all = steps.previous(&s.c, &s.c0, s.reverse)?;
+    let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
+    let (dgates, dh0, dc0) = lstm_steps(
+        w.w_hh,
+        &s.gates,
+        &s.tc,
+        &c_prev_all,
+        d_out,
+        dh_n,
+        dc_n,
+        steps,
+        s.reverse,
+    )?;
+    let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
+    Ok(DirBackward {
+        dx,
+        dh0,
+        dc0: Some(dc0),
+        grads,
+    })
+}
+
+fn gru_backward(
+    w: &DirWeights,
+    s: &saved::Gru,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    need_dx: bool,
+) -> Result<DirBackward> {
+    let steps = &s.steps;
+    let h_prev_all = steps.previous(&s.out, &s.h0, s.reverse)?;
+    let (dgx, dgh, dh0) = gru_steps(
+        w.w_hh,
+        &s.gates,
+        &s.hn,
+        &h_prev_all,
+        d_out,
+        dh_n,
+        steps,
+        s.reverse,
+    )?;
+    let (dx, grads) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
+    Ok(DirBackward {
+        dx,
+        dh0,
+        dc0: None,
+        grads,
+    })
+}
+
+fn simple_backward(
+    w: &DirWeights,
+    s: &saved::Simple,
+    d_out: &Tensor,
+    dh_n: &Tensor,
+    need_dx: bool,
+) -> Result<DirBackward> {
+    let steps = &s.steps;
+    let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
+    let (dpre, dh0) = simple_steps(w.w_hh, &s.out, d_out, dh_n, steps, s.reverse, s.relu)?;
+    let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
+    Ok(DirBackward {
+        dx,
+        dh0,
+        dc0: None,
+        grads,
+    })
+}
 
 /// A float32 CPU tensor `[N, C]`, one row per token, read in place
 /// (contiguous within a row): the GRU's gates are views into one `[N, 4H]`
@@ -191,7 +287,7 @@ fn run_loop(
 /// output gradient and `dh_n`, returns the input-side and hidden-side gate
 /// gradients `[N, 3H]` and the initial state's gradient.
 #[allow(clippy::too_many_arguments)]
-pub fn gru(
+fn gru_steps(
     w_hh: &Tensor,
     gates: &Tensor,
     hn: &Tensor,
@@ -256,7 +352,7 @@ pub fn gru(
 
 /// The Elman RNN's per-step backward from its outputs: returns the
 /// pre-activation gradients `[N, H]` and the initial state's gradient.
-pub fn simple(
+fn simple_steps(
     w_hh: &Tensor,
     out: &Tensor,
     d_out: &Tensor,
@@ -295,7 +391,7 @@ pub fn simple(
 /// states' gradients, returns the gate pre-activation gradients `[N, 4H]`
 /// and the gradients of the initial `h` and `c`.
 #[allow(clippy::too_many_arguments)]
-pub fn lstm(
+fn lstm_steps(
     w_hh: &Tensor,
     gates: &Tensor,
     tc: &Tensor,

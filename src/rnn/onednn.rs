@@ -1,14 +1,13 @@
-//! One LSTM direction through oneDNN's fused LSTM layer (libtorch's
-//! `mkldnn_rnn_layer` and its backward), used where torch.nn.LSTM uses it too:
-//! float32 on the CPU, without projections.
+//! The oneDNN engine: one LSTM direction through oneDNN's fused LSTM layer
+//! (libtorch's `mkldnn_rnn_layer` and its backward), float32 on the CPU,
+//! without projections, over a padded batch (`engine` says when it runs).
 //!
 //! Why: on CPUs where libtorch's BLAS runs far below peak (MKL on AMD EPYC,
 //! measured here at ~160-210 GFLOP/s against oneDNN's ~270-490), no composition
 //! of per-step matrix products can reach torch.nn.LSTM's speed; oneDNN's own
 //! kernels can. Everything around the layer — the stack, dropout, the reverse
-//! direction, the tape and the chaining of gradients — stays ours, and the
-//! composed recurrence in `lstm.rs` serves every other case (float64,
-//! projections, CUDA). Both are checked against torch.nn in the tests.
+//! direction, the tape and the chaining of gradients — stays ours. It is
+//! checked against torch.nn in the tests, as are the other engines.
 
 use tch::{Device, Kind, Tensor};
 
@@ -28,17 +27,6 @@ pub struct Saved {
     cy: Tensor,
     workspace: Tensor,
     reverse: bool,
-}
-
-/// Whether this layer-direction can run on oneDNN: its layer kernel takes
-/// the whole batch at every step, so a padded one.
-pub fn usable(w: &DirWeights, x: &Tensor, steps: &Steps) -> bool {
-    steps.len() > 1
-        && steps.is_uniform()
-        && w.w_hr.is_none()
-        && x.device() == Device::Cpu
-        && matches!(x.f_kind(), Ok(Kind::Float))
-        && tch::utils::has_mkldnn()
 }
 
 fn biases(w: &DirWeights) -> Result<(Tensor, Tensor, bool)> {

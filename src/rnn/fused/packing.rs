@@ -3,14 +3,14 @@
 
 use tch::Tensor;
 
-use super::direction::DirWeights;
-use super::Mode;
 use crate::error::{Error, Result};
 use crate::float::float_cpu;
 use crate::kernel::block::Pointwise;
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
 use crate::kernel::team::{self, SharedBuf};
+use crate::rnn::direction::DirWeights;
+use crate::rnn::Mode;
 
 /// Below this many multiply-adds per step and thread, fewer threads are faster.
 const MIN_WORK_PER_THREAD: usize = 1 << 16;

@@ -1,14 +1,13 @@
-//! One LSTM, GRU or Elman-RNN direction over a whole sequence on the fused
-//! CPU kernels (`crate::kernel`): float32 on the CPU, no projections.
+//! The fused engine: one LSTM, GRU or Elman-RNN direction over a whole
+//! sequence on rustrnn's fused CPU kernels (`crate::kernel`), float32 on the
+//! CPU, no projections (`engine` says when it runs).
 //!
 //! Why: composed from libtorch ops (as torch.nn.GRU and RNN are on the CPU),
 //! every timestep is a small matrix product, slow in MKL at these shapes on
 //! this CPU, plus several pointwise ops that each pay a call's fixed cost.
 //! Here a timestep is one pass over the packed `[W_ih, W_hh]` panels with the
 //! gate functions applied in registers, its blocks split between a small team
-//! of threads that meet at one spin barrier per step. A padded LSTM batch
-//! keeps oneDNN's fused layer kernel, which is as fast; oneDNN cannot shrink
-//! the batch from step to step, so packed LSTM batches run here.
+//! of threads that meet at one spin barrier per step.
 //!
 //! Step `t` reads `[x_t, h_{t-1}]` from `input[p]` and writes `h_t` into
 //! `input[1 - p]` (and into the output); meanwhile each thread copies its
@@ -18,47 +17,106 @@
 //! (`steps::Steps`). Both buffers start with every row's initial state, and
 //! a row no step writes keeps what it holds: a reverse pass finds each
 //! sequence's initial state in its row when the sequence starts.
+//!
+//! * `backward` – the backward recurrence on the same kernels.
+//! * `packing`  – weights packed for the kernels (shared with generation).
+
+mod backward;
+pub mod packing;
+
+pub use backward::backward;
 
 use tch::{Device, Kind, Tensor};
 
-use super::direction::DirWeights;
-use super::packing::{pack_layer, padded, pointwise, team_output, team_size, Floats};
+use packing::{pack_layer, padded, pointwise, team_output, team_size, Floats};
+
+use super::direction::{DirOutput, DirWeights};
+use super::saved::{self, Activations};
 use super::steps::Steps;
 use super::Mode;
 use crate::error::{Error, Result};
-use crate::float::float_cpu;
 use crate::kernel::block::{self, Dest, GateSave, Isa, Job};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 
-/// What a fused direction computed.
-pub struct Fused {
+/// What the kernels computed.
+struct Fused {
     /// `[N, H]`.
-    pub out: Tensor,
+    out: Tensor,
     /// Each sequence's last state `[B, H]`.
-    pub h_n: Tensor,
+    h_n: Tensor,
     /// When asked, `[N, 4H]`: the GRU's activated r, z, n and the recurrent
     /// part of the candidate `W_hn h + b_hn`, or the LSTM's i, f, g, o.
-    pub gates: Option<Tensor>,
+    gates: Option<Tensor>,
     /// The LSTM's cell states: each sequence's last `[B, H]`, and when the
     /// gates are kept every token's `[N, H]`.
-    pub c_n: Option<Tensor>,
-    pub cells: Option<Tensor>,
+    c_n: Option<Tensor>,
+    cells: Option<Tensor>,
 }
 
-/// Whether this layer-direction can run here.
-pub fn usable(w: &DirWeights, x: &Tensor) -> bool {
-    w.w_hr.is_none()
-        && float_cpu(x)
-        && [Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh]
-            .into_iter()
-            .flatten()
-            .all(float_cpu)
-}
-
-/// Runs the recurrence over `x` `[N, I]` laid out by `steps` from `h0`
-/// `[B, H]` (and the LSTM's `c0`), keeping the gates when `keep_gates`.
+/// Runs `mode`'s recurrence over `x` `[N, I]` laid out by `steps` from `h0`
+/// `[B, H]` (and the LSTM's `c0`), with what the backward needs when
+/// `keep_tape`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
+    mode: Mode,
+    w: &DirWeights,
+    x: &Tensor,
+    steps: &Steps,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    reverse: bool,
+    keep_tape: bool,
+) -> Result<DirOutput<Option<Activations>>> {
+    let f = recurrence(mode, w, x, steps, h0, c0, reverse, keep_tape)?;
+    let saved = match (mode, &f.gates, &f.cells, c0) {
+        _ if !keep_tape => None,
+        (Mode::Lstm, Some(gates), Some(c), Some(c0)) => Some(Activations::Lstm(saved::Lstm {
+            x: x.shallow_clone(),
+            gates: gates.shallow_clone(),
+            c: c.shallow_clone(),
+            tc: c.f_tanh()?,
+            hf: None,
+            out: f.out.shallow_clone(),
+            h0: h0.shallow_clone(),
+            c0: c0.shallow_clone(),
+            steps: steps.clone(),
+            reverse,
+        })),
+        // The kernels keep the GRU's r, z, n and then `W_hn h + b_hn`.
+        (Mode::Gru, Some(gates), _, _) => {
+            let hid = f.out.size()[1];
+            Some(Activations::Gru(saved::Gru {
+                x: x.shallow_clone(),
+                gates: gates.f_narrow(1, 0, 3 * hid)?,
+                hn: gates.f_narrow(1, 3 * hid, hid)?,
+                out: f.out.shallow_clone(),
+                h0: h0.shallow_clone(),
+                steps: steps.clone(),
+                reverse,
+            }))
+        }
+        (Mode::RnnTanh | Mode::RnnRelu, _, _, _) => Some(Activations::Simple(saved::Simple {
+            x: x.shallow_clone(),
+            out: f.out.shallow_clone(),
+            h0: h0.shallow_clone(),
+            steps: steps.clone(),
+            reverse,
+            relu: mode == Mode::RnnRelu,
+        })),
+        // Not reached: the kernels keep an LSTM's or a GRU's gates when asked.
+        (Mode::Lstm | Mode::Gru, _, _, _) => None,
+    };
+    Ok(DirOutput {
+        out: f.out,
+        h_n: f.h_n,
+        c_n: f.c_n,
+        saved,
+    })
+}
+
+/// Runs the kernels, keeping the gates when `keep_gates`.
+#[allow(clippy::too_many_arguments)]
+fn recurrence(
     mode: Mode,
     w: &DirWeights,
     x: &Tensor,

@@ -1,4 +1,4 @@
-//! One GRU direction over a whole sequence, forward and backward.
+//! One GRU direction over a whole sequence in libtorch ops, forward and backward.
 //!
 //! torch's gates, in the order r, z, n:
 //!   r = σ(W_ir x + b_ir + W_hr h + b_hr)     z = σ(W_iz x + b_iz + W_hz h + b_hz)
@@ -9,25 +9,13 @@
 
 use tch::Tensor;
 
-use super::check::empty_on;
-use super::direction::{
+use crate::error::Result;
+use crate::rnn::check::empty_on;
+use crate::rnn::direction::{
     dsigmoid, dtanh, mul3_into, project_inputs, sequence_grads, DirBackward, DirOutput, DirWeights,
 };
-use super::steps::{Carry, Steps};
-use super::{fused, fused_backward};
-use crate::error::Result;
-
-pub struct Saved {
-    x: Tensor,
-    /// Activated r, z, n `[N, 3H]`.
-    gates: Tensor,
-    /// `W_hn h + b_hn` of each step `[N, H]`.
-    hn: Tensor,
-    out: Tensor,
-    h0: Tensor,
-    steps: Steps,
-    reverse: bool,
-}
+use crate::rnn::saved;
+use crate::rnn::steps::{Carry, Steps};
 
 pub fn forward(
     w: &DirWeights,
@@ -35,7 +23,7 @@ pub fn forward(
     steps: &Steps,
     h0: &Tensor,
     reverse: bool,
-) -> Result<DirOutput<Saved>> {
+) -> Result<DirOutput<saved::Gru>> {
     let rows = x.size()[0];
     let hid = w.w_hh.size()[1];
     let gates = project_inputs(x, w.w_ih, w.b_ih)?;
@@ -71,7 +59,7 @@ pub fn forward(
         out: out.shallow_clone(),
         h_n: state.into_state(),
         c_n: None,
-        saved: Saved {
+        saved: saved::Gru {
             x: x.shallow_clone(),
             gates,
             hn,
@@ -85,32 +73,13 @@ pub fn forward(
 
 pub fn backward(
     w: &DirWeights,
-    s: &Saved,
+    s: &saved::Gru,
     d_out: &Tensor,
     dh_n: &Tensor,
     need_dx: bool,
 ) -> Result<DirBackward> {
     let steps = &s.steps;
     let h_prev_all = steps.previous(&s.out, &s.h0, s.reverse)?;
-    if fused::usable(w, &s.x) {
-        let (dgx, dgh, dh0) = fused_backward::gru(
-            w.w_hh,
-            &s.gates,
-            &s.hn,
-            &h_prev_all,
-            d_out,
-            dh_n,
-            steps,
-            s.reverse,
-        )?;
-        let (dx, grads) = sequence_grads(w, &s.x, &h_prev_all, &dgx, &dgh, need_dx)?;
-        return Ok(DirBackward {
-            dx,
-            dh0,
-            dc0: None,
-            grads,
-        });
-    }
     let dgx = s.gates.f_zeros_like()?;
     let dgh = s.gates.f_zeros_like()?;
     let mut dh = Carry::new(dh_n, steps)?;
@@ -141,40 +110,4 @@ pub fn backward(
         dc0: None,
         grads,
     })
-}
-
-impl Saved {
-    /// What the backward needs from a forward on the fused kernels, which
-    /// kept its gates (`[N, 4H]`: r, z, n, then `W_hn h + b_hn`).
-    pub fn from_fused(
-        x: &Tensor,
-        steps: &Steps,
-        h0: &Tensor,
-        reverse: bool,
-        out: &Tensor,
-        gates: &Tensor,
-    ) -> Result<Saved> {
-        let hid = out.size()[1];
-        Ok(Saved {
-            x: x.shallow_clone(),
-            gates: gates.f_narrow(1, 0, 3 * hid)?,
-            hn: gates.f_narrow(1, 3 * hid, hid)?,
-            out: out.shallow_clone(),
-            h0: h0.shallow_clone(),
-            steps: steps.clone(),
-            reverse,
-        })
-    }
-
-    pub fn shallow_clone(&self) -> Saved {
-        Saved {
-            x: self.x.shallow_clone(),
-            gates: self.gates.shallow_clone(),
-            hn: self.hn.shallow_clone(),
-            out: self.out.shallow_clone(),
-            h0: self.h0.shallow_clone(),
-            steps: self.steps.clone(),
-            reverse: self.reverse,
-        }
-    }
 }

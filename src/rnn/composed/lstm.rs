@@ -1,4 +1,4 @@
-//! One LSTM direction over a whole sequence, forward and backward.
+//! One LSTM direction over a whole sequence in libtorch ops, forward and backward.
 //!
 //! Gates in torch's order i, f, g, o:
 //!   i = σ(W_ii x + b_ii + W_hi h + b_hi)   f = σ(...)   g = tanh(...)   o = σ(...)
@@ -8,31 +8,14 @@
 
 use tch::Tensor;
 
-use super::check::empty_on;
-use super::direction::{
+use crate::error::Result;
+use crate::rnn::check::empty_on;
+use crate::rnn::direction::{
     bias_sum, dsigmoid, dtanh, mul3_into, project_inputs, sequence_grads, DirBackward, DirOutput,
     DirWeights,
 };
-use super::steps::{Carry, Steps};
-use super::{fused, fused_backward};
-use crate::error::Result;
-
-pub struct Saved {
-    x: Tensor,
-    /// Activated gates `[N, 4H]`.
-    gates: Tensor,
-    /// Cell states after each step `[N, H]`.
-    c: Tensor,
-    /// `tanh(c)` `[N, H]`.
-    tc: Tensor,
-    /// Unprojected hidden states `[N, H]` when projecting.
-    hf: Option<Tensor>,
-    out: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    steps: Steps,
-    reverse: bool,
-}
+use crate::rnn::saved;
+use crate::rnn::steps::{Carry, Steps};
 
 pub fn forward(
     w: &DirWeights,
@@ -41,7 +24,7 @@ pub fn forward(
     h0: &Tensor,
     c0: &Tensor,
     reverse: bool,
-) -> Result<DirOutput<Saved>> {
+) -> Result<DirOutput<saved::Lstm>> {
     let rows = x.size()[0];
     let hid = w.w_hh.size()[0] / 4;
     let gates = project_inputs(x, w.w_ih, bias_sum(w)?.as_ref())?;
@@ -91,7 +74,7 @@ pub fn forward(
         out: out.shallow_clone(),
         h_n: h_prev.into_state(),
         c_n: Some(c_prev.into_state()),
-        saved: Saved {
+        saved: saved::Lstm {
             x: x.shallow_clone(),
             gates,
             c,
@@ -108,7 +91,7 @@ pub fn forward(
 
 pub fn backward(
     w: &DirWeights,
-    s: &Saved,
+    s: &saved::Lstm,
     d_out: &Tensor,
     dh_n: &Tensor,
     dc_n: &Tensor,
@@ -117,26 +100,6 @@ pub fn backward(
     let steps = &s.steps;
     let c_prev_all = steps.previous(&s.c, &s.c0, s.reverse)?;
     let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
-    if fused::usable(w, &s.x) {
-        let (dgates, dh0, dc0) = fused_backward::lstm(
-            w.w_hh,
-            &s.gates,
-            &s.tc,
-            &c_prev_all,
-            d_out,
-            dh_n,
-            dc_n,
-            steps,
-            s.reverse,
-        )?;
-        let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dgates, &dgates, need_dx)?;
-        return Ok(DirBackward {
-            dx,
-            dh0,
-            dc0: Some(dc0),
-            grads,
-        });
-    }
     let dgates = s.gates.f_zeros_like()?;
     let dh_all = match w.w_hr {
         Some(_) => Some(d_out.f_zeros_like()?),
@@ -179,48 +142,4 @@ pub fn backward(
         dc0: Some(dc.into_state()),
         grads,
     })
-}
-
-impl Saved {
-    /// What the backward needs from a forward on the fused kernels, which
-    /// kept the activated gates `[N, 4H]` and the cell states `[N, H]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_fused(
-        x: &Tensor,
-        steps: &Steps,
-        h0: &Tensor,
-        c0: &Tensor,
-        reverse: bool,
-        out: &Tensor,
-        gates: &Tensor,
-        c: &Tensor,
-    ) -> Result<Saved> {
-        Ok(Saved {
-            x: x.shallow_clone(),
-            gates: gates.shallow_clone(),
-            c: c.shallow_clone(),
-            tc: c.f_tanh()?,
-            hf: None,
-            out: out.shallow_clone(),
-            h0: h0.shallow_clone(),
-            c0: c0.shallow_clone(),
-            steps: steps.clone(),
-            reverse,
-        })
-    }
-
-    pub fn shallow_clone(&self) -> Saved {
-        Saved {
-            x: self.x.shallow_clone(),
-            gates: self.gates.shallow_clone(),
-            c: self.c.shallow_clone(),
-            tc: self.tc.shallow_clone(),
-            hf: self.hf.as_ref().map(Tensor::shallow_clone),
-            out: self.out.shallow_clone(),
-            h0: self.h0.shallow_clone(),
-            c0: self.c0.shallow_clone(),
-            steps: self.steps.clone(),
-            reverse: self.reverse,
-        }
-    }
 }

@@ -1,24 +1,16 @@
-//! One Elman RNN direction (tanh or ReLU) over a whole sequence.
+//! One Elman RNN direction (tanh or ReLU) over a whole sequence in libtorch ops,
+//! forward and backward.
 //!
 //!   h' = act(W_ih x + b_ih + W_hh h + b_hh)
 
 use tch::Tensor;
 
-use super::direction::{
+use crate::error::Result;
+use crate::rnn::direction::{
     bias_sum, dtanh, project_inputs, sequence_grads, DirBackward, DirOutput, DirWeights,
 };
-use super::steps::{Carry, Steps};
-use super::{fused, fused_backward};
-use crate::error::Result;
-
-pub struct Saved {
-    x: Tensor,
-    out: Tensor,
-    h0: Tensor,
-    steps: Steps,
-    reverse: bool,
-    relu: bool,
-}
+use crate::rnn::saved;
+use crate::rnn::steps::{Carry, Steps};
 
 pub fn forward(
     w: &DirWeights,
@@ -27,7 +19,7 @@ pub fn forward(
     h0: &Tensor,
     reverse: bool,
     relu: bool,
-) -> Result<DirOutput<Saved>> {
+) -> Result<DirOutput<saved::Simple>> {
     // The pre-activations are built in the output buffer and activated in place.
     let out = project_inputs(x, w.w_ih, bias_sum(w)?.as_ref())?;
     let w_hh_t = w.w_hh.f_tr()?;
@@ -46,30 +38,26 @@ pub fn forward(
         out: out.shallow_clone(),
         h_n: state.into_state(),
         c_n: None,
-        saved: Saved::from_fused(x, steps, h0, reverse, relu, &out),
+        saved: saved::Simple {
+            x: x.shallow_clone(),
+            out,
+            h0: h0.shallow_clone(),
+            steps: steps.clone(),
+            reverse,
+            relu,
+        },
     })
 }
 
 pub fn backward(
     w: &DirWeights,
-    s: &Saved,
+    s: &saved::Simple,
     d_out: &Tensor,
     dh_n: &Tensor,
     need_dx: bool,
 ) -> Result<DirBackward> {
     let steps = &s.steps;
     let h_prev = steps.previous(&s.out, &s.h0, s.reverse)?;
-    if fused::usable(w, &s.x) {
-        let (dpre, dh0) =
-            fused_backward::simple(w.w_hh, &s.out, d_out, dh_n, steps, s.reverse, s.relu)?;
-        let (dx, grads) = sequence_grads(w, &s.x, &h_prev, &dpre, &dpre, need_dx)?;
-        return Ok(DirBackward {
-            dx,
-            dh0,
-            dc0: None,
-            grads,
-        });
-    }
     // The activation's derivative depends only on its output, so it is taken
     // for all timesteps at once.
     // ReLU's is torch's threshold_backward: 0 where the output is <= 0, so a
@@ -99,37 +87,4 @@ pub fn backward(
         dc0: None,
         grads,
     })
-}
-
-impl Saved {
-    /// What the backward needs: the input, the outputs and where they began
-    /// (the same for the composed and the fused forward).
-    pub fn from_fused(
-        x: &Tensor,
-        steps: &Steps,
-        h0: &Tensor,
-        reverse: bool,
-        relu: bool,
-        out: &Tensor,
-    ) -> Saved {
-        Saved {
-            x: x.shallow_clone(),
-            out: out.shallow_clone(),
-            h0: h0.shallow_clone(),
-            steps: steps.clone(),
-            reverse,
-            relu,
-        }
-    }
-
-    pub fn shallow_clone(&self) -> Saved {
-        Saved::from_fused(
-            &self.x,
-            &self.steps,
-            &self.h0,
-            self.reverse,
-            self.relu,
-            &self.out,
-        )
-    }
 }

@@ -263,6 +263,12 @@ def targets(group: str, root: Path):
         yield "multinomial(replacement)", rustrnn.multinomial, (probs, 5, True), {}, False
         kw = {"temperature": 0.8, "top_k": 3, "top_p": 0.9, "greedy": False, "generator": gen}
         yield "sample", rustrnn.sample, (torch.randn(3, 7),), kw, False
+        chain = {"min_p": 0.05, "typical_p": 0.9, "repetition_penalty": 1.2}
+        chain.update(frequency_penalty=0.1, presence_penalty=0.1, no_repeat_ngram_size=2)
+        chain["previous"] = torch.tensor([[1, 2, 1], [0, 0, 0], [6, 5, 6]])
+        yield "sample(chain)", rustrnn.sample, (torch.randn(3, 7),), {**kw, **chain}, False
+        process = rustrnn._rustrnn.process_logits
+        yield "process_logits", process, (torch.randn(3, 7), 0.8, 3, 0.9), chain, False
     elif group == "vocab":
         v = _vocab()
         kw = {"level": "word", "min_freq": 1, "max_size": 10, "lower": True}

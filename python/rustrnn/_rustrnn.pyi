@@ -43,6 +43,7 @@ __all__ = [
     "multinomial",
     "NGramModel",
     "sample",
+    "process_logits",
     "save_model",
     "score_lines",
     "train_lm",
@@ -278,8 +279,35 @@ def sample(
     top_p: float | None = None,
     greedy: bool = False,
     generator: Generator | None = None,
+    *,
+    min_p: float | None = None,
+    typical_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0,
+    previous: Tensor | None = None,
 ) -> Tensor:
-    """Next-token ids from logits, with temperature, top-k, top-p (nucleus) or greedy decoding."""
+    """Next-token ids from logits, through the decoding chain in transformers' order:
+    penalties on ``previous`` (repetition, frequency, presence, no repeated n-grams), then
+    temperature, top-k, top-p, min-p and typical; or greedy (argmax of the penalized
+    logits)."""
+
+def process_logits(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    *,
+    min_p: float | None = None,
+    typical_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0,
+    previous: Tensor | None = None,
+) -> Tensor:
+    """The logits ``sample`` draws from, after the decoding chain; removed tokens ``-inf``."""
 
 @final
 class Optimizer:

@@ -59,6 +59,7 @@ fn fused_generation_matches_the_libtorch_path() {
         top_k: Some(20),
         top_p: Some(0.95),
         greedy: false,
+        ..Default::default()
     };
     for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu] {
         for sample in [greedy, sampled] {

@@ -10,11 +10,12 @@ use pyo3_tch::PyTensor;
 use tch::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::sampler::{self, DefaultGenerator, SampleOptions, UniformSource};
+use crate::sampler::{self, DefaultGenerator, Penalties, SampleOptions, UniformSource};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(multinomial, m)?)?;
     m.add_function(wrap_pyfunction!(sample, m)?)?;
+    m.add_function(wrap_pyfunction!(process_logits, m)?)?;
     Ok(())
 }
 
@@ -71,9 +72,25 @@ fn multinomial(
 ///     top_p: keep the smallest set of most likely tokens whose probability
 ///         reaches top_p, in (0, 1] (applied after top_k), or None. At least one
 ///         token is always kept.
-///     greedy: return the argmax (the first on ties) and ignore the rest.
+///     greedy: return the argmax (the first on ties) of the penalized logits
+///         and ignore the other options.
 ///     generator: a `torch.Generator` on the logits' device, or None for torch's
 ///         default generator.
+///     min_p: drop tokens less likely than min_p times the most likely one, in
+///         [0, 1], or None.
+///     typical_p: typical sampling's mass, in (0, 1] (1 or None: off).
+///     repetition_penalty: CTRL's rule on the tokens in `previous` (> 0; 1 is off).
+///     frequency_penalty, presence_penalty: subtracted from a seen token's logit
+///         per occurrence, and once.
+///     no_repeat_ngram_size: never complete an n-gram of this size already in
+///         `previous` (0 is off).
+///     previous: the tokens seen so far (the prompt and what followed), an
+///         int64 `(n,)` tensor for every row or `(B, n)` one row each; the
+///         penalties look at it.
+///
+/// The options apply in transformers' order: the penalties (repetition,
+/// frequency and presence, no repeated n-grams), then temperature, top-k,
+/// top-p, min-p and typical. A removed token is never drawn.
 ///
 /// Returns:
 ///     int64 token ids: a 0-d tensor for `(V,)` logits, shape `(B,)` for `(B, V)`.
@@ -83,7 +100,10 @@ fn multinomial(
 ///     RuntimeError: logits not 1-D/2-D or not floating point, a nan or +inf
 ///         logit, a row whose logits are all -inf.
 #[pyfunction]
-#[pyo3(signature = (logits, temperature=1.0, top_k=None, top_p=None, greedy=false, generator=None))]
+#[pyo3(signature = (logits, temperature=1.0, top_k=None, top_p=None, greedy=false, generator=None,
+                    *, min_p=None, typical_p=None, repetition_penalty=1.0, frequency_penalty=0.0,
+                    presence_penalty=0.0, no_repeat_ngram_size=0, previous=None))]
+#[allow(clippy::too_many_arguments)]
 fn sample(
     py: Python<'_>,
     logits: PyTensor,
@@ -92,14 +112,71 @@ fn sample(
     top_p: Option<f64>,
     greedy: bool,
     generator: Option<Bound<'_, PyAny>>,
+    min_p: Option<f64>,
+    typical_p: Option<f64>,
+    repetition_penalty: f64,
+    frequency_penalty: f64,
+    presence_penalty: f64,
+    no_repeat_ngram_size: usize,
+    previous: Option<PyTensor>,
 ) -> PyResult<PyTensor> {
     guard("sample", || {
         let top_k = top_k.map(|k| int_arg("sample", "top_k", k)).transpose()?;
-        let opts = SampleOptions::new(temperature, top_k, top_p, greedy)?;
+        let penalties = Penalties {
+            repetition: repetition_penalty,
+            frequency: frequency_penalty,
+            presence: presence_penalty,
+            no_repeat_ngram: no_repeat_ngram_size,
+        };
+        let opts = SampleOptions::new(temperature, top_k, top_p, greedy)?
+            .with_chain(min_p, typical_p, penalties)?;
         let logits = logits.0;
+        let previous = previous.map(|p| p.0);
         let out = with_rng(py, "sample", generator, false, move |rng| {
-            sampler::sample_logits(&logits, &opts, rng)
+            sampler::sample_after(&logits, previous.as_ref(), &opts, rng)
         })?;
+        Ok(PyTensor(out))
+    })
+}
+
+/// The logits `sample` draws from: `logits` after the decoding chain (the
+/// penalties on `previous`, then temperature, top-k, top-p, min-p and
+/// typical, in transformers' order), removed tokens `-inf`, float32. The
+/// arguments are `sample`'s.
+#[pyfunction]
+#[pyo3(signature = (logits, temperature=1.0, top_k=None, top_p=None, *, min_p=None,
+                    typical_p=None, repetition_penalty=1.0, frequency_penalty=0.0,
+                    presence_penalty=0.0, no_repeat_ngram_size=0, previous=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn process_logits(
+    py: Python<'_>,
+    logits: PyTensor,
+    temperature: f64,
+    top_k: Option<&Bound<'_, PyAny>>,
+    top_p: Option<f64>,
+    min_p: Option<f64>,
+    typical_p: Option<f64>,
+    repetition_penalty: f64,
+    frequency_penalty: f64,
+    presence_penalty: f64,
+    no_repeat_ngram_size: usize,
+    previous: Option<PyTensor>,
+) -> PyResult<PyTensor> {
+    guard("process_logits", || {
+        let top_k = top_k
+            .map(|k| int_arg("process_logits", "top_k", k))
+            .transpose()?;
+        let penalties = Penalties {
+            repetition: repetition_penalty,
+            frequency: frequency_penalty,
+            presence: presence_penalty,
+            no_repeat_ngram: no_repeat_ngram_size,
+        };
+        let opts = SampleOptions::new(temperature, top_k, top_p, false)?
+            .with_chain(min_p, typical_p, penalties)?;
+        let (logits, previous) = (logits.0, previous.map(|p| p.0));
+        let out =
+            py.allow_threads(move || sampler::process_logits(&logits, previous.as_ref(), &opts))?;
         Ok(PyTensor(out))
     })
 }

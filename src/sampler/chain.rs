@@ -18,6 +18,10 @@
 
 use std::collections::HashMap;
 
+use tch::{Device, Kind, Tensor};
+
+use super::logits::SampleOptions;
+use super::uniform::UniformSource;
 use crate::error::{Error, Result};
 
 /// The penalties on tokens seen before; the defaults change nothing.
@@ -190,6 +194,198 @@ pub fn apply_typical(row: &mut [f32], mass: f64) {
             *x = f32::NEG_INFINITY;
         }
     }
+}
+
+/// The rows of `x` `[rows, V]` as the chain leaves them (penalties, then
+/// unless greedy the warpers), flattened float32, with the vocabulary size:
+/// removed tokens are `-inf`. Ids in `previous` must be in the vocabulary.
+fn processed(
+    x: &Tensor,
+    previous: &[Vec<i64>],
+    opts: &SampleOptions,
+    batched: bool,
+) -> Result<(Vec<f32>, usize)> {
+    let (_, vocab) = x.size2()?;
+    let mut data = Vec::<f32>::try_from(
+        x.f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_contiguous()?
+            .f_reshape([-1])?,
+    )?;
+    let vocab = usize::try_from(vocab).unwrap_or(0).max(1);
+    for (r, prev) in previous.iter().enumerate() {
+        if let Some(&bad) = prev.iter().find(|&&t| t < 0 || t as u64 >= vocab as u64) {
+            return Err(Error::Index(format!(
+                "previous token id {bad} (row {r}) is out of range for {vocab} logits"
+            )));
+        }
+    }
+    for (r, row) in data.chunks_exact_mut(vocab).enumerate() {
+        let prev = previous.get(r).map_or(&[][..], Vec::as_slice);
+        opts.penalties.apply(row, prev);
+        if !row.iter().any(|x| x.is_finite()) {
+            let at = if batched {
+                format!(" (row {r})")
+            } else {
+                String::new()
+            };
+            return Err(Error::shape(format!(
+                "sample: every token is removed{at} (by the penalties); at least one must stay"
+            )));
+        }
+        if !opts.greedy {
+            warp(row, opts);
+        }
+    }
+    Ok((data, vocab))
+}
+
+/// The chain's logits for `x` `[rows, V]` after `previous`: what the draw
+/// sees (as transformers' `LogitsProcessorList` returns them, up to a shift
+/// of each row), removed tokens `-inf`; on `x`'s device, float32.
+pub fn process_rows(x: &Tensor, previous: &[Vec<i64>], opts: &SampleOptions) -> Result<Tensor> {
+    let (data, vocab) = processed(x, previous, opts, true)?;
+    let rows = i64::try_from(data.len() / vocab).unwrap_or(0);
+    Ok(Tensor::from_slice(&data)
+        .f_view([rows, i64::try_from(vocab).unwrap_or(0)])?
+        .f_to_device(x.device())?)
+}
+
+/// One token per row of `x` `[rows, V]` (floating point, rows checked to
+/// have a finite maximum) after `previous[r]`, through the whole chain in
+/// transformers' order: penalties, then (unless greedy) temperature, top-k,
+/// top-p, min-p and typical, then one uniform against the survivors'
+/// running weight. Returns int64 `[rows]` on `x`'s device.
+pub fn sample_rows<R: UniformSource + ?Sized>(
+    x: &Tensor,
+    previous: &[Vec<i64>],
+    opts: &SampleOptions,
+    rng: &mut R,
+    batched: bool,
+) -> Result<Tensor> {
+    let (rows, _) = x.size2()?;
+    let (data, vocab) = processed(x, previous, opts, batched)?;
+    let u = if opts.greedy {
+        Vec::new()
+    } else {
+        Vec::<f64>::try_from(
+            rng.uniform(&[rows], Device::Cpu)?
+                .f_to_kind(Kind::Double)?
+                .f_contiguous()?,
+        )?
+    };
+    let out: Vec<i64> = data
+        .chunks_exact(vocab)
+        .enumerate()
+        .map(|(r, row)| {
+            let t = if opts.greedy {
+                argmax(row)
+            } else {
+                draw(row, u.get(r).copied().unwrap_or(0.0))
+            };
+            t as i64
+        })
+        .collect();
+    Ok(Tensor::from_slice(&out).f_to_device(x.device())?)
+}
+
+/// The first largest value's index.
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row.get(best).copied().unwrap_or(f32::NEG_INFINITY) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Temperature, top-k, top-p, min-p and typical, in place.
+pub fn warp(row: &mut [f32], opts: &SampleOptions) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let t = opts.temperature;
+    // Shifted before dividing, as `sample_logits` does, so tiny temperatures
+    // stay finite; every rule below is invariant to the shift.
+    for x in row.iter_mut() {
+        *x = (f64::from(*x - max) / t) as f32;
+    }
+    if let Some(k) = opts.top_k.and_then(|k| usize::try_from(k).ok()) {
+        apply_top_k(row, k);
+    }
+    if let Some(p) = opts.top_p.filter(|&p| p < 1.0) {
+        apply_top_p(row, p);
+    }
+    if let Some(p) = opts.min_p {
+        apply_min_p(row, p);
+    }
+    if let Some(p) = opts.typical_p.filter(|&p| p < 1.0) {
+        apply_typical(row, p);
+    }
+}
+
+/// top-k as transformers' `TopKLogitsWarper`: removes what is below the
+/// k-th largest value (so ties with it stay).
+pub fn apply_top_k(row: &mut [f32], k: usize) {
+    if k == 0 || k >= row.len() {
+        return;
+    }
+    let mut sorted: Vec<f32> = row.to_vec();
+    sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    let kth = sorted.get(k - 1).copied().unwrap_or(f32::NEG_INFINITY);
+    for x in row.iter_mut() {
+        if *x < kth {
+            *x = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// top-p as transformers' `TopPLogitsWarper`: from the least likely up,
+/// removes tokens while the mass so far (theirs included) is at most
+/// `1 - p`; the most likely token stays.
+pub fn apply_top_p(row: &mut [f32], p: f64) {
+    let probs = probabilities(row);
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (
+            row.get(a).copied().unwrap_or(f32::NEG_INFINITY),
+            row.get(b).copied().unwrap_or(f32::NEG_INFINITY),
+        );
+        x.total_cmp(&y)
+    });
+    let mut cum = 0.0;
+    let last = order.len().saturating_sub(1);
+    for (j, &i) in order.iter().enumerate() {
+        cum += probs.get(i).copied().unwrap_or(0.0);
+        if cum > 1.0 - p || j == last {
+            break;
+        }
+        if let Some(x) = row.get_mut(i) {
+            *x = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// One token by the running sum of the weights `exp(x - max)` against `u`
+/// times their total (removed tokens weigh 0).
+fn draw(row: &[f32], u: f64) -> usize {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let w = |x: f32| f64::from(x - max).exp();
+    let total: f64 = row.iter().map(|&x| w(x)).sum();
+    let target = u * total;
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (i, &x) in row.iter().enumerate() {
+        let wi = w(x);
+        if wi > 0.0 {
+            last = i;
+        }
+        acc += wi;
+        if acc > target && wi > 0.0 {
+            return i;
+        }
+    }
+    // Rounding left the target at the very top: the last positive weight.
+    last
 }
 
 #[cfg(test)]

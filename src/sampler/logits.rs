@@ -12,6 +12,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::chain::{self, Penalties};
 use super::multinomial::sample_rows;
 use super::uniform::UniformSource;
 use crate::dtype::{dtype_name, is_floating_point};
@@ -27,8 +28,16 @@ pub struct SampleOptions {
     /// Keep the smallest set of most likely tokens whose probability reaches
     /// `p`, in `(0, 1]` (after top-k, renormalised); always at least one token.
     pub top_p: Option<f64>,
-    /// Take the argmax (the first on ties); the other options are then unused.
+    /// Take the argmax (the first on ties) after the penalties; the other
+    /// options are then unused.
     pub greedy: bool,
+    /// Drop tokens less likely than `min_p` times the most likely one, in
+    /// `[0, 1]` (after top-p, as transformers' `MinPLogitsWarper`).
+    pub min_p: Option<f64>,
+    /// Typical sampling's mass, in `(0, 1]` (1 is off; after min-p).
+    pub typical_p: Option<f64>,
+    /// Penalties on the tokens seen so far (before everything else).
+    pub penalties: Penalties,
 }
 
 impl Default for SampleOptions {
@@ -38,6 +47,9 @@ impl Default for SampleOptions {
             top_k: None,
             top_p: None,
             greedy: false,
+            min_p: None,
+            typical_p: None,
+            penalties: Penalties::default(),
         }
     }
 }
@@ -55,9 +67,33 @@ impl SampleOptions {
             top_k,
             top_p,
             greedy,
+            ..SampleOptions::default()
         };
         opts.validate()?;
         Ok(opts)
+    }
+
+    /// These options with the rest of the decoding chain, validated.
+    pub fn with_chain(
+        self,
+        min_p: Option<f64>,
+        typical_p: Option<f64>,
+        penalties: Penalties,
+    ) -> Result<SampleOptions> {
+        let opts = SampleOptions {
+            min_p,
+            typical_p,
+            penalties,
+            ..self
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+
+    /// Whether a row needs the decoding chain (`chain.rs`): min-p, typical
+    /// sampling or a penalty is on.
+    pub fn uses_chain(&self) -> bool {
+        self.min_p.is_some() || self.typical_p.is_some_and(|p| p < 1.0) || !self.penalties.is_off()
     }
 
     /// `Error::Value` (ValueError) naming the offending value.
@@ -82,7 +118,21 @@ impl SampleOptions {
                 )));
             }
         }
-        Ok(())
+        if let Some(p) = self.min_p {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::value(format!(
+                    "min_p must be in [0, 1] (or None), got {p}"
+                )));
+            }
+        }
+        if let Some(p) = self.typical_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(Error::value(format!(
+                    "typical_p must be in (0, 1] (or None), got {p}"
+                )));
+            }
+        }
+        self.penalties.validate()
     }
 }
 
@@ -109,6 +159,17 @@ pub fn sample_logits<R: UniformSource + ?Sized>(
 /// calls after validating once before its first token.
 pub fn sample_validated<R: UniformSource + ?Sized>(
     logits: &Tensor,
+    opts: &SampleOptions,
+    rng: &mut R,
+) -> Result<Tensor> {
+    sample_after(logits, None, opts, rng)
+}
+
+/// [`sample_logits`] for rows that follow the tokens `previous` (`[n]` for
+/// every row, or `[B, n]` one per row), which the penalties look at.
+pub fn sample_after<R: UniformSource + ?Sized>(
+    logits: &Tensor,
+    previous: Option<&Tensor>,
     opts: &SampleOptions,
     rng: &mut R,
 ) -> Result<Tensor> {
@@ -161,6 +222,10 @@ pub fn sample_validated<R: UniformSource + ?Sized>(
     if row_max.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
         return Err(logits_error(&row_max, batched)?);
     }
+    if opts.uses_chain() {
+        let rows = previous_rows(previous, rows)?;
+        return finish(chain::sample_rows(&x, &rows, opts, rng, batched)?);
+    }
     if opts.greedy {
         return finish(x.f_argmax(1, false)?);
     }
@@ -206,6 +271,73 @@ pub fn sample_validated<R: UniformSource + ?Sized>(
         None => pos,
     };
     finish(tokens.f_squeeze_dim(1)?)
+}
+
+/// The logits the decoding chain leaves for `logits` (`[V]` or `[B, V]`)
+/// after `previous`: penalties, then temperature, top-k, top-p, min-p and
+/// typical; removed tokens are `-inf` (what [`sample_after`] draws from).
+pub fn process_logits(
+    logits: &Tensor,
+    previous: Option<&Tensor>,
+    opts: &SampleOptions,
+) -> Result<Tensor> {
+    let _no_grad = tch::no_grad_guard();
+    opts.validate()?;
+    let size = logits.size();
+    let x = match *size.as_slice() {
+        [_] => logits.f_unsqueeze(0)?,
+        [_, _] => logits.shallow_clone(),
+        _ => {
+            return Err(Error::shape(format!(
+                "process_logits expects logits of shape [V] or [B, V], got shape {size:?}"
+            )))
+        }
+    };
+    if !is_floating_point(x.f_kind()?) {
+        return Err(Error::shape(format!(
+            "process_logits expects floating-point logits, got {}",
+            dtype_name(x.f_kind()?)
+        )));
+    }
+    let (rows, _) = x.size2()?;
+    let out = chain::process_rows(&x, &previous_rows(previous, rows)?, opts)?;
+    Ok(if size.len() == 1 {
+        out.f_squeeze_dim(0)?
+    } else {
+        out
+    })
+}
+
+/// `previous` as one id list per row: `[n]` repeated, or `[B, n]` row by row.
+fn previous_rows(previous: Option<&Tensor>, rows: i64) -> Result<Vec<Vec<i64>>> {
+    let rows = usize::try_from(rows).unwrap_or(0);
+    let Some(p) = previous else {
+        return Ok(vec![Vec::new(); rows]);
+    };
+    if p.f_kind()? != Kind::Int64 {
+        return Err(Error::shape(format!(
+            "previous must be an int64 (LongTensor) of token ids, got {}",
+            dtype_name(p.f_kind()?)
+        )));
+    }
+    let p = p.f_to_device(Device::Cpu)?.f_contiguous()?;
+    match *p.size().as_slice() {
+        [_] => Ok(vec![Vec::<i64>::try_from(&p)?; rows]),
+        [b, n] if usize::try_from(b).ok() == Some(rows) => {
+            let flat = Vec::<i64>::try_from(p.f_reshape([-1])?)?;
+            Ok(flat
+                .chunks(usize::try_from(n).unwrap_or(0).max(1))
+                .map(<[i64]>::to_vec)
+                .chain(std::iter::repeat_with(Vec::new))
+                .take(rows)
+                .collect())
+        }
+        _ => Err(Error::shape(format!(
+            "previous must have shape [n] or [{rows}, n] (one row of ids per row of logits), \
+             got shape {:?}",
+            p.size()
+        ))),
+    }
 }
 
 /// The first `k` used when looking for a nucleus; `k` grows eightfold per try.

@@ -178,3 +178,48 @@ def test_bad_chain_options_are_clear_errors(kw, exc, msg):
         rustrnn.sample(
             torch.zeros(2, V), repetition_penalty=kw.pop("repetition_penalty", 1.1), **kw
         )
+
+
+# ------------------------------------------------------------- in generation
+def _model(dtype):
+    vocab = rustrnn.Vocab.build("the cat sat on the mat and the dog ran\n" * 20, level="word")
+    torch.manual_seed(0)
+    return rustrnn.LanguageModel(vocab, embed_size=8, hidden_size=16, num_layers=2).to(dtype)
+
+
+def _greedy_reference(model, prompt, steps, **opts):
+    """A plain-torch greedy loop: the whole sequence through forward each step, the
+    transformers processors on the last logits, argmax."""
+    ids = model.vocab.encode(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            logits, _ = model(ids.unsqueeze(1))
+            scores = hf_chain(logits[-1].float(), ids.unsqueeze(0), **opts)
+            ids = torch.cat([ids, scores.argmax(-1)])
+    return ids[len(model.vocab.encode(prompt)) :]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # fused kernels, libtorch ops
+@pytest.mark.parametrize(
+    "opts", [dict(repetition_penalty=1.8), dict(no_repeat_ngram_size=2)], ids=repr
+)
+def test_generate_applies_the_penalties_to_prompt_and_continuation(dtype, opts):
+    model = _model(dtype).eval()
+    _, (ids,) = model.generate("the cat", 15, greedy=True, return_ids=True, **opts)
+    assert torch.equal(ids, _greedy_reference(model, "the cat", 15, **opts))
+    if "no_repeat_ngram_size" in opts:
+        seq = model.vocab.encode("the cat").tolist() + ids.tolist()
+        bigrams = list(zip(seq, seq[1:]))
+        assert len(bigrams) == len(set(bigrams))
+
+
+def test_generate_draws_the_same_chain_on_both_paths():
+    """The fused float32 loop and the libtorch float64 loop, from the same uniforms,
+    draw the same tokens with every option of the chain on."""
+    opts = dict(temperature=0.9, top_k=8, top_p=0.95, min_p=0.02, typical_p=0.95)
+    opts.update(repetition_penalty=1.3, frequency_penalty=0.1, presence_penalty=0.1)
+    outs = []
+    for dtype in (torch.float32, torch.float64):
+        g = torch.Generator().manual_seed(5)
+        outs.append(_model(dtype).generate("the", 30, num_samples=4, generator=g, **opts))
+    assert outs[0] == outs[1]

@@ -220,6 +220,13 @@ def generate(
     top_p: float | None,
     greedy: bool,
     generator: Generator | None,
+    *,
+    min_p: float | None = None,
+    typical_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0,
 ) -> tuple[Tensor, list[int]]:
     """Generates ``num_samples`` continuations of ``prompt`` in one batch, without the GIL:
     ``(ids (num_samples, steps), lengths)``."""

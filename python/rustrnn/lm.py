@@ -549,6 +549,12 @@ class LanguageModel(nn.Module):
         stop=None,
         generator: Optional[torch.Generator] = None,
         return_ids: bool = False,
+        min_p: Optional[float] = None,
+        typical_p: Optional[float] = None,
+        repetition_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        no_repeat_ngram_size: int = 0,
     ):
         """Continues ``prompt`` by drawing each next token from the model's distribution.
 
@@ -562,6 +568,10 @@ class LanguageModel(nn.Module):
                 rule) or a 1-D sequence of integer ids.
             max_tokens: tokens to generate per sample, at most.
             temperature, top_k, top_p, greedy: as for :func:`rustrnn.sample`.
+            min_p, typical_p, repetition_penalty, frequency_penalty, presence_penalty,
+                no_repeat_ngram_size: the rest of :func:`rustrnn.sample`'s decoding chain,
+                in transformers' order (penalties, temperature, top-k, top-p, min-p,
+                typical); the penalties look at the prompt and the continuation so far.
             num_samples: continuations to draw at once.
             stop: what ends a continuation (the token that ends it is kept): a str, matched
                 on the continuation's decoded text, so it may span tokens or lie inside one
@@ -600,6 +610,12 @@ class LanguageModel(nn.Module):
             top_p,
             greedy,
             generator,
+            min_p=min_p,
+            typical_p=typical_p,
+            repetition_penalty=float(repetition_penalty),
+            frequency_penalty=float(frequency_penalty),
+            presence_penalty=float(presence_penalty),
+            no_repeat_ngram_size=no_repeat_ngram_size,
         )
         seqs = [out[i, : lengths[i]].cpu() for i in range(num_samples)]
         texts = [self.vocab.decode(s) for s in seqs]

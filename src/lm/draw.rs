@@ -4,6 +4,7 @@
 //! uniform against the running sum of `exp`. For the fused generation loop,
 //! where building tensors for each row would cost more than the draw.
 
+use crate::sampler::chain;
 use crate::sampler::SampleOptions;
 
 /// Below this temperature the shifted logits are divided in float64, as in
@@ -17,6 +18,8 @@ pub struct RowDraw {
     order: Vec<usize>,
     /// Their weights `exp(z)`.
     weights: Vec<f64>,
+    /// The row being penalized, for the decoding chain.
+    scratch: Vec<f32>,
 }
 
 impl RowDraw {
@@ -25,7 +28,31 @@ impl RowDraw {
             opts,
             order: Vec::new(),
             weights: Vec::new(),
+            scratch: Vec::new(),
         }
+    }
+
+    /// [`RowDraw::draw`] for a row that follows the tokens `previous`: with
+    /// penalties, min-p or typical on, the whole decoding chain
+    /// (`sampler::chain`) on a copy of the row, as `sample_after` draws.
+    pub fn draw_after(&mut self, logits: &[f32], previous: &[i64], u: f64) -> Result<usize, f32> {
+        if !self.opts.uses_chain() {
+            return self.draw(logits, u);
+        }
+        let max = row_max(logits);
+        if !max.is_finite() {
+            return Err(max);
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(logits);
+        let Some(cand) = chain::process(&mut self.scratch, previous, &self.opts) else {
+            return Err(f32::NEG_INFINITY);
+        };
+        if self.opts.greedy {
+            let best = row_max(&self.scratch);
+            return Ok(self.scratch.iter().position(|&x| x == best).unwrap_or(0));
+        }
+        Ok(chain::draw(&cand, u))
     }
 
     /// The drawn id, or the row's maximum when it is not finite (nan, `+inf`,

@@ -141,6 +141,15 @@ impl<T> CallerOnly<T> {
 fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut Lead<I>>) {
     let my_rows = split(s.rows, s.threads, tid);
     let mut draw = RowDraw::new(s.sample);
+    // The tokens each of this thread's rows has seen, for the penalties.
+    let mut seen: Vec<Vec<i64>> = if s.sample.uses_chain() {
+        my_rows
+            .clone()
+            .map(|_| s.prompt.iter().map(|&t| t as i64).collect())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let vp = s.head.layer.blocks * SLOTS * LANES;
     let mut p = 0;
     let forced = s.prompt.len();
@@ -190,12 +199,18 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
                         let at = (step % UNIFORM_CHUNK) * s.rows + r;
                         unsafe { s.uniforms.get(at..at + 1)[0] }
                     };
-                    draw.draw(logits, u)
+                    match seen.get(r - my_rows.start) {
+                        Some(prev) => draw.draw_after(logits, prev, u),
+                        None => draw.draw(logits, u),
+                    }
                 }
             };
             match token {
                 Ok(token) => {
                     s.tokens[r].store(token, Ordering::Relaxed);
+                    if let (Some(_), Some(prev)) = (step, seen.get_mut(r - my_rows.start)) {
+                        prev.push(token as i64);
+                    }
                     // `check` made sure every token has an embedding row.
                     let x = unsafe { first.get_mut(r * k0..r * k0 + s.embed) };
                     x.copy_from_slice(&s.embedding[token * s.embed..(token + 1) * s.embed]);

@@ -31,7 +31,7 @@ use crate::rnn::check::check_weights;
 use crate::rnn::product::Product;
 use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::{stack, RnnConfig};
-use crate::sampler::{sample_validated, SampleOptions, UniformSource};
+use crate::sampler::{sample_after, SampleOptions, UniformSource};
 
 pub struct GenerateOptions<'a> {
     pub max_tokens: i64,
@@ -307,12 +307,30 @@ pub fn generate_sampled(
         check(cfg, w, prompt, opts)?;
         return fused::generate(cfg, w, prompt, opts, sample, rng, interrupted);
     }
+    // The tokens each row has seen, for the penalties: the prompt, then
+    // what it drew.
+    let mut seen: Option<Tensor> = if sample.penalties.is_off() {
+        None
+    } else {
+        let p = prompt.f_to_device(tch::Device::Cpu)?.f_unsqueeze(0)?;
+        Some(
+            p.f_expand([opts.num_samples.max(0), p.size()[1]], false)?
+                .f_contiguous()?,
+        )
+    };
     generate(
         cfg,
         w,
         prompt,
         opts,
-        |logits, _| sample_validated(logits, sample, rng), // validated above
+        |logits, _| {
+            let next = sample_after(logits, seen.as_ref(), sample, rng)?; // validated above
+            if let Some(s) = seen.as_mut() {
+                let col = next.f_to_device(tch::Device::Cpu)?.f_unsqueeze(1)?;
+                *s = Tensor::f_cat(&[s.shallow_clone(), col], 1)?;
+            }
+            Ok(next)
+        },
         interrupted,
     )
 }

@@ -9,7 +9,7 @@ use super::gil::interrupt_poller;
 use super::model::PyLanguageModel;
 use super::sampler::with_rng;
 use crate::lm::{self, GenerateOptions, Stop};
-use crate::sampler::SampleOptions;
+use crate::sampler::{Penalties, SampleOptions};
 
 /// Generates `num_samples` continuations of `prompt` in one batch, in Rust,
 /// without the GIL and without autograd.
@@ -22,7 +22,10 @@ use crate::sampler::SampleOptions;
 ///     stop_strings: strings that end a continuation at the token that
 ///         completes one in its decoded text (kept in it), matched with the
 ///         model's Vocab.
-///     temperature, top_k, top_p, greedy: how each token is drawn.
+///     temperature, top_k, top_p, greedy, min_p, typical_p, repetition_penalty,
+///         frequency_penalty, presence_penalty, no_repeat_ngram_size: how each
+///         token is drawn (`sample`'s decoding chain; the penalties look at the
+///         prompt and the continuation).
 ///     generator: a CPU `torch.Generator` for the uniforms, or None to draw
 ///         from torch's default generator.
 ///
@@ -39,7 +42,9 @@ use crate::sampler::SampleOptions;
 ///     KeyboardInterrupt: Ctrl-C during the loop.
 #[pyfunction]
 #[pyo3(signature = (model, prompt, max_tokens, num_samples, stop, stop_strings, temperature,
-                    top_k, top_p, greedy, generator))]
+                    top_k, top_p, greedy, generator, *, min_p=None, typical_p=None,
+                    repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0,
+                    no_repeat_ngram_size=0))]
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     py: Python<'_>,
@@ -54,9 +59,22 @@ pub fn generate(
     top_p: Option<f64>,
     greedy: bool,
     generator: Option<Bound<'_, PyAny>>,
+    min_p: Option<f64>,
+    typical_p: Option<f64>,
+    repetition_penalty: f64,
+    frequency_penalty: f64,
+    presence_penalty: f64,
+    no_repeat_ngram_size: usize,
 ) -> PyResult<(PyTensor, Vec<i64>)> {
     guard("generate", || {
-        let sample = SampleOptions::new(temperature, top_k, top_p, greedy)?;
+        let penalties = Penalties {
+            repetition: repetition_penalty,
+            frequency: frequency_penalty,
+            presence: presence_penalty,
+            no_repeat_ngram: no_repeat_ngram_size,
+        };
+        let sample = SampleOptions::new(temperature, top_k, top_p, greedy)?
+            .with_chain(min_p, typical_p, penalties)?;
         let prompt = prompt.0;
         let out = with_rng(py, "generate", generator, true, move |rng| {
             let _no_grad = tch::no_grad_guard();

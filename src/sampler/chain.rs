@@ -121,92 +121,26 @@ pub fn banned_by_ngrams(previous: &[i64], n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// Softmax probabilities of `row` in float64 (`-inf` gives 0).
-fn probabilities(row: &[f32]) -> Vec<f64> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f64> = row.iter().map(|&x| f64::from(x - max).exp()).collect();
-    let total: f64 = e.iter().sum();
-    e.into_iter().map(|x| x / total).collect()
+/// Penalties on `row` for the tokens `previous` (in the vocabulary), then
+/// unless greedy the warpers: the candidates a token is drawn from (greedy:
+/// every token, penalized); None when the penalties removed every token.
+pub fn process(row: &mut [f32], previous: &[i64], opts: &SampleOptions) -> Option<Candidates> {
+    opts.penalties.apply(row, previous);
+    if !row.iter().any(|x| x.is_finite()) {
+        return None;
+    }
+    Some(if opts.greedy {
+        row.iter().copied().enumerate().collect()
+    } else {
+        warp(row, opts)
+    })
 }
 
-/// min-p: removes the tokens whose probability is below `min_p` times the
-/// largest one's (`0 <= min_p <= 1`); the most likely token always stays.
-pub fn apply_min_p(row: &mut [f32], min_p: f64) {
-    let p = probabilities(row);
-    let top = p.iter().copied().fold(0.0, f64::max);
-    let keep = p.iter().position(|&x| x == top).unwrap_or(0);
-    for (i, (x, &pi)) in row.iter_mut().zip(&p).enumerate() {
-        if pi < min_p * top && i != keep {
-            *x = f32::NEG_INFINITY;
-        }
-    }
-}
-
-/// Typical sampling with mass `mass` in (0, 1): orders the tokens by how far
-/// their surprisal `-log p` is from the entropy, keeps the closest ones until
-/// their probabilities reach `mass` (the token that crosses it included,
-/// with every token as close as it), and removes the rest.
-pub fn apply_typical(row: &mut [f32], mass: f64) {
-    let p = probabilities(row);
-    let entropy: f64 = -p
-        .iter()
-        .filter(|&&x| x > 0.0)
-        .map(|&x| x * x.ln())
-        .sum::<f64>();
-    let shifted: Vec<f64> = p
-        .iter()
-        .map(|&x| {
-            if x > 0.0 {
-                (-x.ln() - entropy).abs()
-            } else {
-                f64::INFINITY
-            }
-        })
-        .collect();
-    let mut order: Vec<usize> = (0..row.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (
-            shifted.get(a).copied().unwrap_or(f64::INFINITY),
-            shifted.get(b).copied().unwrap_or(f64::INFINITY),
-        );
-        x.total_cmp(&y)
-    });
-    // transformers: the index of the first token whose cumulative mass
-    // reaches `mass` (clamped to the last), then every token no farther out.
-    let mut cum = 0.0;
-    let mut last = order.len().saturating_sub(1);
-    for (j, &i) in order.iter().enumerate() {
-        cum += p.get(i).copied().unwrap_or(0.0);
-        if cum >= mass {
-            last = j;
-            break;
-        }
-    }
-    let limit = order
-        .get(last)
-        .and_then(|&i| shifted.get(i))
-        .copied()
-        .unwrap_or(f64::INFINITY);
-    let first = order.first().copied();
-    for (i, x) in row.iter_mut().enumerate() {
-        let s = shifted.get(i).copied().unwrap_or(f64::INFINITY);
-        if s > limit && Some(i) != first {
-            *x = f32::NEG_INFINITY;
-        }
-    }
-}
-
-/// The rows of `x` `[rows, V]` as the chain leaves them (penalties, then
-/// unless greedy the warpers), flattened float32, with the vocabulary size:
-/// removed tokens are `-inf`. Ids in `previous` must be in the vocabulary.
-fn processed(
-    x: &Tensor,
-    previous: &[Vec<i64>],
-    opts: &SampleOptions,
-    batched: bool,
-) -> Result<(Vec<f32>, usize)> {
+/// `x` `[rows, V]` as float32 rows on the CPU, and `previous` checked
+/// against the vocabulary.
+fn rows_of(x: &Tensor, previous: &[Vec<i64>]) -> Result<(Vec<f32>, usize)> {
     let (_, vocab) = x.size2()?;
-    let mut data = Vec::<f32>::try_from(
+    let data = Vec::<f32>::try_from(
         x.f_to_device(Device::Cpu)?
             .f_to_kind(Kind::Float)?
             .f_contiguous()?
@@ -220,33 +154,41 @@ fn processed(
             )));
         }
     }
-    for (r, row) in data.chunks_exact_mut(vocab).enumerate() {
-        let prev = previous.get(r).map_or(&[][..], Vec::as_slice);
-        opts.penalties.apply(row, prev);
-        if !row.iter().any(|x| x.is_finite()) {
-            let at = if batched {
-                format!(" (row {r})")
-            } else {
-                String::new()
-            };
-            return Err(Error::shape(format!(
-                "sample: every token is removed{at} (by the penalties); at least one must stay"
-            )));
-        }
-        if !opts.greedy {
-            warp(row, opts);
-        }
-    }
     Ok((data, vocab))
+}
+
+fn removed_all(r: usize, batched: bool) -> Error {
+    let at = if batched {
+        format!(" (row {r})")
+    } else {
+        String::new()
+    };
+    Error::shape(format!(
+        "sample: every token is removed{at} (by the penalties); at least one must stay"
+    ))
 }
 
 /// The chain's logits for `x` `[rows, V]` after `previous`: what the draw
 /// sees (as transformers' `LogitsProcessorList` returns them, up to a shift
 /// of each row), removed tokens `-inf`; on `x`'s device, float32.
 pub fn process_rows(x: &Tensor, previous: &[Vec<i64>], opts: &SampleOptions) -> Result<Tensor> {
-    let (data, vocab) = processed(x, previous, opts, true)?;
-    let rows = i64::try_from(data.len() / vocab).unwrap_or(0);
-    Ok(Tensor::from_slice(&data)
+    let (mut data, vocab) = rows_of(x, previous)?;
+    let mut out = vec![f32::NEG_INFINITY; data.len()];
+    for (r, (row, dst)) in data
+        .chunks_exact_mut(vocab)
+        .zip(out.chunks_exact_mut(vocab))
+        .enumerate()
+    {
+        let prev = previous.get(r).map_or(&[][..], Vec::as_slice);
+        let cand = process(row, prev, opts).ok_or_else(|| removed_all(r, true))?;
+        for (i, v) in cand {
+            if let Some(d) = dst.get_mut(i) {
+                *d = v;
+            }
+        }
+    }
+    let rows = i64::try_from(out.len() / vocab).unwrap_or(0);
+    Ok(Tensor::from_slice(&out)
         .f_view([rows, i64::try_from(vocab).unwrap_or(0)])?
         .f_to_device(x.device())?)
 }
@@ -264,7 +206,7 @@ pub fn sample_rows<R: UniformSource + ?Sized>(
     batched: bool,
 ) -> Result<Tensor> {
     let (rows, _) = x.size2()?;
-    let (data, vocab) = processed(x, previous, opts, batched)?;
+    let (mut data, vocab) = rows_of(x, previous)?;
     let u = if opts.greedy {
         Vec::new()
     } else {
@@ -274,18 +216,17 @@ pub fn sample_rows<R: UniformSource + ?Sized>(
                 .f_contiguous()?,
         )?
     };
-    let out: Vec<i64> = data
-        .chunks_exact(vocab)
-        .enumerate()
-        .map(|(r, row)| {
-            let t = if opts.greedy {
-                argmax(row)
-            } else {
-                draw(row, u.get(r).copied().unwrap_or(0.0))
-            };
-            t as i64
-        })
-        .collect();
+    let mut out = Vec::with_capacity(data.len() / vocab);
+    for (r, row) in data.chunks_exact_mut(vocab).enumerate() {
+        let prev = previous.get(r).map_or(&[][..], Vec::as_slice);
+        let cand = process(row, prev, opts).ok_or_else(|| removed_all(r, batched))?;
+        let token = if opts.greedy {
+            argmax(row)
+        } else {
+            draw(&cand, u.get(r).copied().unwrap_or(0.0))
+        };
+        out.push(token as i64);
+    }
     Ok(Tensor::from_slice(&out).f_to_device(x.device())?)
 }
 
@@ -300,58 +241,81 @@ fn argmax(row: &[f32]) -> usize {
     best
 }
 
-/// Temperature, top-k, top-p, min-p and typical, in place.
-pub fn warp(row: &mut [f32], opts: &SampleOptions) {
+/// The tokens still in the running: `(id, logit)`, removed ones left out.
+pub type Candidates = Vec<(usize, f32)>;
+
+/// Temperature, top-k, top-p, min-p and typical on `row`: the surviving
+/// `(id, scaled logit)` pairs, in id order. Everything after top-k works on
+/// the candidates alone, so a token costs O(V) plus O(k log k), not a sort
+/// of the vocabulary.
+pub fn warp(row: &[f32], opts: &SampleOptions) -> Candidates {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let t = opts.temperature;
     // Shifted before dividing, as `sample_logits` does, so tiny temperatures
     // stay finite; every rule below is invariant to the shift.
-    for x in row.iter_mut() {
-        *x = (f64::from(*x - max) / t) as f32;
-    }
-    if let Some(k) = opts.top_k.and_then(|k| usize::try_from(k).ok()) {
-        apply_top_k(row, k);
-    }
+    let scaled = |x: f32| (f64::from(x - max) / t) as f32;
+    let mut cand: Candidates = match opts.top_k.and_then(|k| usize::try_from(k).ok()) {
+        Some(k) if k >= 1 && k < row.len() => {
+            // transformers' TopKLogitsWarper: below the k-th largest value is
+            // removed, so ties with it stay.
+            let mut sorted: Vec<f32> = row.to_vec();
+            sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+            let kth = sorted.get(k - 1).copied().unwrap_or(f32::NEG_INFINITY);
+            row.iter()
+                .enumerate()
+                .filter(|&(_, &x)| x >= kth && x > f32::NEG_INFINITY)
+                .map(|(i, &x)| (i, scaled(x)))
+                .collect()
+        }
+        _ => row
+            .iter()
+            .enumerate()
+            .filter(|&(_, &x)| x > f32::NEG_INFINITY)
+            .map(|(i, &x)| (i, scaled(x)))
+            .collect(),
+    };
     if let Some(p) = opts.top_p.filter(|&p| p < 1.0) {
-        apply_top_p(row, p);
+        top_p(&mut cand, p);
     }
     if let Some(p) = opts.min_p {
-        apply_min_p(row, p);
+        min_p(&mut cand, p);
     }
     if let Some(p) = opts.typical_p.filter(|&p| p < 1.0) {
-        apply_typical(row, p);
+        typical(&mut cand, p);
     }
+    cand
 }
 
-/// top-k as transformers' `TopKLogitsWarper`: removes what is below the
-/// k-th largest value (so ties with it stay).
-pub fn apply_top_k(row: &mut [f32], k: usize) {
-    if k == 0 || k >= row.len() {
-        return;
-    }
-    let mut sorted: Vec<f32> = row.to_vec();
-    sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    let kth = sorted.get(k - 1).copied().unwrap_or(f32::NEG_INFINITY);
-    for x in row.iter_mut() {
-        if *x < kth {
-            *x = f32::NEG_INFINITY;
-        }
-    }
+/// Softmax probabilities of the candidates, in float64.
+fn probabilities(cand: &[(usize, f32)]) -> Vec<f64> {
+    let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = cand.iter().map(|c| f64::from(c.1 - max).exp()).collect();
+    let total: f64 = e.iter().sum();
+    e.into_iter().map(|x| x / total).collect()
 }
 
-/// top-p as transformers' `TopPLogitsWarper`: from the least likely up,
-/// removes tokens while the mass so far (theirs included) is at most
-/// `1 - p`; the most likely token stays.
-pub fn apply_top_p(row: &mut [f32], p: f64) {
-    let probs = probabilities(row);
-    let mut order: Vec<usize> = (0..row.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (
-            row.get(a).copied().unwrap_or(f32::NEG_INFINITY),
-            row.get(b).copied().unwrap_or(f32::NEG_INFINITY),
-        );
-        x.total_cmp(&y)
+/// Keeps the candidates at the positions where `keep` holds, in order.
+fn retain_by(cand: &mut Candidates, keep: &[bool]) {
+    let mut i = 0;
+    cand.retain(|_| {
+        let k = keep.get(i).copied().unwrap_or(true);
+        i += 1;
+        k
     });
+}
+
+/// transformers' TopPLogitsWarper: from the least likely up, removes tokens
+/// while the mass so far (theirs included) is at most `1 - p`; the most
+/// likely token stays.
+fn top_p(cand: &mut Candidates, p: f64) {
+    let probs = probabilities(cand);
+    let mut order: Vec<usize> = (0..cand.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (cand.get(a).map(|c| c.1), cand.get(b).map(|c| c.1));
+        x.unwrap_or(f32::NEG_INFINITY)
+            .total_cmp(&y.unwrap_or(f32::NEG_INFINITY))
+    });
+    let mut keep = vec![true; cand.len()];
     let mut cum = 0.0;
     let last = order.len().saturating_sub(1);
     for (j, &i) in order.iter().enumerate() {
@@ -359,33 +323,84 @@ pub fn apply_top_p(row: &mut [f32], p: f64) {
         if cum > 1.0 - p || j == last {
             break;
         }
-        if let Some(x) = row.get_mut(i) {
-            *x = f32::NEG_INFINITY;
+        if let Some(k) = keep.get_mut(i) {
+            *k = false;
         }
     }
+    retain_by(cand, &keep);
 }
 
-/// One token by the running sum of the weights `exp(x - max)` against `u`
-/// times their total (removed tokens weigh 0).
-fn draw(row: &[f32], u: f64) -> usize {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+/// transformers' MinPLogitsWarper: removes the tokens whose probability is
+/// below `min_p` times the largest one's; the most likely token stays.
+fn min_p(cand: &mut Candidates, min_p: f64) {
+    let p = probabilities(cand);
+    let top = p.iter().copied().fold(0.0, f64::max);
+    let first_top = p.iter().position(|&x| x == top);
+    let keep: Vec<bool> = p
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| x >= min_p * top || Some(i) == first_top)
+        .collect();
+    retain_by(cand, &keep);
+}
+
+/// transformers' TypicalLogitsWarper (Meister et al. 2022): orders the
+/// tokens by how far their surprisal `-log p` is from the entropy, finds the
+/// first at which the mass reaches `mass`, and removes every token farther
+/// out than it; the closest token stays.
+fn typical(cand: &mut Candidates, mass: f64) {
+    let p = probabilities(cand);
+    let entropy: f64 = -p
+        .iter()
+        .filter(|&&x| x > 0.0)
+        .map(|&x| x * x.ln())
+        .sum::<f64>();
+    let shifted: Vec<f64> = p
+        .iter()
+        .map(|&x| {
+            if x > 0.0 {
+                (-x.ln() - entropy).abs()
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect();
+    let at = |i: usize| shifted.get(i).copied().unwrap_or(f64::INFINITY);
+    let mut order: Vec<usize> = (0..cand.len()).collect();
+    order.sort_by(|&a, &b| at(a).total_cmp(&at(b)));
+    let mut cum = 0.0;
+    let mut last = order.len().saturating_sub(1);
+    for (j, &i) in order.iter().enumerate() {
+        cum += p.get(i).copied().unwrap_or(0.0);
+        if cum >= mass {
+            last = j;
+            break;
+        }
+    }
+    let limit = order.get(last).map_or(f64::INFINITY, |&i| at(i));
+    let first = order.first().copied();
+    let keep: Vec<bool> = (0..cand.len())
+        .map(|i| at(i) <= limit || Some(i) == first)
+        .collect();
+    retain_by(cand, &keep);
+}
+
+/// One candidate by the running sum of the weights `exp(x - max)` against
+/// `u` times their total.
+pub fn draw(cand: &[(usize, f32)], u: f64) -> usize {
+    let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
     let w = |x: f32| f64::from(x - max).exp();
-    let total: f64 = row.iter().map(|&x| w(x)).sum();
+    let total: f64 = cand.iter().map(|c| w(c.1)).sum();
     let target = u * total;
     let mut acc = 0.0;
-    let mut last = 0;
-    for (i, &x) in row.iter().enumerate() {
-        let wi = w(x);
-        if wi > 0.0 {
-            last = i;
-        }
-        acc += wi;
-        if acc > target && wi > 0.0 {
+    for &(i, x) in cand {
+        acc += w(x);
+        if acc > target {
             return i;
         }
     }
-    // Rounding left the target at the very top: the last positive weight.
-    last
+    // Rounding left the target at the very top: the last candidate.
+    cand.last().map_or(0, |c| c.0)
 }
 
 #[cfg(test)]
@@ -419,11 +434,17 @@ mod tests {
 
     #[test]
     fn min_p_keeps_the_likely_tokens_and_the_top_one() {
-        let mut row = [0.0f32, (0.5f32).ln(), (0.04f32).ln(), f32::NEG_INFINITY];
-        apply_min_p(&mut row, 0.1);
-        assert!(row[0] == 0.0 && row[1].is_finite() && row[2] == f32::NEG_INFINITY);
-        let mut one = [1.0f32, 1.0];
-        apply_min_p(&mut one, 1.0);
-        assert!(one.iter().all(|x| x.is_finite()));
+        let row = [0.0f32, (0.5f32).ln(), (0.04f32).ln(), f32::NEG_INFINITY];
+        let opts = SampleOptions {
+            min_p: Some(0.1),
+            ..SampleOptions::default()
+        };
+        let ids: Vec<usize> = warp(&row, &opts).into_iter().map(|c| c.0).collect();
+        assert_eq!(ids, [0, 1]);
+        let opts = SampleOptions {
+            min_p: Some(1.0),
+            ..SampleOptions::default()
+        };
+        assert_eq!(warp(&[1.0, 1.0], &opts).len(), 2);
     }
 }

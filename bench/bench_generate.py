@@ -33,6 +33,28 @@ def python_loop(emb, rnn, head, prompt_ids, max_tokens, num_samples):
     return torch.cat(tokens, 1)
 
 
+CHAIN = dict(top_k=50, top_p=0.9, min_p=0.05, repetition_penalty=1.2)
+
+
+def chain_bench(model, prompt, args, name):
+    """Plain sampling against the full decoding chain (top-k 50, top-p 0.9, min-p 0.05,
+    repetition penalty 1.2) on the same model, interleaved; the target is at most 1.2x."""
+    for batch in (1, 64):
+        plain = chain = float("inf")
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            model.generate(prompt, args.tokens, num_samples=batch)
+            plain = min(plain, time.perf_counter() - t)
+            t = time.perf_counter()
+            model.generate(prompt, args.tokens, num_samples=batch, **CHAIN)
+            chain = min(chain, time.perf_counter() - t)
+        print(
+            f"{name} batch {batch:3}: plain {batch * args.tokens / plain:9.0f} tok/s, "
+            f"full chain {batch * args.tokens / chain:9.0f} tok/s, "
+            f"time chain/plain {chain / plain:.2f}x"
+        )
+
+
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 1e6
@@ -76,6 +98,11 @@ def main():
             f"{batch * args.tokens / ref:9.0f} tok/s ({ref / args.tokens * 1e3:.3f} ms/step), "
             f"ratio {ref / ours:.2f}x"
         )
+    chain_bench(model, prompt, args, "char")
+    words = rustrnn.Vocab.build(default_corpus(), level="word")
+    torch.manual_seed(0)
+    word_model = rustrnn.LanguageModel(words, 64, 256, 2).eval()
+    chain_bench(word_model, "The ", args, f"word (vocab {len(words)})")
     weights = torch.rand(1024, 10000)
     for name, fn in (
         ("rustrnn.multinomial", lambda: rustrnn.multinomial(weights, 1, True)),

@@ -304,6 +304,8 @@ def targets(group: str, root: Path):
         gen = torch.Generator().manual_seed(0)
         kw = {"temperature": 0.9, "top_k": 5, "top_p": 0.95, "greedy": False}
         kw.update(num_samples=2, stop="sat", generator=gen, return_ids=True)
+        kw.update(min_p=0.05, typical_p=0.95, repetition_penalty=1.2, frequency_penalty=0.1)
+        kw.update(presence_penalty=0.1, no_repeat_ngram_size=2)
         yield "lm.generate", lm.generate, ("the cat", Big(6)), kw, False
         yield "lm.generate(ids)", lm.generate, (ids, Big(4)), {}, False
         path = PathArg(root / "model.safetensors")
@@ -562,6 +564,9 @@ def _cli_targets(root: Path):
         yield f"cli perplexity {model.rsplit('.', 1)[-1]}", ["perplexity", model, text], False
         score = ["score", model, text, "--per-token"]
         yield f"cli score {model.rsplit('.', 1)[-1]}", score, False
+    chain = ["generate", ckpt, "--prompt", "the", "--max-tokens", Big("5"), "--min-p", "0.05"]
+    chain += ["--typical-p", "0.9", "--repetition-penalty", "1.2", "--no-repeat-ngram", "2"]
+    yield "cli generate chain", chain, False
     ngram = ["ngram", text, "--order", "3", "--level", "word", "--smoothing", "add_k", "--k"]
     ngram += ["0.5", "--out", PathArg(root / "out.arpa")]
     yield "cli ngram", ngram, True

@@ -137,6 +137,12 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    g.add_argument("--min-p", type=float, default=None, help="min-p filtering, in [0, 1]")
+    g.add_argument("--typical-p", type=float, default=None, help="typical sampling's mass")
+    g.add_argument("--repetition-penalty", type=float, default=None, help="CTRL's penalty (1: off)")
+    g.add_argument(
+        "--no-repeat-ngram", type=int, default=None, help="never repeat an n-gram of this size"
+    )
     g.add_argument("--num-samples", type=_positive_int, default=1, help="continuations")
     g.add_argument("--seed", type=int, default=None, help="random seed")
 
@@ -358,6 +364,18 @@ def _cmd_generate(args) -> int:
     model = _load_model(args.checkpoint)
     if args.seed is not None:
         torch.manual_seed(args.seed)
+    chain = {
+        "min_p": args.min_p,
+        "typical_p": args.typical_p,
+        "repetition_penalty": args.repetition_penalty,
+        "no_repeat_ngram_size": args.no_repeat_ngram,
+    }
+    chain = {k: v for k, v in chain.items() if v is not None}
+    if chain and not hasattr(model, "vectors"):  # an n-gram model samples without them
+        raise CliError(
+            "--min-p, --typical-p, --repetition-penalty and --no-repeat-ngram "
+            "need a neural model's checkpoint"
+        )
     try:
         texts = model.generate(
             args.prompt,
@@ -367,6 +385,7 @@ def _cmd_generate(args) -> int:
             top_p=args.top_p,
             greedy=args.greedy,
             num_samples=args.num_samples,
+            **chain,
         )
     except (ValueError, KeyError, IndexError, RuntimeError, OverflowError) as e:
         raise CliError(str(e)) from None

@@ -32,10 +32,10 @@ impl RowDraw {
         }
     }
 
-    /// [`RowDraw::draw`] for a row that follows the tokens `previous`: with
+    /// [`RowDraw::draw`] for a row that has seen the tokens `seen`: with
     /// penalties, min-p or typical on, the whole decoding chain
     /// (`sampler::chain`) on a copy of the row, as `sample_after` draws.
-    pub fn draw_after(&mut self, logits: &[f32], previous: &[i64], u: f64) -> Result<usize, f32> {
+    pub fn draw_after(&mut self, logits: &[f32], seen: &chain::Seen, u: f64) -> Result<usize, f32> {
         if !self.opts.uses_chain() {
             return self.draw(logits, u);
         }
@@ -45,7 +45,7 @@ impl RowDraw {
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(logits);
-        let Some(cand) = chain::process(&mut self.scratch, previous, &self.opts) else {
+        let Some(cand) = chain::process(&mut self.scratch, seen, &self.opts) else {
             return Err(f32::NEG_INFINITY);
         };
         if self.opts.greedy {

@@ -35,6 +35,7 @@ use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 use crate::rnn::direction::DirWeights;
 use crate::rnn::fused::packing::{pack_layer, padded, pointwise, Floats};
 use crate::rnn::{Mode, RnnConfig};
+use crate::sampler::chain;
 use crate::sampler::{nonfinite_logits, SampleOptions, UniformSource};
 
 /// Tokens whose uniforms are fetched from the generator at once.
@@ -142,11 +143,9 @@ fn token_loop<I: FnMut() -> bool>(s: &Shared, tid: usize, mut lead: Option<&mut 
     let my_rows = split(s.rows, s.threads, tid);
     let mut draw = RowDraw::new(s.sample);
     // The tokens each of this thread's rows has seen, for the penalties.
-    let mut seen: Vec<Vec<i64>> = if s.sample.uses_chain() {
-        my_rows
-            .clone()
-            .map(|_| s.prompt.iter().map(|&t| t as i64).collect())
-            .collect()
+    let mut seen: Vec<chain::Seen> = if s.sample.uses_chain() {
+        let prompt: Vec<i64> = s.prompt.iter().map(|&t| t as i64).collect();
+        my_rows.clone().map(|_| chain::Seen::new(&prompt)).collect()
     } else {
         Vec::new()
     };

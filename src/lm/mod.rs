@@ -31,7 +31,7 @@ use crate::rnn::check::check_weights;
 use crate::rnn::product::Product;
 use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::{stack, RnnConfig};
-use crate::sampler::{sample_after, SampleOptions, UniformSource};
+use crate::sampler::{chain, sample_validated, SampleOptions, UniformSource};
 
 pub struct GenerateOptions<'a> {
     pub max_tokens: i64,
@@ -307,30 +307,29 @@ pub fn generate_sampled(
         check(cfg, w, prompt, opts)?;
         return fused::generate(cfg, w, prompt, opts, sample, rng, interrupted);
     }
-    // The tokens each row has seen, for the penalties: the prompt, then
-    // what it drew.
-    let mut seen: Option<Tensor> = if sample.penalties.is_off() {
-        None
-    } else {
-        let p = prompt.f_to_device(tch::Device::Cpu)?.f_unsqueeze(0)?;
-        Some(
-            p.f_expand([opts.num_samples.max(0), p.size()[1]], false)?
-                .f_contiguous()?,
-        )
-    };
+    if !sample.uses_chain() {
+        return generate(
+            cfg,
+            w,
+            prompt,
+            opts,
+            |logits, _| sample_validated(logits, sample, rng), // validated above
+            interrupted,
+        );
+    }
+    // The tokens each row has seen, for the penalties: the prompt, then what
+    // it drew (each draw adds its token).
+    let ids = Vec::<i64>::try_from(prompt.f_to_device(tch::Device::Cpu)?)?;
+    let rows = usize::try_from(opts.num_samples).unwrap_or(0);
+    let rows = if sample.penalties.is_off() { 0 } else { rows };
+    let mut seen = try_vec(chain::Seen::new(&ids), rows)
+        .map_err(|e| Error::shape(format!("num_samples = {rows}: {e}")))?;
     generate(
         cfg,
         w,
         prompt,
         opts,
-        |logits, _| {
-            let next = sample_after(logits, seen.as_ref(), sample, rng)?; // validated above
-            if let Some(s) = seen.as_mut() {
-                let col = next.f_to_device(tch::Device::Cpu)?.f_unsqueeze(1)?;
-                *s = Tensor::f_cat(&[s.shallow_clone(), col], 1)?;
-            }
-            Ok(next)
-        },
+        |logits, _| chain::sample_rows_seen(logits, &mut seen, sample, rng, true),
         interrupted,
     )
 }

@@ -73,23 +73,15 @@ impl Penalties {
         Ok(())
     }
 
-    /// Applies the penalties to `row` (one logit per token id) for the ids
-    /// seen so far, `previous`, oldest first. Ids outside the row are
-    /// ignored (the caller checks them against the vocabulary).
-    pub fn apply(&self, row: &mut [f32], previous: &[i64]) {
-        if self.is_off() || previous.is_empty() {
+    /// Applies the penalties to `row` (one logit per token id) for the
+    /// tokens `seen` so far. Ids outside the row are ignored (the callers
+    /// check them against the vocabulary).
+    pub fn apply(&self, row: &mut [f32], seen: &Seen) {
+        if self.is_off() || seen.ids.is_empty() {
             return;
         }
-        let mut counts: HashMap<usize, u32> = HashMap::new();
-        for &t in previous {
-            if let Ok(t) = usize::try_from(t) {
-                if t < row.len() {
-                    *counts.entry(t).or_insert(0) += 1;
-                }
-            }
-        }
         let rep = self.repetition as f32;
-        for (&t, &n) in &counts {
+        for (&t, &n) in &seen.counts {
             if let Some(x) = row.get_mut(t) {
                 if self.repetition != 1.0 {
                     *x = if *x < 0.0 { *x * rep } else { *x / rep };
@@ -98,12 +90,42 @@ impl Penalties {
             }
         }
         if self.no_repeat_ngram > 0 {
-            for t in banned_by_ngrams(previous, self.no_repeat_ngram) {
+            for t in banned_by_ngrams(&seen.ids, self.no_repeat_ngram) {
                 if let Some(x) = usize::try_from(t).ok().and_then(|t| row.get_mut(t)) {
                     *x = f32::NEG_INFINITY;
                 }
             }
         }
+    }
+}
+
+/// The tokens a row has seen (its prompt, then what it drew), with each
+/// one's count kept as tokens come, so a penalty costs the distinct tokens
+/// seen, not the whole history, at every step.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    ids: Vec<i64>,
+    counts: HashMap<usize, u32>,
+}
+
+impl Seen {
+    pub fn new(ids: &[i64]) -> Seen {
+        let mut seen = Seen::default();
+        for &t in ids {
+            seen.push(t);
+        }
+        seen
+    }
+
+    pub fn push(&mut self, id: i64) {
+        self.ids.push(id);
+        if let Ok(t) = usize::try_from(id) {
+            *self.counts.entry(t).or_insert(0) += 1;
+        }
+    }
+
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
     }
 }
 
@@ -121,11 +143,11 @@ pub fn banned_by_ngrams(previous: &[i64], n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// Penalties on `row` for the tokens `previous` (in the vocabulary), then
+/// Penalties on `row` for the tokens `seen` (in the vocabulary), then
 /// unless greedy the warpers: the candidates a token is drawn from (greedy:
 /// every token, penalized); None when the penalties removed every token.
-pub fn process(row: &mut [f32], previous: &[i64], opts: &SampleOptions) -> Option<Candidates> {
-    opts.penalties.apply(row, previous);
+pub fn process(row: &mut [f32], seen: &Seen, opts: &SampleOptions) -> Option<Candidates> {
+    opts.penalties.apply(row, seen);
     if !row.iter().any(|x| x.is_finite()) {
         return None;
     }
@@ -179,8 +201,8 @@ pub fn process_rows(x: &Tensor, previous: &[Vec<i64>], opts: &SampleOptions) -> 
         .zip(out.chunks_exact_mut(vocab))
         .enumerate()
     {
-        let prev = previous.get(r).map_or(&[][..], Vec::as_slice);
-        let cand = process(row, prev, opts).ok_or_else(|| removed_all(r, true))?;
+        let seen = Seen::new(previous.get(r).map_or(&[][..], Vec::as_slice));
+        let cand = process(row, &seen, opts).ok_or_else(|| removed_all(r, true))?;
         for (i, v) in cand {
             if let Some(d) = dst.get_mut(i) {
                 *d = v;
@@ -205,8 +227,29 @@ pub fn sample_rows<R: UniformSource + ?Sized>(
     rng: &mut R,
     batched: bool,
 ) -> Result<Tensor> {
+    let mut seen: Vec<Seen> = previous.iter().map(|p| Seen::new(p)).collect();
+    sample_rows_seen(x, &mut seen, opts, rng, batched)
+}
+
+/// [`sample_rows`] for rows that keep what they have seen in `seen` (one per
+/// row; a token loop's): each drawn token is added to its row's.
+pub fn sample_rows_seen<R: UniformSource + ?Sized>(
+    x: &Tensor,
+    seen: &mut [Seen],
+    opts: &SampleOptions,
+    rng: &mut R,
+    batched: bool,
+) -> Result<Tensor> {
     let (rows, _) = x.size2()?;
-    let (mut data, vocab) = rows_of(x, previous)?;
+    let ids: Vec<Vec<i64>> = Vec::new();
+    let (mut data, vocab) = rows_of(x, &ids)?;
+    for (r, s) in seen.iter().enumerate() {
+        if let Some(&bad) = s.ids().iter().find(|&&t| t < 0 || t as u64 >= vocab as u64) {
+            return Err(Error::Index(format!(
+                "previous token id {bad} (row {r}) is out of range for {vocab} logits"
+            )));
+        }
+    }
     let u = if opts.greedy {
         Vec::new()
     } else {
@@ -216,15 +259,19 @@ pub fn sample_rows<R: UniformSource + ?Sized>(
                 .f_contiguous()?,
         )?
     };
+    let empty = Seen::default();
     let mut out = Vec::with_capacity(data.len() / vocab);
     for (r, row) in data.chunks_exact_mut(vocab).enumerate() {
-        let prev = previous.get(r).map_or(&[][..], Vec::as_slice);
-        let cand = process(row, prev, opts).ok_or_else(|| removed_all(r, batched))?;
+        let cand = process(row, seen.get(r).unwrap_or(&empty), opts)
+            .ok_or_else(|| removed_all(r, batched))?;
         let token = if opts.greedy {
             argmax(row)
         } else {
             draw(&cand, u.get(r).copied().unwrap_or(0.0))
         };
+        if let Some(s) = seen.get_mut(r) {
+            s.push(token as i64);
+        }
         out.push(token as i64);
     }
     Ok(Tensor::from_slice(&out).f_to_device(x.device())?)
@@ -416,7 +463,7 @@ mod tests {
             presence: 0.5,
             no_repeat_ngram: 0,
         };
-        p.apply(&mut row, &[0, 1, 1, 9]);
+        p.apply(&mut row, &Seen::new(&[0, 1, 1, 9]));
         assert_eq!(
             row,
             [2.0 / 2.0 - 0.25 - 0.5, -2.0 * 2.0 - 0.5 - 0.5, 1.0, 0.5]

@@ -308,6 +308,9 @@ def targets(group: str, root: Path):
         kw.update(presence_penalty=0.1, no_repeat_ngram_size=2)
         yield "lm.generate", lm.generate, ("the cat", Big(6)), kw, False
         yield "lm.generate(ids)", lm.generate, (ids, Big(4)), {}, False
+        kw = {"num_beams": 3, "length_penalty": 0.5, "early_stopping": True, "stop": 2}
+        kw.update(num_return_sequences=2, return_ids=True, return_log_probs=True)
+        yield "lm.generate(beams)", lm.generate, ("the cat", Big(5)), kw, False
         path = PathArg(root / "model.safetensors")
         yield (
             "LanguageModel.load",
@@ -429,6 +432,8 @@ def _extension_targets(root: Path):
     args = (lm, prompt, Big(5), 2, [1], ["sat"], 0.9, 5, 0.9, False, None)
     yield "generate", ext.generate, args, {}, False
     yield "score_lines", ext.score_lines, (lm, [[1, 2], [3]], [[2, 3], [1]]), {}, False
+    args = (lm, prompt, Big(4), [1], 3, 1.0, False, 2)
+    yield "beam_search", ext.beam_search, args, {}, False
     # The model crosses as one handle: its tensors are swept one name at a time.
     for name in (
         "embedding.weight",

@@ -188,15 +188,17 @@ def _model(dtype):
 
 
 def _greedy_reference(model, prompt, steps, **opts):
-    """A plain-torch greedy loop: the whole sequence through forward each step, the
-    transformers processors on the last logits, argmax."""
-    ids = model.vocab.encode(prompt)
+    """A plain-torch greedy loop: the whole sequence (read after a line break, as
+    generate reads its prompt) through forward each step, the transformers processors on
+    the last logits, argmax."""
+    ids = torch.cat([torch.tensor([model.vocab.eos_id]), model.vocab.encode(prompt)])
+    start = len(ids)
     with torch.no_grad():
         for _ in range(steps):
             logits, _ = model(ids.unsqueeze(1))
             scores = hf_chain(logits[-1].float(), ids.unsqueeze(0), **opts)
             ids = torch.cat([ids, scores.argmax(-1)])
-    return ids[len(model.vocab.encode(prompt)) :]
+    return ids[start:]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # fused kernels, libtorch ops

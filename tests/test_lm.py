@@ -288,7 +288,9 @@ def _reference_tokens(model, prompt, steps, rows, uniforms=None, temperature=1.0
     ids, margin = [], float("inf")
     with torch.no_grad():
         for r in range(rows):
-            out, state = rnn(emb(model._ids(prompt)).unsqueeze(1))
+            # generate reads the prompt after a line break, as log_prob reads a text
+            context = torch.cat([torch.tensor([model._boundary_id()]), model._ids(prompt)])
+            out, state = rnn(emb(context).unsqueeze(1))
             logits = head(out[-1, 0])
             seq = []
             for t in range(steps):

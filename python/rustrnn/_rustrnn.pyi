@@ -38,6 +38,7 @@ __all__ = [
     "cpu_features",
     "evaluate_lm",
     "generate",
+    "beam_search",
     "load_model",
     "lm_stack_spec",
     "multinomial",
@@ -230,6 +231,19 @@ def generate(
 ) -> tuple[Tensor, list[int]]:
     """Generates ``num_samples`` continuations of ``prompt`` in one batch, without the GIL:
     ``(ids (num_samples, steps), lengths)``."""
+
+def beam_search(
+    model: _LanguageModel,
+    prompt: Tensor,
+    max_tokens: int,
+    stop: Sequence[int],
+    num_beams: int,
+    length_penalty: float,
+    early_stopping: bool,
+    num_return_sequences: int,
+) -> list[tuple[list[int], float]]:
+    """Beam search after ``prompt``: the best continuations, ``[(ids, log P(ids | prompt))]``,
+    best first, batched over the beams without the GIL."""
 
 def score_lines(
     model: _LanguageModel,

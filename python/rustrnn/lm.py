@@ -555,11 +555,18 @@ class LanguageModel(nn.Module):
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         no_repeat_ngram_size: int = 0,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        early_stopping: bool = False,
+        num_return_sequences: int = 1,
+        return_log_probs: bool = False,
     ):
         """Continues ``prompt`` by drawing each next token from the model's distribution.
 
-        The prompt primes the state; then the whole token loop runs in Rust with the GIL
-        released and no autograd graph. ``num_samples`` continuations are one batch. The
+        The prompt primes the state, read as :meth:`log_prob` reads a text: after a line
+        boundary (``"\\n"`` at char level, ``<eos>`` at word level), so an empty prompt
+        starts a new line. Then the whole token loop runs in Rust with the GIL released
+        and no autograd graph. ``num_samples`` continuations are one batch. The
         output grows as tokens come, so ``max_tokens`` may be far more than a run reaches
         before ``stop`` or Ctrl-C (``KeyboardInterrupt``) ends it.
 
@@ -581,6 +588,17 @@ class LanguageModel(nn.Module):
             generator: a CPU ``torch.Generator`` for the draws (default: torch's global
                 one, so ``torch.manual_seed`` makes the output repeat).
             return_ids: also return the generated ids.
+            num_beams: above 1, beam search instead of sampling (transformers'
+                ``num_beams``): the continuations of highest ``log P / len **
+                length_penalty`` (``len`` counting the stop token), batched over the
+                beams in Rust. It takes no sampling options and no stop strings.
+            length_penalty: above 0 favours longer continuations, below 0 shorter ones.
+            early_stopping: stop as soon as ``num_beams`` continuations have ended,
+                rather than when no running beam can beat them.
+            num_return_sequences: how many of the best to return (beam search).
+            return_log_probs: also return each continuation's ``log P(continuation |
+                prompt)`` (beam search), which equals ``log_prob(prompt +
+                continuation)`` minus ``log_prob(prompt)``.
 
         Returns:
             A list of ``num_samples`` strings (the continuations, without the prompt), or
@@ -597,7 +615,49 @@ class LanguageModel(nn.Module):
         """
         self._check_prompt_ids(prompt)
         ids = self._ids(prompt).cpu()
+        boundary = self._boundary_id()
+        if boundary is not None:
+            ids = torch.cat([ids.new_tensor([boundary]), ids])
         stop_ids, stop_strings = stop_rule(stop)
+        if num_beams != 1 or num_return_sequences != 1 or return_log_probs:
+            sampling = dict(
+                temperature=temperature != 1.0,
+                top_k=top_k is not None,
+                top_p=top_p is not None,
+                greedy=greedy,
+                num_samples=num_samples != 1,
+                stop_strings=bool(stop_strings),
+                min_p=min_p is not None,
+                typical_p=typical_p is not None,
+                penalties=(
+                    repetition_penalty,
+                    frequency_penalty,
+                    presence_penalty,
+                    no_repeat_ngram_size,
+                )
+                != (1.0, 0.0, 0.0, 0),
+            )
+            given = [k for k, v in sampling.items() if v]
+            if given:
+                raise ValueError(
+                    f"beam search (num_beams={num_beams}) takes none of {', '.join(given)}"
+                )
+            hyps = _rustrnn.beam_search(
+                self,
+                ids,
+                max_tokens,
+                stop_ids,
+                num_beams,
+                float(length_penalty),
+                bool(early_stopping),
+                num_return_sequences,
+            )
+            seqs = [torch.tensor(h, dtype=torch.long) for h, _ in hyps]
+            texts = [self.vocab.decode(s) for s in seqs]
+            result = (texts, seqs) if return_ids else (texts,)
+            if return_log_probs:
+                result += ([lp for _, lp in hyps],)
+            return result if len(result) > 1 else result[0]
         out, lengths = _rustrnn.generate(
             self,
             ids,

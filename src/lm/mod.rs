@@ -11,6 +11,7 @@
 //! and the output grows as tokens come: `max_tokens` is a bound, not a size
 //! to reserve (a run may stop, or be interrupted, long before it).
 
+pub mod beam;
 mod draw;
 mod fused;
 pub mod model;

@@ -8,6 +8,7 @@ use pyo3_tch::PyTensor;
 use super::gil::interrupt_poller;
 use super::model::PyLanguageModel;
 use super::sampler::with_rng;
+use crate::lm::beam::BeamOptions;
 use crate::lm::{self, GenerateOptions, Stop};
 use crate::sampler::{Penalties, SampleOptions};
 
@@ -96,5 +97,67 @@ pub fn generate(
             )
         })?;
         Ok((PyTensor(out.ids), out.lengths))
+    })
+}
+
+/// Beam search after `prompt`: the best `num_return_sequences` continuations
+/// of `num_beams` beams, in Rust without the GIL.
+///
+/// Args:
+///     model: the `LanguageModel`.
+///     prompt: 1-D int64 ids.
+///     max_tokens: tokens per continuation, at most.
+///     stop: ids that end a continuation (kept in it).
+///     num_beams, length_penalty, early_stopping, num_return_sequences: as
+///         transformers' `generate` takes them.
+///
+/// Returns:
+///     `[(ids, log_prob), ...]`, best first: `log_prob` is log P(ids | prompt).
+///
+/// Raises:
+///     ValueError: a bad option (num_beams < 1, num_return_sequences outside
+///         1..num_beams, max_tokens < 0), tensors that do not fit the config.
+///     IndexError: a prompt or stop id outside the vocabulary.
+///     KeyboardInterrupt: Ctrl-C during the search.
+#[pyfunction]
+#[pyo3(signature = (model, prompt, max_tokens, stop, num_beams, length_penalty, early_stopping,
+                    num_return_sequences))]
+#[allow(clippy::too_many_arguments)]
+pub fn beam_search(
+    py: Python<'_>,
+    model: PyLanguageModel,
+    prompt: PyTensor,
+    max_tokens: i64,
+    stop: Vec<i64>,
+    num_beams: usize,
+    length_penalty: f64,
+    early_stopping: bool,
+    num_return_sequences: usize,
+) -> PyResult<Vec<(Vec<i64>, f64)>> {
+    guard("beam_search", || {
+        let prompt = prompt.0;
+        let opts = BeamOptions {
+            num_beams,
+            length_penalty,
+            early_stopping,
+            num_return: num_return_sequences,
+        };
+        let hyps = py.allow_threads(move || {
+            let params = model.params();
+            let gen = GenerateOptions {
+                max_tokens,
+                num_samples: 1,
+                stop: Stop::new(stop, Vec::new(), None)?,
+            };
+            lm::beam::beam_search(
+                &params.rnn,
+                &params.weights(),
+                &prompt,
+                &gen,
+                &opts,
+                interrupt_poller(16),
+            )
+        })?;
+        Ok(hyps.into_iter().map(|h| (h.ids, h.log_prob)).collect())
     })
 }

@@ -36,6 +36,7 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rnn::cell_forward, m)?)?;
     m.add_function(wrap_pyfunction!(rnn::cell_param_specs, m)?)?;
     m.add_function(wrap_pyfunction!(lm::generate, m)?)?;
+    m.add_function(wrap_pyfunction!(lm::beam_search, m)?)?;
     m.add_function(wrap_pyfunction!(score::score_lines, m)?)?;
     m.add_function(wrap_pyfunction!(guard::_guard_selftest, m)?)?;
     checkpoint::register(m)?;

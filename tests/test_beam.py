@@ -5,9 +5,8 @@ reports for a continuation is log_prob(prompt + continuation) - log_prob(prompt)
 import itertools
 
 import pytest
-import torch
-
 import rustrnn
+import torch
 
 
 def _model(cell="lstm", dtype=torch.float64, level="word"):

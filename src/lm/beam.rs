@@ -151,7 +151,7 @@ pub fn beam_search(
         let sums = Tensor::from_slice(&running.iter().map(|b| b.1).collect::<Vec<_>>());
         let total = logp.f_add(&sums.f_unsqueeze(1)?)?.f_reshape([-1])?;
         let vocab = logp.size2()?.1;
-        let k = beams.saturating_mul(2).min(total.size()[0]);
+        let k = beams.saturating_mul(2).min(total.numel() as i64);
         let (values, flat) = total.f_topk(k, 0, true, true)?;
         let values = Vec::<f64>::try_from(values)?;
         let flat = Vec::<i64>::try_from(flat)?;

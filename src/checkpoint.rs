@@ -507,14 +507,7 @@ mod tests {
                 (s.name.clone(), t)
             })
             .collect();
-        Checkpoint {
-            kind: FileKind::Model,
-            config,
-            vocab,
-            params,
-            extra: BTreeMap::new(),
-            training: None,
-        }
+        Checkpoint::model(config, vocab, params)
     }
 
     fn value_err(r: Result<Checkpoint>) -> String {

@@ -7,10 +7,10 @@ use pyo3_tch::PyTensor;
 
 use super::gil::interrupt_poller;
 use super::model::PyLanguageModel;
-use super::sampler::with_rng;
+use super::sampler::{with_chain, with_rng};
 use crate::lm::beam::BeamOptions;
 use crate::lm::{self, GenerateOptions, Stop};
-use crate::sampler::{Penalties, SampleOptions};
+use crate::sampler::SampleOptions;
 
 /// Generates `num_samples` continuations of `prompt` in one batch, in Rust,
 /// without the GIL and without autograd.
@@ -68,14 +68,13 @@ pub fn generate(
     no_repeat_ngram_size: usize,
 ) -> PyResult<(PyTensor, Vec<i64>)> {
     guard("generate", || {
-        let penalties = Penalties {
-            repetition: repetition_penalty,
-            frequency: frequency_penalty,
-            presence: presence_penalty,
-            no_repeat_ngram: no_repeat_ngram_size,
-        };
-        let sample = SampleOptions::new(temperature, top_k, top_p, greedy)?
-            .with_chain(min_p, typical_p, penalties)?;
+        let sample = with_chain(
+            SampleOptions::new(temperature, top_k, top_p, greedy)?,
+            min_p,
+            typical_p,
+            [repetition_penalty, frequency_penalty, presence_penalty],
+            no_repeat_ngram_size,
+        )?;
         let prompt = prompt.0;
         let out = with_rng(py, "generate", generator, true, move |rng| {
             let _no_grad = tch::no_grad_guard();

@@ -122,14 +122,13 @@ fn sample(
 ) -> PyResult<PyTensor> {
     guard("sample", || {
         let top_k = top_k.map(|k| int_arg("sample", "top_k", k)).transpose()?;
-        let penalties = Penalties {
-            repetition: repetition_penalty,
-            frequency: frequency_penalty,
-            presence: presence_penalty,
-            no_repeat_ngram: no_repeat_ngram_size,
-        };
-        let opts = SampleOptions::new(temperature, top_k, top_p, greedy)?
-            .with_chain(min_p, typical_p, penalties)?;
+        let opts = with_chain(
+            SampleOptions::new(temperature, top_k, top_p, greedy)?,
+            min_p,
+            typical_p,
+            [repetition_penalty, frequency_penalty, presence_penalty],
+            no_repeat_ngram_size,
+        )?;
         let logits = logits.0;
         let previous = previous.map(|p| p.0);
         let out = with_rng(py, "sample", generator, false, move |rng| {
@@ -166,19 +165,37 @@ pub fn process_logits(
         let top_k = top_k
             .map(|k| int_arg("process_logits", "top_k", k))
             .transpose()?;
-        let penalties = Penalties {
-            repetition: repetition_penalty,
-            frequency: frequency_penalty,
-            presence: presence_penalty,
-            no_repeat_ngram: no_repeat_ngram_size,
-        };
-        let opts = SampleOptions::new(temperature, top_k, top_p, false)?
-            .with_chain(min_p, typical_p, penalties)?;
+        let opts = with_chain(
+            SampleOptions::new(temperature, top_k, top_p, false)?,
+            min_p,
+            typical_p,
+            [repetition_penalty, frequency_penalty, presence_penalty],
+            no_repeat_ngram_size,
+        )?;
         let (logits, previous) = (logits.0, previous.map(|p| p.0));
         let out =
             py.allow_threads(move || sampler::process_logits(&logits, previous.as_ref(), &opts))?;
         Ok(PyTensor(out))
     })
+}
+
+/// `base` with the decoding chain's keyword arguments (`sample`,
+/// `process_logits`, `generate`): min-p, typical, and the repetition,
+/// frequency and presence penalties and the n-gram ban; validated.
+pub(crate) fn with_chain(
+    base: SampleOptions,
+    min_p: Option<f64>,
+    typical_p: Option<f64>,
+    [repetition, frequency, presence]: [f64; 3],
+    no_repeat_ngram: usize,
+) -> crate::error::Result<SampleOptions> {
+    let penalties = Penalties {
+        repetition,
+        frequency,
+        presence,
+        no_repeat_ngram,
+    };
+    base.with_chain(min_p, typical_p, penalties)
 }
 
 /// An int argument, refusing bool as torch does; an int outside int64 is

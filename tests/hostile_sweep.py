@@ -572,6 +572,8 @@ def _cli_targets(root: Path):
     chain = ["generate", ckpt, "--prompt", "the", "--max-tokens", Big("5"), "--min-p", "0.05"]
     chain += ["--typical-p", "0.9", "--repetition-penalty", "1.2", "--no-repeat-ngram", "2"]
     yield "cli generate chain", chain, False
+    beams = ["generate", ckpt, "--prompt", "the", "--max-tokens", Big("5"), "--beams", "3"]
+    yield "cli generate beams", beams, False
     ngram = ["ngram", text, "--order", "3", "--level", "word", "--smoothing", "add_k", "--k"]
     ngram += ["0.5", "--out", PathArg(root / "out.arpa")]
     yield "cli ngram", ngram, True

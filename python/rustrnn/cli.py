@@ -143,6 +143,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--no-repeat-ngram", type=int, default=None, help="never repeat an n-gram of this size"
     )
+    g.add_argument("--beams", type=_positive_int, default=1, help="beam search with N beams")
     g.add_argument("--num-samples", type=_positive_int, default=1, help="continuations")
     g.add_argument("--seed", type=int, default=None, help="random seed")
 
@@ -371,6 +372,8 @@ def _cmd_generate(args) -> int:
         "no_repeat_ngram_size": args.no_repeat_ngram,
     }
     chain = {k: v for k, v in chain.items() if v is not None}
+    if args.beams > 1:
+        chain["num_beams"] = args.beams
     if chain and not hasattr(model, "vectors"):  # an n-gram model samples without them
         raise CliError(
             "--min-p, --typical-p, --repetition-penalty and --no-repeat-ngram "

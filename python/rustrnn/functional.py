@@ -8,11 +8,16 @@ from torch import Tensor
 from . import _rustrnn
 
 
-@torch.compiler.assume_constant_result
 def _check_probability(p: float) -> None:
     """The Rust rule for ``p`` (torch's ValueError). Dynamo cannot trace a call into the
     extension; marked so, it runs the check while tracing, ``p`` being a constant there."""
     _rustrnn.check_dropout(p)
+
+
+# What torch.compiler.assume_constant_result does, without calling it: it imports
+# torch._dynamo first (sympy and all), which made `import rustrnn` take a second, and a
+# Ctrl-C during that import could leave an interpreter that never exits.
+_check_probability._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

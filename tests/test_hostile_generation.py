@@ -113,6 +113,10 @@ def test_ctrl_c_ends_a_generation_of_a_trillion_tokens(dtype):
     assert lines(r) == ["KeyboardInterrupt: interrupted", True]
 
 
+def _sigint_default():  # pragma: no cover - runs in the child
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_generate_with_a_trillion_tokens_runs_until_interrupted(tmp_path):
     """``rustrnn generate --max-tokens 1000000000000`` aborted at once ("memory allocation
     of 8000000000000 bytes failed"); now it generates until Ctrl-C (exit status 130)."""
@@ -123,6 +127,9 @@ def test_cli_generate_with_a_trillion_tokens_runs_until_interrupted(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a suite started as a background job inherits SIGINT ignored
+        # (POSIX shells do that to `&` jobs), and a child then rightly ignores Ctrl-C too.
+        preexec_fn=_sigint_default,
     )
     try:
         # Wait until the extension is loaded (the model loads and generation starts

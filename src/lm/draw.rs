@@ -49,8 +49,7 @@ impl RowDraw {
             return Err(f32::NEG_INFINITY);
         };
         if self.opts.greedy {
-            let best = row_max(&self.scratch);
-            return Ok(self.scratch.iter().position(|&x| x == best).unwrap_or(0));
+            return Ok(chain::argmax(&self.scratch));
         }
         Ok(chain::draw(&cand, u))
     }

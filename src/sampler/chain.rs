@@ -160,7 +160,7 @@ pub fn process(row: &mut [f32], seen: &Seen, opts: &SampleOptions) -> Option<Can
 
 /// `x` `[rows, V]` as float32 rows on the CPU, and `previous` checked
 /// against the vocabulary.
-fn rows_of(x: &Tensor, previous: &[Vec<i64>]) -> Result<(Vec<f32>, usize)> {
+fn rows_of(x: &Tensor, seen: &[Seen]) -> Result<(Vec<f32>, usize)> {
     let (_, vocab) = x.size2()?;
     let data = Vec::<f32>::try_from(
         x.f_to_device(Device::Cpu)?
@@ -169,8 +169,8 @@ fn rows_of(x: &Tensor, previous: &[Vec<i64>]) -> Result<(Vec<f32>, usize)> {
             .f_reshape([-1])?,
     )?;
     let vocab = usize::try_from(vocab).unwrap_or(0).max(1);
-    for (r, prev) in previous.iter().enumerate() {
-        if let Some(&bad) = prev.iter().find(|&&t| t < 0 || t as u64 >= vocab as u64) {
+    for (r, s) in seen.iter().enumerate() {
+        if let Some(&bad) = s.ids().iter().find(|&&t| t < 0 || t as u64 >= vocab as u64) {
             return Err(Error::Index(format!(
                 "previous token id {bad} (row {r}) is out of range for {vocab} logits"
             )));
@@ -194,15 +194,16 @@ fn removed_all(r: usize, batched: bool) -> Error {
 /// sees (as transformers' `LogitsProcessorList` returns them, up to a shift
 /// of each row), removed tokens `-inf`; on `x`'s device, float32.
 pub fn process_rows(x: &Tensor, previous: &[Vec<i64>], opts: &SampleOptions) -> Result<Tensor> {
-    let (mut data, vocab) = rows_of(x, previous)?;
+    let seen: Vec<Seen> = previous.iter().map(|p| Seen::new(p)).collect();
+    let (mut data, vocab) = rows_of(x, &seen)?;
     let mut out = vec![f32::NEG_INFINITY; data.len()];
     for (r, (row, dst)) in data
         .chunks_exact_mut(vocab)
         .zip(out.chunks_exact_mut(vocab))
         .enumerate()
     {
-        let seen = Seen::new(previous.get(r).map_or(&[][..], Vec::as_slice));
-        let cand = process(row, &seen, opts).ok_or_else(|| removed_all(r, true))?;
+        let cand = process(row, seen.get(r).unwrap_or(&Seen::default()), opts)
+            .ok_or_else(|| removed_all(r, true))?;
         for (i, v) in cand {
             if let Some(d) = dst.get_mut(i) {
                 *d = v;
@@ -241,15 +242,7 @@ pub fn sample_rows_seen<R: UniformSource + ?Sized>(
     batched: bool,
 ) -> Result<Tensor> {
     let (rows, _) = x.size2()?;
-    let ids: Vec<Vec<i64>> = Vec::new();
-    let (mut data, vocab) = rows_of(x, &ids)?;
-    for (r, s) in seen.iter().enumerate() {
-        if let Some(&bad) = s.ids().iter().find(|&&t| t < 0 || t as u64 >= vocab as u64) {
-            return Err(Error::Index(format!(
-                "previous token id {bad} (row {r}) is out of range for {vocab} logits"
-            )));
-        }
-    }
+    let (mut data, vocab) = rows_of(x, seen)?;
     let u = if opts.greedy {
         Vec::new()
     } else {
@@ -278,7 +271,7 @@ pub fn sample_rows_seen<R: UniformSource + ?Sized>(
 }
 
 /// The first largest value's index.
-fn argmax(row: &[f32]) -> usize {
+pub fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in row.iter().enumerate() {
         if x > row.get(best).copied().unwrap_or(f32::NEG_INFINITY) {

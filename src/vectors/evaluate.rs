@@ -165,7 +165,7 @@ pub fn word_pairs(
         match (allowed.row(&a), allowed.row(&b)) {
             (Some(i), Some(j)) => {
                 gold.push(score);
-                model.push(row_cosine(wv, i, j)?);
+                model.push(wv.row_similarity(i, j)?);
             }
             _ => {
                 oov += 1;
@@ -278,13 +278,6 @@ pub fn word_analogies(wv: &WordVectors, path: &Path, opts: &EvalOptions) -> Resu
         sections,
         oov_ratio: oov as f64 / questions as f64 * 100.0,
     })
-}
-
-/// The cosine of two rows, in float32 as gensim computes it.
-fn row_cosine(wv: &WordVectors, i: usize, j: usize) -> Result<f64> {
-    let (a, b) = (wv.row(i, false)?, wv.row(j, false)?);
-    let (a, b) = (super::unit(&a)?, super::unit(&b)?);
-    Ok(a.f_dot(&b)?.f_double_value(&[])?)
 }
 
 /// A line as Python's text mode reads it: `\r\n` becomes `\n`.

@@ -139,10 +139,12 @@ impl WordVectors {
 
     /// The cosine similarity of two keys.
     pub fn similarity(&self, a: &str, b: &str) -> Result<f64> {
-        let (a, b) = (
-            unit(&self.row(self.index_of(a)?, false)?)?,
-            unit(&self.row(self.index_of(b)?, false)?)?,
-        );
+        self.row_similarity(self.index_of(a)?, self.index_of(b)?)
+    }
+
+    /// The cosine similarity of rows `i` and `j`, in float32 as gensim's.
+    pub fn row_similarity(&self, i: usize, j: usize) -> Result<f64> {
+        let (a, b) = (unit(&self.row(i, false)?)?, unit(&self.row(j, false)?)?);
         Ok(a.f_dot(&b)?.f_double_value(&[])?)
     }
 

@@ -30,7 +30,7 @@ if _rustrnn.TORCH_VERSION != _BUILT_FOR_TORCH:  # pragma: no cover - a broken bu
 # RUSTRNN_CPU raises ValueError (or, naming instructions this CPU lacks, warns) here.
 _rustrnn.cpu_features()
 
-from . import functional  # noqa: E402
+from . import backends, functional  # noqa: E402
 from ._rustrnn import (  # noqa: E402
     Vocab,  # noqa: E402
     cpu_features,
@@ -63,4 +63,5 @@ __all__ = [
     "sample",
     "cpu_features",
     "functional",
+    "backends",
 ]

@@ -32,6 +32,8 @@ __all__ = [
     "__version__",
     "cell_forward",
     "cell_param_specs",
+    "get_rnn_engine",
+    "set_rnn_engine",
     "check_dropout",
     "claim_checkpoint_dir",
     "clip_grad_norm",
@@ -198,6 +200,13 @@ def cell_param_specs(
     ``mode`` 'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU'. Sizes of 0 are taken; a negative
     one, or a parameter past 2**63 elements, is torch.empty's RuntimeError, and
     ``gates * hidden_size`` past a 64-bit size its TypeError."""
+
+def get_rnn_engine() -> str:
+    """The stacks' engine preference: 'auto' or 'libtorch' (see rustrnn.backends)."""
+
+def set_rnn_engine(name: str) -> str:
+    """Sets the stacks' engine preference ('auto' or 'libtorch', else ValueError) and
+    returns the one it replaces."""
 
 def cell_forward(
     mode: str,

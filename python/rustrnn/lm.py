@@ -585,8 +585,10 @@ class LanguageModel(nn.Module):
                 (like Hugging Face's ``stop_strings``; a special's spelling such as
                 ``"<eos>"`` also stops at that token); an int, a token id; or a list of
                 them.
-            generator: a CPU ``torch.Generator`` for the draws (default: torch's global
-                one, so ``torch.manual_seed`` makes the output repeat).
+            generator: a ``torch.Generator`` for the draws, on the CPU or on the model's
+                device (a CUDA generator for a model on CUDA draws there, with no copy
+                per token). Default: torch's global one of the model's device, so
+                ``torch.manual_seed`` makes the output repeat.
             return_ids: also return the generated ids.
             num_beams: above 1, beam search instead of sampling (transformers'
                 ``num_beams``): the continuations of highest ``log P / len **

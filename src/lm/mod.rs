@@ -196,6 +196,10 @@ fn grow<T>(out: &mut Vec<T>, more: usize) -> Result<()> {
         .map_err(|e| no_memory::<T>(out.len().saturating_add(more), e))
 }
 
+/// Tokens drawn between two looks at the stop rule on a device other than the
+/// CPU, each look a copy to the host that waits for the device.
+pub const STOP_CHECK_EVERY: usize = 16;
+
 /// Primes the state with `prompt`, then draws `max_tokens` tokens for
 /// `num_samples` continuations at once (one batch).
 ///
@@ -206,8 +210,30 @@ pub fn generate(
     w: &LmWeights,
     prompt: &Tensor,
     opts: &GenerateOptions,
+    draw: impl FnMut(&Tensor, i64) -> Result<Tensor>,
+    interrupted: impl FnMut() -> bool,
+) -> Result<Generated> {
+    // Off the CPU, reading the drawn ids back waits for the device: the stop rule
+    // looks at them every `STOP_CHECK_EVERY` tokens there, and after every one here.
+    let check_every = if w.embedding.device() == tch::Device::Cpu {
+        1
+    } else {
+        STOP_CHECK_EVERY
+    };
+    generate_checking(cfg, w, prompt, opts, draw, interrupted, check_every)
+}
+
+/// [`generate`] looking at the stop rule after every `check_every` tokens (and
+/// the last): the same result for any `check_every`, with more tokens drawn
+/// (and dropped) for larger ones.
+pub(crate) fn generate_checking(
+    cfg: &RnnConfig,
+    w: &LmWeights,
+    prompt: &Tensor,
+    opts: &GenerateOptions,
     mut draw: impl FnMut(&Tensor, i64) -> Result<Tensor>,
     mut interrupted: impl FnMut() -> bool,
+    check_every: usize,
 ) -> Result<Generated> {
     let _guard = tch::no_grad_guard();
     check(cfg, w, prompt, opts)?;
@@ -245,6 +271,7 @@ pub fn generate(
         .f_contiguous()?;
     let mut out: Vec<Tensor> = Vec::new();
     let mut stopped = 0;
+    let mut checked = 0;
     for step in 0..opts.max_tokens {
         if interrupted() {
             return Err(Error::Interrupted);
@@ -258,19 +285,35 @@ pub fn generate(
         }
         grow(&mut out, 1)?;
         out.push(next.shallow_clone());
-        if !opts.stop.is_empty() {
-            let ids = Vec::<i64>::try_from(next.f_to_device(tch::Device::Cpu)?)?;
-            for ((len, text), id) in lengths.iter_mut().zip(texts.iter_mut()).zip(ids) {
-                if *len < 0 && opts.stop.hit(text, id) {
-                    *len = step + 1;
-                    stopped += 1;
+        let last = step + 1 == opts.max_tokens;
+        if !opts.stop.is_empty() && (out.len() - checked >= check_every || last) {
+            // The tokens drawn since the last check, `[n, k]`, in one copy to the host.
+            let block = out.get(checked..).unwrap_or_default();
+            let k = block.len();
+            let ids = Vec::<i64>::try_from(
+                Tensor::f_stack(block, 1)?
+                    .f_to_device(tch::Device::Cpu)?
+                    .f_reshape([-1])?,
+            )?;
+            for (r, (len, text)) in lengths.iter_mut().zip(texts.iter_mut()).enumerate() {
+                for j in 0..k {
+                    let id = ids.get(r * k + j).copied().unwrap_or(-1);
+                    if *len < 0 && opts.stop.hit(text, id) {
+                        *len = (checked + j + 1) as i64;
+                        stopped += 1;
+                    }
                 }
             }
+            checked = out.len();
             if stopped == rows {
+                // Drawn past the last row's stop while the check waited: dropped, so the
+                // result is what a check after every token gives.
+                let longest = lengths.iter().copied().max().unwrap_or(0);
+                out.truncate(usize::try_from(longest).unwrap_or(0));
                 break;
             }
         }
-        if step + 1 == opts.max_tokens {
+        if last {
             break;
         }
         let x = w.embedding.f_index_select(0, &next)?;

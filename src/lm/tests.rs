@@ -69,3 +69,48 @@ fn fused_generation_matches_the_libtorch_path() {
         }
     }
 }
+
+/// Looking at the stop rule every k tokens (as off the CPU) gives what looking
+/// after every token gives: the same ids, the same lengths, with the tokens
+/// drawn past the last stop dropped.
+#[test]
+fn stop_checks_in_blocks_match_checks_every_token() {
+    tch::manual_seed(3);
+    let cfg = RnnConfig::new(Mode::Gru, 4, 6, 1).unwrap();
+    let rand = |shape: &[i64]| Tensor::rand(shape, (Kind::Double, Device::Cpu)) - 0.5;
+    let stack: Vec<Tensor> = cfg.param_specs().iter().map(|p| rand(&p.shape)).collect();
+    let (embedding, head_w) = (rand(&[30, 4]), rand(&[30, 6]));
+    let w = LmWeights {
+        embedding: &embedding,
+        stack: &stack,
+        head_weight: &head_w,
+        head_bias: None,
+    };
+    let prompt = Tensor::from_slice(&[1i64, 2]);
+    // Row r draws (7 s + 3 r + 1) mod 30 at step s: the stop ids come at
+    // different steps in each row, and never in the last one for stop 29.
+    let draw = |_: &Tensor, step: i64| -> crate::error::Result<Tensor> {
+        Ok((Tensor::from_slice(&[0i64, 1, 2, 3]) * 3 + 7 * step + 1).remainder(30))
+    };
+    for (stop_ids, max_tokens) in [(vec![5i64, 11], 40), (vec![29], 9), (vec![8], 40)] {
+        let run = |every: usize| {
+            let opts = GenerateOptions {
+                max_tokens,
+                num_samples: 4,
+                stop: Stop::new(stop_ids.clone(), Vec::new(), None).unwrap(),
+            };
+            let g =
+                super::generate_checking(&cfg, &w, &prompt, &opts, draw, || false, every).unwrap();
+            (
+                Vec::<i64>::try_from(g.ids.flatten(0, -1)).unwrap(),
+                g.ids.size(),
+                g.lengths,
+            )
+        };
+        let each = run(1);
+        assert!(each.2.iter().any(|&l| l < max_tokens) || stop_ids == [29]);
+        for every in [2, 3, 16, 100] {
+            assert_eq!(run(every), each, "stop {stop_ids:?}, every {every}");
+        }
+    }
+}

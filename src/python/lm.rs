@@ -27,8 +27,9 @@ use crate::sampler::SampleOptions;
 ///         frequency_penalty, presence_penalty, no_repeat_ngram_size: how each
 ///         token is drawn (`sample`'s decoding chain; the penalties look at the
 ///         prompt and the continuation).
-///     generator: a CPU `torch.Generator` for the uniforms, or None to draw
-///         from torch's default generator.
+///     generator: a `torch.Generator` for the uniforms, on the CPU or on the
+///         model's device, or None to draw from torch's default generator of
+///         the model's device.
 ///
 /// Returns:
 ///     `(ids (num_samples, steps), lengths)`: each row is valid up to its length.

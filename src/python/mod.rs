@@ -35,6 +35,8 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rnn::PyTape>()?;
     m.add_function(wrap_pyfunction!(rnn::cell_forward, m)?)?;
     m.add_function(wrap_pyfunction!(rnn::cell_param_specs, m)?)?;
+    m.add_function(wrap_pyfunction!(rnn::get_rnn_engine, m)?)?;
+    m.add_function(wrap_pyfunction!(rnn::set_rnn_engine, m)?)?;
     m.add_function(wrap_pyfunction!(lm::generate, m)?)?;
     m.add_function(wrap_pyfunction!(lm::beam_search, m)?)?;
     m.add_function(wrap_pyfunction!(score::score_lines, m)?)?;

@@ -10,7 +10,7 @@ use pyo3::types::PyType;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
-use crate::rnn::{cell, stack, CellConfig, Mode, RnnConfig, Tape};
+use crate::rnn::{cell, stack, CellConfig, Mode, Preference, RnnConfig, Tape};
 
 /// `(d_input or None, d_hx, d_cx or None, [d_weight, ...])`, as `Tape.backward` returns them.
 type StackGrads = (Option<PyTensor>, PyTensor, Option<PyTensor>, Vec<PyTensor>);
@@ -290,5 +290,25 @@ pub fn cell_param_specs(
             .into_iter()
             .map(|p| (p.name, p.shape))
             .collect())
+    })
+}
+
+/// The engine preference of this process's stacks: 'auto' (libtorch's ops,
+/// cuDNN, on CUDA; the fastest of rustrnn's engines for each layer on the CPU)
+/// or 'libtorch' (libtorch's ops on every device).
+#[pyfunction]
+pub fn get_rnn_engine() -> &'static str {
+    Preference::get().name()
+}
+
+/// Sets the engine preference (see `get_rnn_engine`) and returns the one it replaces.
+///
+/// Raises:
+///     ValueError: `name` is neither 'auto' nor 'libtorch'.
+#[pyfunction]
+#[pyo3(signature = (name))]
+pub fn set_rnn_engine(name: &str) -> PyResult<&'static str> {
+    guard("set_rnn_engine", || {
+        Ok(Preference::parse(name)?.set().name())
     })
 }

@@ -227,8 +227,8 @@ pub(crate) fn int_arg(func: &str, name: &str, value: &Bound<'_, PyAny>) -> PyRes
 
 /// Runs `work` without the GIL, drawing its uniforms from `generator` (a
 /// `torch.Generator`) when given, else from torch's default generator.
-/// With `on_cpu` the generator's uniforms are drawn on the CPU (a CPU
-/// generator) and moved to the device asked for.
+/// With `on_cpu` a CPU generator's uniforms are drawn on the CPU and moved to
+/// the device asked for; a generator on that device draws there.
 pub(crate) fn with_rng<T, F>(
     py: Python<'_>,
     func: &str,
@@ -250,6 +250,13 @@ where
             "{func}(): argument 'generator' must be torch.Generator, not {type_name}"
         )));
     }
+    // A generator on another device (the model's CUDA device) draws there.
+    let on_cpu = on_cpu
+        && generator
+            .getattr("device")?
+            .getattr("type")?
+            .extract::<String>()?
+            == "cpu";
     let mut source = TorchGenerator {
         generator: generator.unbind(),
         on_cpu,

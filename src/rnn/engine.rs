@@ -6,13 +6,20 @@
 //!   runs on the CPU;
 //! * `Fused`    – rustrnn's fused kernels (`fused`);
 //! * `Composed` – libtorch ops (`composed`), for every case the others do not
-//!   take (float64, projections, CUDA).
+//!   take (float64, projections, devices other than the CPU and CUDA).
+//!
+//! Above them, for the whole stack at once, [`Preference`] and [`whole_stack`]
+//! choose the `libtorch` engine: libtorch's own recurrent ops, which run
+//! cuDNN on CUDA. Every CUDA stack runs there; on the CPU it is chosen only when
+//! asked for (`Preference::Libtorch`), to test it, or to compare with torch.nn.
 //!
 //! A padded float32 CPU LSTM batch runs on oneDNN's layer kernel: as fast as
 //! ours, and what torch.nn runs. oneDNN's kernel takes the whole batch at
 //! every step and cannot shrink it from step to step, so a packed LSTM batch
 //! runs on our kernels, as does every float32 CPU GRU and Elman RNN without
 //! projections.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tch::{Device, Kind, Tensor};
 
@@ -24,6 +31,66 @@ use super::steps::Steps;
 use super::{composed, fused, onednn};
 use crate::error::{Error, Result};
 use crate::float::float_cpu;
+
+/// Which engines a process's stacks run on, set from Python
+/// (`rustrnn.backends.set_rnn_engine`), as torch's `torch.backends` flags are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preference {
+    /// libtorch's ops on CUDA; on the CPU the fastest engine for each layer.
+    Auto = 0,
+    /// libtorch's ops for the whole stack on every device.
+    Libtorch = 1,
+}
+
+static PREFERENCE: AtomicU8 = AtomicU8::new(0);
+
+impl Preference {
+    pub const ALL: [Preference; 2] = [Preference::Auto, Preference::Libtorch];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preference::Auto => "auto",
+            Preference::Libtorch => "libtorch",
+        }
+    }
+
+    /// The preference spelled `name`, or a ValueError listing the spellings.
+    pub fn parse(name: &str) -> Result<Preference> {
+        Preference::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                Error::value(format!(
+                    "the RNN engine must be one of 'auto', 'libtorch', got '{name}'"
+                ))
+            })
+    }
+
+    /// The process's preference.
+    pub fn get() -> Preference {
+        match PREFERENCE.load(Ordering::Relaxed) {
+            1 => Preference::Libtorch,
+            _ => Preference::Auto,
+        }
+    }
+
+    /// Sets the process's preference; returns the one it replaces.
+    pub fn set(self) -> Preference {
+        let old = PREFERENCE.swap(self as u8, Ordering::Relaxed);
+        if old == 1 {
+            Preference::Libtorch
+        } else {
+            Preference::Auto
+        }
+    }
+}
+
+/// Whether the whole stack over `x` runs on libtorch's ops: on CUDA, or when
+/// `pref` asks for it. An empty batch never does (there is nothing to run; the
+/// layer-direction path returns its empty outputs).
+pub fn whole_stack(pref: Preference, x: &Tensor, batch: usize) -> bool {
+    batch > 0 && (matches!(x.device(), Device::Cuda(_)) || pref == Preference::Libtorch)
+}
 
 /// What runs one layer-direction, forward and backward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,6 +9,8 @@
 //!   the backward follows it. The three engines, forward and backward:
 //!   * `composed` – libtorch ops (`composed/lstm`, `gru`, `simple`), any case;
 //!   * `onednn`   – the LSTM on oneDNN's fused layer kernel (float32 CPU);
+//!   * `libtorch` – the whole stack on libtorch's recurrent ops under its
+//!     autograd: cuDNN on CUDA, and on the CPU when asked for;
 //!   * `fused`    – LSTM, GRU and RNN on rustrnn's fused kernels (float32 CPU),
 //!     with `fused/backward` and `fused/packing` (weights packed for the
 //!     kernels, shared with generation).
@@ -29,6 +31,7 @@ pub mod config;
 pub(crate) mod direction;
 mod engine;
 pub(crate) mod fused;
+mod libtorch;
 mod onednn;
 pub mod product;
 mod saved;
@@ -39,4 +42,5 @@ mod tests;
 pub mod token;
 
 pub use config::{CellConfig, Mode, RnnConfig};
+pub use engine::Preference;
 pub use stack::{Grads, RnnOutput, Tape};

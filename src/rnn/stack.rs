@@ -7,7 +7,8 @@ use tch::{Device, Kind, Tensor};
 use super::check::{prepare, zeros_on, Layout};
 use super::config::RnnConfig;
 use super::direction::{DirBackward, DirWeights};
-use super::engine::{self, DirTape};
+use super::engine::{self, DirTape, Preference};
+use super::libtorch;
 use super::steps::Steps;
 use crate::dtype::{dtype_name, kind_of, tensor_device_name, tensor_dtype_name};
 use crate::error::{Error, Result};
@@ -18,11 +19,17 @@ struct LayerTape {
     dirs: Vec<DirTape>,
 }
 
+/// What the engines kept: per layer-direction, or libtorch's tape of the whole stack.
+enum Recorded {
+    Layers(Vec<LayerTape>),
+    Libtorch(libtorch::Saved),
+}
+
 /// Everything the backward pass needs from one forward call.
 pub struct Tape {
     cfg: RnnConfig,
     weights: Vec<Tensor>,
-    layers: Vec<LayerTape>,
+    recorded: Recorded,
     layout: Layout,
     steps: Steps,
     input_shape: Vec<i64>,
@@ -67,8 +74,84 @@ pub fn forward(
     train: bool,
     keep_tape: bool,
 ) -> Result<RnnOutput> {
+    let pref = Preference::get();
+    forward_with(
+        pref,
+        cfg,
+        input,
+        batch_sizes,
+        hx,
+        cx,
+        weights,
+        train,
+        keep_tape,
+    )
+}
+
+/// [`forward`] under the engine preference `pref` instead of the process's.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_with(
+    pref: Preference,
+    cfg: &RnnConfig,
+    input: &Tensor,
+    batch_sizes: Option<&[i64]>,
+    hx: Option<&Tensor>,
+    cx: Option<&Tensor>,
+    weights: &[Tensor],
+    train: bool,
+    keep_tape: bool,
+) -> Result<RnnOutput> {
     let _guard = tch::no_grad_guard();
     let prep = prepare(cfg, input, batch_sizes, hx, cx, weights)?;
+    let steps = &prep.steps;
+    let (out, h_n, c_n, recorded) = if engine::whole_stack(pref, &prep.input, steps.batch()) {
+        let o = libtorch::forward(cfg, &prep, weights, train, keep_tape)?;
+        (o.out, o.h_n, o.c_n, o.saved.map(Recorded::Libtorch))
+    } else {
+        let (out, h_n, c_n, layers) = by_layer(cfg, &prep, weights, train, keep_tape)?;
+        (out, h_n, c_n, keep_tape.then_some(Recorded::Layers(layers)))
+    };
+    let layout = prep.layout;
+    // The caller attaches autograd history to the returned tensors; the tape keeps
+    // the same storage under separate tensor objects (`detach` aliases), or the
+    // output -> grad_fn -> tape -> output loop would keep every step alive.
+    let output = layout.sequence_out(&out.f_detach()?, steps)?;
+    let h_n = layout.state_out(&h_n)?;
+    let c_n = c_n.map(|c| layout.state_out(&c)).transpose()?;
+    let tape = match recorded {
+        Some(recorded) => Some(Tape {
+            cfg: cfg.clone(),
+            weights: weights.iter().map(|w| w.shallow_clone()).collect(),
+            recorded,
+            layout,
+            steps: prep.steps.clone(),
+            input_shape: input.size(),
+            h_shape: h_n.size(),
+            c_shape: c_n.as_ref().map(Tensor::size),
+            kind: output.f_kind()?,
+            device: output.device(),
+            device_name: tensor_device_name(&output),
+        }),
+        None => None,
+    };
+    Ok(RnnOutput {
+        output,
+        h_n,
+        c_n,
+        tape,
+    })
+}
+
+/// The stack layer by layer, each layer-direction on the engine chosen for it
+/// (`engine::forward`): the output rows `[N, D * H_out]`, the stacked final
+/// states, and what each layer kept for the backward (with `keep_tape`).
+fn by_layer(
+    cfg: &RnnConfig,
+    prep: &super::check::Prepared,
+    weights: &[Tensor],
+    train: bool,
+    keep_tape: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>, Vec<LayerTape>)> {
     let steps = &prep.steps;
     let per_dir = cfg.params_per_direction();
     let dirs = cfg.num_directions();
@@ -124,40 +207,13 @@ pub fn forward(
             tapes.push(LayerTape { mask, dirs: saved });
         }
     }
-    let layout = prep.layout;
-    // The caller attaches autograd history to the returned tensors; the tape keeps
-    // the same storage under separate tensor objects (`detach` aliases), or the
-    // output -> grad_fn -> tape -> output loop would keep every step alive.
-    let output = layout.sequence_out(&layer_input.f_detach()?, steps)?;
-    let h_n = layout.state_out(&Tensor::f_stack(&h_n, 0)?)?;
+    let h_n = Tensor::f_stack(&h_n, 0)?;
     let c_n = if c_n.is_empty() {
         None
     } else {
-        Some(layout.state_out(&Tensor::f_stack(&c_n, 0)?)?)
+        Some(Tensor::f_stack(&c_n, 0)?)
     };
-    let tape = if keep_tape {
-        Some(Tape {
-            cfg: cfg.clone(),
-            weights: weights.iter().map(|w| w.shallow_clone()).collect(),
-            layers: tapes,
-            layout,
-            steps: prep.steps.clone(),
-            input_shape: input.size(),
-            h_shape: h_n.size(),
-            c_shape: c_n.as_ref().map(Tensor::size),
-            kind: output.f_kind()?,
-            device: output.device(),
-            device_name: tensor_device_name(&output),
-        })
-    } else {
-        None
-    };
-    Ok(RnnOutput {
-        output,
-        h_n,
-        c_n,
-        tape,
-    })
+    Ok((layer_input, h_n, c_n, tapes))
 }
 
 fn check_grad(name: &str, grad: &Tensor, want: &[i64]) -> Result<()> {
@@ -171,6 +227,13 @@ fn check_grad(name: &str, grad: &Tensor, want: &[i64]) -> Result<()> {
 }
 
 impl Tape {
+    /// The input's gradient, from flat rows to the caller's layout.
+    fn input_grad(&self, rows: &Tensor) -> Result<Tensor> {
+        let d = self.layout.sequence_out(rows, &self.steps)?;
+        check_grad("input", &d, &self.input_shape)?;
+        Ok(d)
+    }
+
     /// Checks a gradient against the forward's output it belongs to: its
     /// shape, dtype and device, before any kernel reads it.
     fn check_output_grad(&self, name: &str, grad: &Tensor, want: &[i64]) -> Result<()> {
@@ -228,6 +291,18 @@ pub fn backward(
         Some(c) => Some(layout.state_in(c)?),
         None => None,
     };
+    let layers = match &tape.recorded {
+        Recorded::Layers(layers) => layers,
+        Recorded::Libtorch(saved) => {
+            let g = libtorch::backward(saved, &d_out, &d_hn, d_cn.as_ref(), need_input_grad)?;
+            return Ok(Grads {
+                input: g.input.map(|d| tape.input_grad(&d)).transpose()?,
+                hx: layout.state_out(&g.h0)?,
+                cx: g.c0.map(|c| layout.state_out(&c)).transpose()?,
+                weights: g.weights,
+            });
+        }
+    };
     let dirs = cfg.num_directions();
     let h_out = cfg.real_hidden_size();
     let per_dir = cfg.params_per_direction();
@@ -236,7 +311,7 @@ pub fn backward(
     let mut dc0 = Vec::new();
     let mut d_input = None;
     for layer in (0..cfg.num_layers).rev() {
-        let lt = &tape.layers[layer as usize];
+        let lt = &layers[layer as usize];
         let need_dx = layer > 0 || need_input_grad;
         let mut dx_sum: Option<Tensor> = None;
         for dir in 0..dirs {
@@ -293,14 +368,7 @@ pub fn backward(
         let v: Vec<Tensor> = v.into_iter().map(|(_, t)| t).collect();
         layout.state_out(&Tensor::f_stack(&v, 0)?)
     };
-    let input = match d_input {
-        Some(d) => {
-            let d = layout.sequence_out(&d, &tape.steps)?;
-            check_grad("input", &d, &tape.input_shape)?;
-            Some(d)
-        }
-        None => None,
-    };
+    let input = d_input.map(|d| tape.input_grad(&d)).transpose()?;
     Ok(Grads {
         input,
         hx: stack(dh0)?,
@@ -345,10 +413,19 @@ impl Tape {
     /// nothing was kept).
     #[cfg(test)]
     pub(super) fn engines(&self) -> Vec<Vec<Option<engine::Engine>>> {
-        self.layers
-            .iter()
-            .map(|l| l.dirs.iter().map(DirTape::engine).collect())
-            .collect()
+        match &self.recorded {
+            Recorded::Layers(layers) => layers
+                .iter()
+                .map(|l| l.dirs.iter().map(DirTape::engine).collect())
+                .collect(),
+            Recorded::Libtorch(_) => Vec::new(),
+        }
+    }
+
+    /// Whether libtorch's ops ran the whole stack.
+    #[cfg(test)]
+    pub(super) fn ran_libtorch(&self) -> bool {
+        matches!(self.recorded, Recorded::Libtorch(_))
     }
 
     /// A copy sharing every tensor, so the backward can run on its own thread
@@ -357,14 +434,18 @@ impl Tape {
         Tape {
             cfg: self.cfg.clone(),
             weights: self.weights.iter().map(|w| w.shallow_clone()).collect(),
-            layers: self
-                .layers
-                .iter()
-                .map(|l| LayerTape {
-                    mask: l.mask.as_ref().map(|m| m.shallow_clone()),
-                    dirs: l.dirs.iter().map(DirTape::shallow_clone).collect(),
-                })
-                .collect(),
+            recorded: match &self.recorded {
+                Recorded::Layers(layers) => Recorded::Layers(
+                    layers
+                        .iter()
+                        .map(|l| LayerTape {
+                            mask: l.mask.as_ref().map(|m| m.shallow_clone()),
+                            dirs: l.dirs.iter().map(DirTape::shallow_clone).collect(),
+                        })
+                        .collect(),
+                ),
+                Recorded::Libtorch(saved) => Recorded::Libtorch(saved.shallow_clone()),
+            },
             layout: self.layout,
             steps: self.steps.clone(),
             input_shape: self.input_shape.clone(),

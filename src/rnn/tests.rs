@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 use super::cell::{self, CellWeights};
 use super::config::{Mode, RnnConfig};
 use super::direction::{DirBackward, DirWeights};
-use super::engine::{self, Engine};
+use super::engine::{self, Engine, Preference};
 use super::stack;
 use super::steps::Steps;
 use super::{composed, saved};
@@ -86,6 +86,10 @@ fn reference(
 }
 
 fn check(cfg: RnnConfig, kind: Kind, tol: f64) {
+    check_with(Preference::Auto, cfg, kind, tol)
+}
+
+fn check_with(pref: Preference, cfg: RnnConfig, kind: Kind, tol: f64) {
     tch::manual_seed(0);
     let w = weights(&cfg, kind);
     let opts = (kind, tch::Device::Cpu);
@@ -94,7 +98,8 @@ fn check(cfg: RnnConfig, kind: Kind, tol: f64) {
     let h0 = Tensor::randn([rows, 2, cfg.real_hidden_size()], opts).set_requires_grad(true);
     let c0 = Tensor::randn([rows, 2, cfg.hidden_size], opts).set_requires_grad(true);
     let lstm = cfg.mode == Mode::Lstm;
-    let out = stack::forward(
+    let out = stack::forward_with(
+        pref,
         &cfg,
         &x,
         None,
@@ -105,6 +110,8 @@ fn check(cfg: RnnConfig, kind: Kind, tol: f64) {
         true,
     )
     .unwrap();
+    let tape = out.tape.as_ref().unwrap();
+    assert_eq!(tape.ran_libtorch(), pref == Preference::Libtorch);
     let (r_out, r_h, r_c) = reference(&cfg, &w, &x, &h0, &c0);
     assert!(
         out.output.allclose(&r_out, tol, tol, false),
@@ -158,6 +165,30 @@ fn composed_backward_matches_autograd_float64() {
         }
     }
     check(config(Mode::Lstm, 2, true, true, 2), Kind::Double, 1e-10);
+}
+
+/// The libtorch engine (libtorch's own recurrent ops under its autograd, what
+/// runs on CUDA) against the cells: its weight order, state layout and
+/// gradient order.
+#[test]
+fn libtorch_engine_matches_autograd() {
+    for mode in [Mode::RnnTanh, Mode::RnnRelu, Mode::Lstm, Mode::Gru] {
+        for (bidirectional, bias) in [(false, true), (true, true), (true, false)] {
+            let cfg = config(mode, 2, bidirectional, bias, 0);
+            check_with(Preference::Libtorch, cfg.clone(), Kind::Double, 1e-10);
+            check_with(Preference::Libtorch, cfg, Kind::Float, 1e-5);
+        }
+    }
+    let proj = config(Mode::Lstm, 2, true, true, 2);
+    check_with(Preference::Libtorch, proj, Kind::Double, 1e-10);
+}
+
+#[test]
+fn preference_round_trips_its_names() {
+    for p in Preference::ALL {
+        assert_eq!(Preference::parse(p.name()).unwrap(), p);
+    }
+    assert!(Preference::parse("cudnn").is_err());
 }
 
 #[test]

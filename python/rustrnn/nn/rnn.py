@@ -161,15 +161,53 @@ class RNNBase(nn.Module):
         return [flat[i : i + per] for i in range(0, len(flat), per)]
 
     def flatten_parameters(self) -> None:
-        """Does nothing and returns None, kept so code written for torch.nn runs unchanged.
+        """Compacts the parameters into one cuDNN weight buffer on CUDA, as torch.nn does.
 
-        torch.nn compacts the weights into one cuDNN buffer on CUDA (on the CPU its
-        ``flatten_parameters`` is a no-op too). rustrnn reads every weight from its own
-        Parameter at each call (``_flat_weights`` follows ``.to()``, ``load_state_dict``
-        with ``assign=True`` and parametrizations), on every device, so there is nothing
-        to compact.
+        Each Parameter stays the same object and becomes a view of the buffer, so that
+        cuDNN reads the weights in place at every call. Called by ``.to()``, ``.cuda()``
+        and the other ``_apply`` methods. Elsewhere (the CPU, parameters of mixed dtypes
+        or devices, aliased parameters, or a dtype cuDNN does not take) it does nothing,
+        as torch.nn's: the stacks read every weight from its own Parameter at each call
+        then, and on CUDA copy them into a buffer for the call.
         """
+        weights = self._flat_weights
+        if len(weights) != len(self._flat_weights_names) or not all(
+            isinstance(w, Tensor) for w in weights
+        ):
+            return None
+        first = weights[0]
+        if not all(
+            w.dtype == first.dtype
+            and w.is_cuda
+            and w.device == first.device
+            and torch.backends.cudnn.is_acceptable(w)
+            for w in weights
+        ):
+            return None
+        if len({w.data_ptr() for w in weights}) != len(weights):
+            return None  # aliased weights keep the copying path, as torch.nn's
+        from torch.backends.cudnn import rnn as cudnn_rnn
+
+        with torch.cuda.device_of(first), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                per_direction = (4 if self.bias else 2) + (1 if self.proj_size > 0 else 0)
+                torch._cudnn_rnn_flatten_weight(
+                    weights,
+                    per_direction,
+                    self.input_size,
+                    cudnn_rnn.get_cudnn_mode(self.mode),
+                    self.hidden_size,
+                    self.proj_size,
+                    self.num_layers,
+                    self.batch_first,
+                    bool(self.bidirectional),
+                )
         return None
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return result
 
     def to_torch(self) -> nn.RNNBase:
         """The torch.nn stack of this configuration (``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``),

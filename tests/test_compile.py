@@ -101,16 +101,20 @@ def test_compiled_matches_eager_float32(case, backend):
     check_compiled_matches_eager(case, torch.float32, backend, 1e-5)
 
 
+@pytest.mark.parametrize("engine", ["auto", "libtorch"])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_training_dropout_draws_the_forwards_masks_in_backward(kind, backend):
+def test_training_dropout_draws_the_forwards_masks_in_backward(kind, backend, engine):
     """The backward recomputes the forward: its gradients are those of the masks the
-    forward drew, which the eager module reproduces from the same seed."""
+    forward drew, which the eager module reproduces from the same seed. Under the
+    libtorch engine (every CUDA stack's) too: libtorch's autograd records nothing inside
+    a custom op, so both the forward op and its recomputation run on rustrnn's engines
+    and draw rustrnn's masks, those of the eager module on them."""
     module = build(kind, dict(num_layers=3, dropout=0.5, bidirectional=True), torch.float64)
     x = make_input(module, False, torch.float64)
     compiled = torch.compile(module, fullgraph=True, backend=backend)
     # Inductor has its own random numbers unless told to fall back to torch's.
-    with torch._inductor.config.patch(fallback_random=True):
+    with torch._inductor.config.patch(fallback_random=True), rustrnn.backends.rnn_engine(engine):
         torch.manual_seed(7)
         got_out, got_grads = run(compiled, module, x, None)
         again_out, _ = run(compiled, module, x, None)

@@ -11,8 +11,10 @@ torch's.
   that glue without a GPU, and a way to compare with torch.nn on the same kernels.
 
 The preference is the process's, like ``torch.backends.cudnn.enabled``; the stacks
-read it at each forward call. Results agree with torch.nn on every engine; dropout
-masks between layers are rustrnn's on every engine, drawn from torch's generator.
+read it at each forward call. Results agree with torch.nn on every engine. Dropout
+between layers (training mode) on the libtorch engine is the op's own, so from one
+seed it draws torch.nn's masks; rustrnn's other engines draw masks of their own, from
+torch's generator too.
 
 Example::
 

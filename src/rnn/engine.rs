@@ -88,8 +88,17 @@ impl Preference {
 /// Whether the whole stack over `x` runs on libtorch's ops: on CUDA, or when
 /// `pref` asks for it. An empty batch never does (there is nothing to run; the
 /// layer-direction path returns its empty outputs).
-pub fn whole_stack(pref: Preference, x: &Tensor, batch: usize) -> bool {
-    batch > 0 && (matches!(x.device(), Device::Cuda(_)) || pref == Preference::Libtorch)
+///
+/// A forward that keeps a tape, or draws dropout masks, needs libtorch's
+/// autograd to record it (the tape is autograd's; the op's masks are
+/// reproducible only by rerunning the op). Where it records nothing — inside
+/// torch.compile's custom ops, whose backward recomputes the forward — both the
+/// forward and its recomputation run on rustrnn's engines, so they draw the
+/// same masks.
+pub fn whole_stack(pref: Preference, x: &Tensor, batch: usize, needs_autograd: bool) -> bool {
+    batch > 0
+        && (matches!(x.device(), Device::Cuda(_)) || pref == Preference::Libtorch)
+        && (!needs_autograd || super::libtorch::autograd_records())
 }
 
 /// What runs one layer-direction, forward and backward.

@@ -10,6 +10,8 @@
 //! so this engine can be chosen there too ([`super::engine::Preference`]) and
 //! all of its glue — the weights' order, the states' layout, dropout between
 //! layers, the gradients' order — is tested on every run, with or without a GPU.
+//! Dropout between layers is the op's own, as torch.nn's (the other engines
+//! draw rustrnn's masks).
 //!
 //! cuDNN wants the weights in one buffer of its own layout. torch.nn compacts
 //! its parameters into one (`flatten_parameters`, on `.to("cuda")`); rustrnn's
@@ -119,6 +121,18 @@ fn flattened(cfg: &RnnConfig, leaves: Vec<Tensor>, input: &Tensor) -> Vec<Tensor
     }
 }
 
+/// Whether libtorch's autograd records ops here. It does not inside a custom
+/// op's implementation (torch.compile's path: the autograd dispatch keys are
+/// excluded there) or in inference mode, where grad mode alone cannot turn it
+/// back on; a one-element probe tells.
+pub fn autograd_records() -> bool {
+    let probe = || -> Result<bool> {
+        let leaf = Tensor::f_zeros([1], (Kind::Float, Device::Cpu))?.f_set_requires_grad(true)?;
+        Ok(tch::with_grad(|| leaf.f_mul_scalar(2.0))?.requires_grad())
+    };
+    probe().unwrap_or(false)
+}
+
 /// A fresh leaf sharing `t`'s storage, recorded by autograd when `grad`.
 fn leaf(t: &Tensor, grad: bool) -> Result<Tensor> {
     let t = t.f_detach()?;
@@ -129,23 +143,20 @@ fn leaf(t: &Tensor, grad: bool) -> Result<Tensor> {
     })
 }
 
-/// Layers `first..first + count` of the stack as one call of libtorch's op:
-/// `x` `[N, I]` laid out by `prep.steps`, states `[count * D, B, H]`.
-fn run_layers(
+/// The whole stack as one call of libtorch's op: `x` `[N, I]` laid out by
+/// `prep.steps`, states `[L * D, B, H]`; the output rows `[N, D * H_out]`.
+fn run(
     cfg: &RnnConfig,
     prep: &Prepared,
     x: &Tensor,
     h0: &Tensor,
     c0: Option<&Tensor>,
     weights: &[Tensor],
-    count: i64,
+    train: bool,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let (bias, bidi) = (cfg.bias, cfg.bidirectional);
+    let (bias, layers, p, bidi) = (cfg.bias, cfg.num_layers, cfg.dropout, cfg.bidirectional);
     let steps = &prep.steps;
-    // Dropout between layers is applied by `forward`, with rustrnn's masks.
-    let (p, train) = (0.0, false);
-    let packed = prep.layout.packed || !steps.is_uniform();
-    let sizes = if packed {
+    let sizes = if prep.layout.packed || !steps.is_uniform() {
         Some(steps.sizes_tensor()?)
     } else {
         None
@@ -156,29 +167,29 @@ fn run_layers(
             let c0 = c0.ok_or_else(|| Error::shape("LSTM needs an initial cell state"))?;
             let hx = [h0.shallow_clone(), c0.shallow_clone()];
             let (o, h, c) = match &sizes {
-                Some(s) => Tensor::f_lstm_data(x, s, &hx, weights, bias, count, p, train, bidi)?,
+                Some(s) => Tensor::f_lstm_data(x, s, &hx, weights, bias, layers, p, train, bidi)?,
                 None => x
                     .f_view(shape3)?
-                    .f_lstm(&hx, weights, bias, count, p, train, bidi, false)?,
+                    .f_lstm(&hx, weights, bias, layers, p, train, bidi, false)?,
             };
             (o, h, Some(c))
         }
         (mode, Some(s)) => {
             let (o, h) = match mode {
-                Mode::Gru => Tensor::f_gru_data(x, s, h0, weights, bias, count, p, train, bidi)?,
+                Mode::Gru => Tensor::f_gru_data(x, s, h0, weights, bias, layers, p, train, bidi)?,
                 Mode::RnnTanh => {
-                    Tensor::f_rnn_tanh_data(x, s, h0, weights, bias, count, p, train, bidi)?
+                    Tensor::f_rnn_tanh_data(x, s, h0, weights, bias, layers, p, train, bidi)?
                 }
-                _ => Tensor::f_rnn_relu_data(x, s, h0, weights, bias, count, p, train, bidi)?,
+                _ => Tensor::f_rnn_relu_data(x, s, h0, weights, bias, layers, p, train, bidi)?,
             };
             (o, h, None)
         }
         (mode, None) => {
             let x3 = x.f_view(shape3)?;
             let (o, h) = match mode {
-                Mode::Gru => x3.f_gru(h0, weights, bias, count, p, train, bidi, false)?,
-                Mode::RnnTanh => x3.f_rnn_tanh(h0, weights, bias, count, p, train, bidi, false)?,
-                _ => x3.f_rnn_relu(h0, weights, bias, count, p, train, bidi, false)?,
+                Mode::Gru => x3.f_gru(h0, weights, bias, layers, p, train, bidi, false)?,
+                Mode::RnnTanh => x3.f_rnn_tanh(h0, weights, bias, layers, p, train, bidi, false)?,
+                _ => x3.f_rnn_relu(h0, weights, bias, layers, p, train, bidi, false)?,
             };
             (o, h, None)
         }
@@ -187,11 +198,11 @@ fn run_layers(
     Ok((out.f_reshape([-1, features])?, h_n, c_n))
 }
 
-/// Runs the stack on libtorch's ops. Without dropout between layers, the whole
-/// stack is one call (cuDNN pipelines its layers); with it, one call a layer,
-/// rustrnn's dropout masks between them, as on the other engines: the same
-/// masks from the same generator, which `torch.compile`'s recomputing backward
-/// relies on (cuDNN's own dropout state is not reseeded by `torch.manual_seed`).
+/// Runs the stack on libtorch's ops, the whole stack in one call (cuDNN
+/// pipelines its layers). Dropout between layers is the op's own, as torch.nn's:
+/// torch's generator on the CPU, cuDNN's dropout state on CUDA, which libtorch
+/// seeds anew from the CUDA generator after `torch.manual_seed` — so a seeded
+/// call repeats its masks, which `torch.compile`'s recomputing backward needs.
 pub fn forward(
     cfg: &RnnConfig,
     prep: &Prepared,
@@ -210,48 +221,11 @@ pub fn forward(
     let x = leaf(&prep.input, keep_tape)?;
     let h0 = leaf(&prep.h0, keep_tape)?;
     let c0 = prep.c0.as_ref().map(|c| leaf(c, keep_tape)).transpose()?;
-    let run = || -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let dropout = train && cfg.dropout > 0.0 && cfg.num_layers > 1;
-        let group = if dropout { 1 } else { cfg.num_layers };
-        let dirs = cfg.num_directions();
-        let per = cfg.params_per_direction() * dirs as usize;
-        let (mut input, mut h_n, mut c_n) = (x.shallow_clone(), Vec::new(), Vec::new());
-        for first in (0..cfg.num_layers).step_by(group as usize) {
-            if first > 0 {
-                input = input.f_mul(&crate::dropout::mask(&input, cfg.dropout)?)?;
-            }
-            let rows = first * dirs;
-            let (lo, hi) = (first as usize * per, (first + group) as usize * per);
-            let w = leaves
-                .get(lo..hi)
-                .ok_or_else(|| Error::shape("the stack has fewer parameters than layers"))?;
-            let c = c0
-                .as_ref()
-                .map(|c| c.f_narrow(0, rows, group * dirs))
-                .transpose()?;
-            let h = h0.f_narrow(0, rows, group * dirs)?;
-            let (out, h, c) = run_layers(cfg, prep, &input, &h, c.as_ref(), w, group)?;
-            input = out;
-            h_n.push(h);
-            c_n.extend(c);
-        }
-        let cat = |v: Vec<Tensor>| -> Result<Tensor> {
-            Ok(match v.len() {
-                1 => v.into_iter().next().unwrap_or_default(),
-                _ => Tensor::f_cat(&v, 0)?,
-            })
-        };
-        let c_n = if c_n.is_empty() {
-            None
-        } else {
-            Some(cat(c_n)?)
-        };
-        Ok((input, cat(h_n)?, c_n))
-    };
+    let call = || run(cfg, prep, &x, &h0, c0.as_ref(), &leaves, train);
     let (out, h_n, c_n) = if keep_tape {
-        tch::with_grad(run)?
+        tch::with_grad(call)?
     } else {
-        run()?
+        call()?
     };
     let saved = keep_tape.then(|| {
         let mut inputs = vec![x, h0];
@@ -305,6 +279,13 @@ pub fn backward(
         }
         root.ok_or_else(|| Error::shape("the forward returned nothing"))
     })?;
+    if !root.requires_grad() {
+        // libtorch's engine would be handed an edge to nothing.
+        return Err(Error::shape(
+            "the forward ran where libtorch's autograd records nothing (a custom op's \
+             implementation or inference mode); run the backward from a forward outside it",
+        ));
+    }
     let skip = usize::from(!need_input_grad);
     let wanted = saved.inputs.get(skip..).unwrap_or_default();
     let mut got = Tensor::f_run_backward(&[root], wanted, true, false)?.into_iter();

@@ -104,13 +104,15 @@ pub(crate) fn forward_with(
     let _guard = tch::no_grad_guard();
     let prep = prepare(cfg, input, batch_sizes, hx, cx, weights)?;
     let steps = &prep.steps;
-    let (out, h_n, c_n, recorded) = if engine::whole_stack(pref, &prep.input, steps.batch()) {
-        let o = libtorch::forward(cfg, &prep, weights, train, keep_tape)?;
-        (o.out, o.h_n, o.c_n, o.saved.map(Recorded::Libtorch))
-    } else {
-        let (out, h_n, c_n, layers) = by_layer(cfg, &prep, weights, train, keep_tape)?;
-        (out, h_n, c_n, keep_tape.then_some(Recorded::Layers(layers)))
-    };
+    let dropout = train && cfg.dropout > 0.0 && cfg.num_layers > 1;
+    let (out, h_n, c_n, recorded) =
+        if engine::whole_stack(pref, &prep.input, steps.batch(), keep_tape || dropout) {
+            let o = libtorch::forward(cfg, &prep, weights, train, keep_tape)?;
+            (o.out, o.h_n, o.c_n, o.saved.map(Recorded::Libtorch))
+        } else {
+            let (out, h_n, c_n, layers) = by_layer(cfg, &prep, weights, train, keep_tape)?;
+            (out, h_n, c_n, keep_tape.then_some(Recorded::Layers(layers)))
+        };
     let layout = prep.layout;
     // The caller attaches autograd history to the returned tensors; the tape keeps
     // the same storage under separate tensor objects (`detach` aliases), or the

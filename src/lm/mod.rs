@@ -32,7 +32,7 @@ use crate::rnn::check::check_weights;
 use crate::rnn::product::Product;
 use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::{stack, RnnConfig};
-use crate::sampler::{chain, sample_validated, SampleOptions, UniformSource};
+use crate::sampler::{chain, sample_deferred, sample_validated, SampleOptions, UniformSource};
 
 pub struct GenerateOptions<'a> {
     pub max_tokens: i64,
@@ -351,6 +351,9 @@ pub fn generate_sampled(
         check(cfg, w, prompt, opts)?;
         return fused::generate(cfg, w, prompt, opts, sample, rng, interrupted);
     }
+    if !sample.uses_chain() && w.embedding.device() != tch::Device::Cpu {
+        return generate_deferred(cfg, w, prompt, opts, sample, rng, interrupted);
+    }
     if !sample.uses_chain() {
         return generate(
             cfg,
@@ -430,4 +433,44 @@ impl crate::sampler::UniformSource for Pregenerated {
         }
         Ok(table.f_to_device(device)?)
     }
+}
+
+/// [`generate_sampled`] off the CPU, where reading a value back waits for the
+/// device: each token is drawn by [`sample_deferred`], which reads nothing
+/// back, and whether any row's logits were not finite is read once, at the
+/// end (the same error [`sample_validated`] gives at once).
+pub(crate) fn generate_deferred(
+    cfg: &RnnConfig,
+    w: &LmWeights,
+    prompt: &Tensor,
+    opts: &GenerateOptions,
+    sample: &SampleOptions,
+    rng: &mut dyn UniformSource,
+    interrupted: impl FnMut() -> bool,
+) -> Result<Generated> {
+    let mut bad: Option<Tensor> = None;
+    let out = generate(
+        cfg,
+        w,
+        prompt,
+        opts,
+        |logits, _| {
+            let (tokens, row_bad) = sample_deferred(logits, sample, rng)?;
+            bad = Some(match bad.take() {
+                Some(b) => b.f_logical_or(&row_bad)?,
+                None => row_bad,
+            });
+            Ok(tokens)
+        },
+        interrupted,
+    )?;
+    if let Some(b) = bad {
+        if b.f_int64_value(&[])? != 0 {
+            return Err(Error::shape(
+                "sample: the logits contain nan or inf, or a row of them is all -inf \
+                 (the model's weights or inputs are not finite)",
+            ));
+        }
+    }
+    Ok(out)
 }

@@ -114,3 +114,76 @@ fn stop_checks_in_blocks_match_checks_every_token() {
         }
     }
 }
+
+/// The draw that reads nothing back (what runs off the CPU) against the
+/// checking one, on the CPU from the same uniforms: the same tokens; and
+/// logits that are not finite are still an error, read at the end.
+#[test]
+fn deferred_draws_match_checked_draws() {
+    tch::manual_seed(5);
+    let (vocab, rows, steps) = (40, 3, 12);
+    let cfg = RnnConfig::new(Mode::Lstm, 5, 8, 2).unwrap();
+    let rand = |shape: &[i64]| Tensor::rand(shape, (Kind::Double, Device::Cpu)) * 2 - 1;
+    let stack: Vec<Tensor> = cfg.param_specs().iter().map(|p| rand(&p.shape)).collect();
+    let (embedding, head_w, head_b) = (rand(&[vocab, 5]), rand(&[vocab, 8]) * 3, rand(&[vocab]));
+    let w = LmWeights {
+        embedding: &embedding,
+        stack: &stack,
+        head_weight: &head_w,
+        head_bias: Some(&head_b),
+    };
+    let prompt = Tensor::from_slice(&[1i64, 4]);
+    let opts = GenerateOptions {
+        max_tokens: steps,
+        num_samples: rows,
+        stop: Stop::none(),
+    };
+    let table = Tensor::rand([steps, rows], (Kind::Double, Device::Cpu));
+    let options = [
+        SampleOptions::default(),
+        SampleOptions {
+            temperature: 0.7,
+            top_k: Some(9),
+            ..Default::default()
+        },
+        SampleOptions {
+            top_p: Some(0.8),
+            ..Default::default()
+        },
+        SampleOptions {
+            greedy: true,
+            ..Default::default()
+        },
+    ];
+    for sample in options {
+        let mut rng = Pregenerated::new(table.shallow_clone());
+        let checked = generate(
+            &cfg,
+            &w,
+            &prompt,
+            &opts,
+            |l, _| crate::sampler::sample_validated(l, &sample, &mut rng),
+            || false,
+        )
+        .unwrap();
+        let mut rng = Pregenerated::new(table.shallow_clone());
+        let deferred =
+            super::generate_deferred(&cfg, &w, &prompt, &opts, &sample, &mut rng, || false)
+                .unwrap();
+        assert_eq!(
+            Vec::<i64>::try_from(checked.ids.flatten(0, -1)).unwrap(),
+            Vec::<i64>::try_from(deferred.ids.flatten(0, -1)).unwrap(),
+            "{sample:?}"
+        );
+    }
+    let nan_head = head_w.copy();
+    let _ = nan_head.get(3).fill_(f64::NAN);
+    let w = LmWeights {
+        head_weight: &nan_head,
+        ..w
+    };
+    let mut rng = Pregenerated::new(table);
+    let sample = SampleOptions::default();
+    let err = super::generate_deferred(&cfg, &w, &prompt, &opts, &sample, &mut rng, || false);
+    assert!(err.is_err(), "nan logits must be an error");
+}

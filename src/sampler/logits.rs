@@ -13,7 +13,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::chain::{self, Penalties};
-use super::multinomial::sample_rows;
+use super::multinomial::{sample_rows, sample_unchecked};
 use super::uniform::UniformSource;
 use crate::dtype::{dtype_name, is_floating_point};
 use crate::error::{Error, Result};
@@ -226,16 +226,65 @@ pub fn sample_after<R: UniformSource + ?Sized>(
         let rows = previous_rows(previous, rows)?;
         return finish(chain::sample_rows(&x, &rows, opts, rng, batched)?);
     }
-    if opts.greedy {
-        return finish(x.f_argmax(1, false)?);
-    }
+    finish(draw(&x, &row_max, opts, rng, Reads::Checked)?)
+}
 
+/// Whether a draw may read values back from the device (which waits for it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// torch's errors for bad weights, and top-p's candidates grown as needed.
+    Checked,
+    /// Nothing read back: top-p sorts the whole row, the weights are not checked.
+    Deferred,
+}
+
+/// [`sample_validated`] for a token loop on a device where reading a value
+/// back waits for it (CUDA), for options without the decoding chain
+/// (temperature, top-k, top-p, greedy): `logits` `[rows, V]` of a float dtype,
+/// `V > 0`. For finite logits the tokens `[rows]` are those
+/// [`sample_validated`] draws from the same uniforms; nothing is read back.
+/// Also returns a flag `[]` on the device, true where a row has no finite
+/// maximum (its token is then some index in range), for the caller to read
+/// when it waits for the device anyway.
+pub fn sample_deferred<R: UniformSource + ?Sized>(
+    logits: &Tensor,
+    opts: &SampleOptions,
+    rng: &mut R,
+) -> Result<(Tensor, Tensor)> {
+    let _no_grad = tch::no_grad_guard();
+    if opts.uses_chain() {
+        return Err(Error::value(
+            "sample_deferred takes no decoding-chain options (min_p, typical_p, penalties)",
+        ));
+    }
+    let x = match logits.f_kind()? {
+        Kind::Float | Kind::Double => logits.shallow_clone(),
+        _ => logits.f_to_kind(Kind::Float)?,
+    };
+    let row_max = x.f_amax(1, true)?;
+    let bad = row_max.f_isfinite()?.f_all()?.f_logical_not()?;
+    Ok((draw(&x, &row_max, opts, rng, Reads::Deferred)?, bad))
+}
+
+/// One token per row of `x` `[rows, V]` whose row maxima are `row_max`
+/// `[rows, 1]`, by temperature, top-k, top-p or greedy.
+fn draw<R: UniformSource + ?Sized>(
+    x: &Tensor,
+    row_max: &Tensor,
+    opts: &SampleOptions,
+    rng: &mut R,
+    reads: Reads,
+) -> Result<Tensor> {
+    let vocab = x.size2()?.1;
+    if opts.greedy {
+        return Ok(x.f_argmax(1, false)?);
+    }
     // float32 holds temperatures down to ~1e-38; below 1e-30 work in float64,
     // which takes any positive temperature without turning 0 / T into nan.
     let (x, row_max) = if opts.temperature < 1e-30 && x.f_kind()? != Kind::Double {
         (x.f_to_kind(Kind::Double)?, row_max.f_to_kind(Kind::Double)?)
     } else {
-        (x, row_max)
+        (x.shallow_clone(), row_max.shallow_clone())
     };
     let z = x.f_sub(&row_max)?.f_div_scalar(opts.temperature)?;
     let top_k = opts.top_k.filter(|&k| k < vocab);
@@ -247,9 +296,13 @@ pub fn sample_after<R: UniformSource + ?Sized>(
             let (v, i) = z.f_topk(k, 1, true, true)?;
             (v, Some(i), None)
         }
-        (None, Some(p)) => {
+        (None, Some(p)) if reads == Reads::Checked => {
             let (v, i, mass) = nucleus_candidates(&z, p)?;
             (v, Some(i), Some(mass))
+        }
+        (None, Some(_)) => {
+            let (v, i) = z.f_sort(1, true)?;
+            (v, Some(i), None)
         }
         (None, None) => (z, None, None),
     };
@@ -265,12 +318,15 @@ pub fn sample_after<R: UniformSource + ?Sized>(
         let before = cum.f_sub(&w64)?.f_div(&total)?;
         weights = w64.f_masked_fill(&before.f_ge(p)?, 0.0)?;
     }
-    let pos = sample_rows(&weights, 1, true, rng, true)?;
+    let pos = match reads {
+        Reads::Checked => sample_rows(&weights, 1, true, rng, true)?,
+        Reads::Deferred => sample_unchecked(&weights, rng)?,
+    };
     let tokens = match ids {
         Some(ids) => ids.f_gather(1, &pos, false)?,
         None => pos,
     };
-    finish(tokens.f_squeeze_dim(1)?)
+    Ok(tokens.f_squeeze_dim(1)?)
 }
 
 /// The logits the decoding chain leaves for `logits` (`[V]` or `[B, V]`)

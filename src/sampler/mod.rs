@@ -25,7 +25,9 @@ mod uniform;
 
 pub use chain::Penalties;
 pub(crate) use logits::nonfinite_logits;
-pub use logits::{process_logits, sample_after, sample_logits, sample_validated, SampleOptions};
+pub use logits::{
+    process_logits, sample_after, sample_deferred, sample_logits, sample_validated, SampleOptions,
+};
 pub use multinomial::multinomial;
 pub use uniform::{DefaultGenerator, UniformSource};
 

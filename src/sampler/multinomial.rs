@@ -187,6 +187,24 @@ pub(super) fn sample_rows<R: UniformSource + ?Sized>(
     drawn.map_err(|fault| fault.into_error(batched, num_samples))
 }
 
+/// One index per row of the non-negative weights `w` `[rows, C]`, with
+/// replacement, from `rng`'s uniforms `[rows, 1]`, by whole-tensor ops and
+/// without checking the weights (which would read a value back and wait for
+/// the device): the draw of a token loop on a GPU, whose caller checks the
+/// rows in its own time. Always an index in range; for valid weights the one
+/// [`multinomial`]'s whole-tensor path draws from the same uniforms.
+pub(super) fn sample_unchecked<R: UniformSource + ?Sized>(
+    w: &Tensor,
+    rng: &mut R,
+) -> Result<Tensor> {
+    let (rows, _) = w.size2()?;
+    let w64 = w.f_to_kind(Kind::Double)?;
+    let cum = w64.f_cumsum(1, Kind::Double)?;
+    let total = cum.f_narrow(1, cum.size2()?.1 - 1, 1)?;
+    let u = uniforms(rng, &[rows, 1], w.device())?;
+    tensor_ops::draw_cumulative(&cum, &total, &w64.f_gt(0.0)?, &u)
+}
+
 /// Whole-tensor ops for devices other than the CPU.
 mod tensor_ops {
     use super::*;
@@ -228,17 +246,7 @@ mod tensor_ops {
 
         let idx = if replacement || num_samples == 1 {
             let u = uniforms(rng, &[rows, num_samples], device)?;
-            let t = u.f_mul(&total)?;
-            let idx = t
-                .f_searchsorted(&cum, false, true, "right", None::<Tensor>)?
-                .f_clamp_max(cats - 1)?;
-            // Rounding in a parallel cumsum could land on a zero weight: map every
-            // index to the nearest positive weight at or before it (or the first one).
-            let ar = Tensor::f_arange(cats, (Kind::Int64, device))?;
-            let (prev, _) = ar.f_where_scalarother(&positive, -1)?.f_cummax(1)?;
-            let first_pos = positive.f_to_kind(Kind::Int64)?.f_argmax(1, true)?;
-            let owner = prev.f_where_self(&prev.f_ge(0)?, &first_pos)?;
-            owner.f_gather(1, &idx, false)?
+            draw_cumulative(&cum, &total, &positive, &u)?
         } else {
             // Exponential race: the order of log w - log E, E ~ Exp(1), is the
             // order of sequential draws without replacement.
@@ -251,6 +259,31 @@ mod tensor_ops {
             keys.f_topk(num_samples, 1, true, true)?.1
         };
         Ok(Ok(idx))
+    }
+
+    /// Draws with replacement by inverting the cumulative weights `cum`
+    /// `[rows, C]` (row sums `total` `[rows, 1]`, `positive` where a weight is
+    /// above zero) at the uniforms `u` `[rows, n]`. Always an index in range,
+    /// of a positive weight where the row has one, whatever the weights hold:
+    /// no value is read back, so nothing waits for the device.
+    pub(super) fn draw_cumulative(
+        cum: &Tensor,
+        total: &Tensor,
+        positive: &Tensor,
+        u: &Tensor,
+    ) -> Result<Tensor> {
+        let (_, cats) = cum.size2()?;
+        let idx = u
+            .f_mul(total)?
+            .f_searchsorted(cum, false, true, "right", None::<Tensor>)?
+            .f_clamp_max(cats - 1)?;
+        // Rounding in a parallel cumsum could land on a zero weight: map every
+        // index to the nearest positive weight at or before it (or the first one).
+        let ar = Tensor::f_arange(cats, (Kind::Int64, cum.device()))?;
+        let (prev, _) = ar.f_where_scalarother(positive, -1)?.f_cummax(1)?;
+        let first_pos = positive.f_to_kind(Kind::Int64)?.f_argmax(1, true)?;
+        let owner = prev.f_where_self(&prev.f_ge(0)?, &first_pos)?;
+        Ok(owner.f_gather(1, &idx, false)?)
     }
 
     fn first_fault(code: &Tensor, bad: &Tensor, w64: &Tensor, nnz: &Tensor) -> Result<Fault> {

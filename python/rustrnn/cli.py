@@ -113,7 +113,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--eval-every", type=_positive_int, default=200, help="validate every N steps")
     t.add_argument("--seed", type=_seed, default=0, help="random seed")
-    t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    t.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device, e.g. cpu or cuda (under torchrun, cuda means cuda:LOCAL_RANK)",
+    )
     t.add_argument(
         "--out",
         default="runs/default",
@@ -225,6 +229,40 @@ def _train_device(name: str):
     return device
 
 
+def _join_torchrun(device):
+    """Under torchrun (``WORLD_SIZE`` above 1): joins the process group, NCCL on CUDA
+    (each process on its ``LOCAL_RANK``'s GPU) and gloo on the CPU, so that
+    :func:`rustrnn.train` averages the gradients across the processes.
+
+    Returns:
+        ``(rank, device, joined)``.
+    """
+    import torch
+
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise CliError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
+    if world <= 1:
+        return 0, device, False
+    dist = torch.distributed
+    if not dist.is_available():
+        raise CliError("WORLD_SIZE is set, but this torch has no torch.distributed")
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise CliError(
+                f"LOCAL_RANK {local}: this machine has {torch.cuda.device_count()} CUDA devices"
+            )
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    try:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    except (RuntimeError, ValueError) as e:
+        raise CliError(f"cannot join the torchrun process group: {e}") from None
+    return dist.get_rank(), device, True
+
+
 def _claim_out(args) -> None:
     """``--out`` before any training: a writable directory, and not an earlier run's
     unless ``--resume`` or ``--overwrite`` says what to do with it."""
@@ -271,15 +309,33 @@ def _check_model_size(args, vocab_size: int, embed: int) -> None:
 def _cmd_train(args) -> int:
     import torch
 
-    import rustrnn
-
-    from .corpus import default_corpus, split
+    from .corpus import default_corpus
 
     device = _train_device(args.device)
     text = _read_files(args.files) if args.files else default_corpus()
     if not text.strip():
         raise CliError("the corpus is empty: nothing to train on")
-    _claim_out(args)
+    rank, device, joined = _join_torchrun(device)
+    try:
+        return _train_joined(args, text, device, rank, joined)
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
+
+
+def _train_joined(args, text, device, rank, joined) -> int:
+    """``rustrnn train`` once the process knows its rank: rank 0 claims ``--out``,
+    writes the model and prints; every rank trains."""
+    import torch
+
+    import rustrnn
+
+    from .corpus import split
+
+    if rank == 0:
+        _claim_out(args)
+    if joined:
+        torch.distributed.barrier()
     train_text, valid_text = split(text)
     torch.manual_seed(args.seed)
     try:
@@ -336,6 +392,8 @@ def _cmd_train(args) -> int:
         )
     except (ValueError, OSError, RuntimeError, FloatingPointError) as e:
         raise CliError(str(e)) from None
+    if rank != 0:
+        return 0
     final = Path(args.out) / "model.safetensors"
     try:
         model.save(final)

@@ -109,6 +109,22 @@ def test_the_tie_and_ban_cases_remove_what_they_should():
     assert torch.isinf(out[6]) and torch.isfinite(out).sum() == V - 1
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_top_k_alone_keeps_the_ties_too(dtype):
+    """``top_k`` without the chain's other options takes the sampler's fast path; it keeps
+    every token tied with the k-th as the chain (and transformers) does: the eight tied
+    tokens are drawn equally often (chi-square), no other ever."""
+    x = rows()[6].to(dtype)  # eight tokens tie for the top, the rest 0
+    theirs = hf_chain(x.unsqueeze(0), torch.zeros(1, 0, dtype=torch.long), top_k=3)
+    probs = theirs.softmax(-1)[0].double()
+    assert (probs > 0).sum() == 8
+    g = torch.Generator().manual_seed(3)
+    draws = rustrnn.sample(x.expand(16_000, V).contiguous(), top_k=3, generator=g)
+    counts = torch.bincount(draws, minlength=V).double()
+    assert counts[probs == 0].sum() == 0
+    assert chi2_p(counts, probs) > 1e-4
+
+
 def chi2_p(counts, probs):
     n = counts.sum()
     expected = probs * n

@@ -1,6 +1,7 @@
 //! The next token from one row of float32 logits in a slice, by the rule of
 //! [`crate::sampler::sample_logits`]: shift by the row maximum, divide by the
-//! temperature, keep the top k and/or the nucleus of mass p, draw with one
+//! temperature, keep the top k (with any tied with the k-th) and/or the nucleus
+//! of mass p, draw with one
 //! uniform against the running sum of `exp`. For the fused generation loop,
 //! where building tensors for each row would cost more than the draw.
 
@@ -81,7 +82,16 @@ impl RowDraw {
         let desc = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);
         if let Some(k) = top_k {
             self.order.select_nth_unstable_by(k - 1, desc);
-            self.order.truncate(k);
+            // Every token tied with the k-th stays, as transformers' top-k keeps it.
+            let kth = self.order.get(k - 1).map_or(f32::NAN, |&i| logits[i]);
+            let mut kept = k;
+            for j in k..vocab {
+                if logits[self.order[j]] == kth {
+                    self.order.swap(kept, j);
+                    kept += 1;
+                }
+            }
+            self.order.truncate(kept);
             self.order.sort_unstable_by(desc);
         } else if top_p.is_some() {
             self.order.sort_unstable_by(desc);

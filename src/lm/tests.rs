@@ -187,3 +187,19 @@ fn deferred_draws_match_checked_draws() {
     let err = super::generate_deferred(&cfg, &w, &prompt, &opts, &sample, &mut rng, || false);
     assert!(err.is_err(), "nan logits must be an error");
 }
+
+/// The fused loop's draw keeps every token tied with the k-th, as the tensor
+/// path and transformers' top-k do.
+#[test]
+fn row_draw_keeps_ties_at_the_kth() {
+    let logits = [3.0f32, 2.0, 2.0, 2.0, 1.0, 0.0, 2.0];
+    let mut draw = super::draw::RowDraw::new(SampleOptions {
+        top_k: Some(2),
+        ..Default::default()
+    });
+    let mut drawn = std::collections::BTreeSet::new();
+    for i in 0..2000 {
+        drawn.insert(draw.draw(&logits, f64::from(i) / 2000.0).unwrap());
+    }
+    assert_eq!(drawn.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 6]);
+}

@@ -68,7 +68,8 @@ fn multinomial(
 ///         (never drawn); nan and `+inf` are errors.
 ///     temperature: > 0; divides the logits after subtracting each row's maximum,
 ///         so tiny temperatures (1e-8) approach greedy without overflow.
-///     top_k: keep only the k largest logits (k >= 1), or None.
+///     top_k: keep only the k largest logits (k >= 1) and any tied with the
+///         k-th, as transformers' TopKLogitsWarper keeps them; or None.
 ///     top_p: keep the smallest set of most likely tokens whose probability
 ///         reaches top_p, in (0, 1] (applied after top_k), or None. At least one
 ///         token is always kept.

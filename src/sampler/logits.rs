@@ -3,7 +3,8 @@
 //! errors it reports for logits that cannot be sampled.
 //!
 //! `sample_logits` shifts and scales the logits with tensor ops, takes the
-//! top-k candidates (for top-p alone: a `topk` grown eightfold until the
+//! top-k candidates (with every token tied with the k-th, as transformers'
+//! top-k keeps them; for top-p alone: a `topk` grown eightfold until the
 //! candidates hold `p` of every row's mass, rather than sorting the whole
 //! vocabulary), and draws one token per row with the multinomial kernel.
 
@@ -23,7 +24,8 @@ use crate::error::{Error, Result};
 pub struct SampleOptions {
     /// Divides the logits; `> 0` and finite. Small values approach greedy.
     pub temperature: f64,
-    /// Keep only the `k` largest logits (`>= 1`); `None` keeps all.
+    /// Keep only the `k` largest logits (`>= 1`) and any tied with the k-th,
+    /// as transformers' top-k; `None` keeps all.
     pub top_k: Option<i64>,
     /// Keep the smallest set of most likely tokens whose probability reaches
     /// `p`, in `(0, 1]` (after top-k, renormalised); always at least one token.
@@ -293,7 +295,7 @@ fn draw<R: UniformSource + ?Sized>(
     // the mass it measures against: the whole row's, or after top-k the k's.
     let (cand, ids, row_mass) = match (top_k, top_p) {
         (Some(k), _) => {
-            let (v, i) = z.f_topk(k, 1, true, true)?;
+            let (v, i) = top_k_with_ties(&z, k, reads)?;
             (v, Some(i), None)
         }
         (None, Some(p)) if reads == Reads::Checked => {
@@ -420,6 +422,33 @@ fn nucleus_candidates(z: &Tensor, p: f64) -> Result<(Tensor, Tensor, Tensor)> {
         }
         k = k.saturating_mul(8).min(vocab);
     }
+}
+
+/// The top `k` of each row of `z`, most likely first, and every token tied
+/// with a row's k-th, as transformers' top-k keeps them (`scores <
+/// topk(scores, k)[..., -1]` is what it removes). Rows with fewer ties are
+/// padded with `-inf` (weight 0). Checked, the candidates grow to the most
+/// ties any row has (one read back); deferred, every row is sorted whole.
+fn top_k_with_ties(z: &Tensor, k: i64, reads: Reads) -> Result<(Tensor, Tensor)> {
+    let (v, i) = z.f_topk(k, 1, true, true)?;
+    let kth = v.f_narrow(1, k - 1, 1)?;
+    let (v, i) = match reads {
+        Reads::Checked => {
+            let most = z
+                .f_ge_tensor(&kth)?
+                .f_sum_dim_intlist(1, false, Kind::Int64)?;
+            let most = most.f_max()?.f_int64_value(&[])?;
+            if most <= k {
+                return Ok((v, i));
+            }
+            z.f_topk(most, 1, true, true)?
+        }
+        Reads::Deferred => z.f_sort(1, true)?,
+    };
+    Ok((
+        v.f_masked_fill(&v.f_lt_tensor(&kth)?, f64::NEG_INFINITY)?,
+        i,
+    ))
 }
 
 /// Why a row's maximum is not finite: nan, +inf, or no finite logit at all.

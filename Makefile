@@ -3,7 +3,7 @@ PY ?= python
 # The Rust test binary links libtorch from the installed torch wheel.
 TORCH_LIB := $(shell $(PY) -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))" 2>/dev/null)
 
-.PHONY: build-dev format lint test test-python test-rust bench wheels test-wheels
+.PHONY: build-dev format lint test test-python test-rust bench gpu-check wheels test-wheels
 
 build-dev:  ## compile the extension into the venv in place
 	maturin develop --release
@@ -29,6 +29,9 @@ test-rust:
 
 bench:
 	$(PY) bench/bench_rnn.py
+
+gpu-check:  ## on an NVIDIA GPU: fresh venv, CUDA tests, GPU benchmarks, one summary (see README)
+	bash bench/gpu_check.sh
 
 wheels:  ## release wheels into dist/ for each CPython 3.9-3.13 found (or WHEELS="3.11 3.12")
 	$(PY) tests/wheels/check_wheels.py build $(WHEELS)

@@ -5,14 +5,15 @@ token) with the same weights; and RSS over a long generation.
 Each side is timed over whole calls (prompt, set-up and token loop), best of
 ``--rounds`` interleaved rounds.
 
-Run: python bench/bench_generate.py [--tokens N] [--rounds N] [--long N]
+Run: python bench/bench_generate.py [--tokens N] [--rounds N] [--long N] [--device cuda]
+[--quick]  (``--quick``: 300 tokens, 2 rounds, no long run, for a short GPU check)
 """
 
 import argparse
 import platform
 import resource
-import time
 
+import device_timing
 import rustrnn
 import torch
 import torch.nn.functional as F
@@ -36,18 +37,19 @@ def python_loop(emb, rnn, head, prompt_ids, max_tokens, num_samples):
 CHAIN = dict(top_k=50, top_p=0.9, min_p=0.05, repetition_penalty=1.2)
 
 
-def chain_bench(model, prompt, args, name):
+def chain_bench(model, prompt, args, name, device):
     """Plain sampling against the full decoding chain (top-k 50, top-p 0.9, min-p 0.05,
     repetition penalty 1.2) on the same model, interleaved; the target is at most 1.2x."""
+    clock = device_timing.now
     for batch in (1, 64):
         plain = chain = float("inf")
         for _ in range(args.rounds):
-            t = time.perf_counter()
+            t = clock(device)
             model.generate(prompt, args.tokens, num_samples=batch)
-            plain = min(plain, time.perf_counter() - t)
-            t = time.perf_counter()
+            plain = min(plain, clock(device) - t)
+            t = clock(device)
             model.generate(prompt, args.tokens, num_samples=batch, **CHAIN)
-            chain = min(chain, time.perf_counter() - t)
+            chain = min(chain, clock(device) - t)
         print(
             f"{name} batch {batch:3}: plain {batch * args.tokens / plain:9.0f} tok/s, "
             f"full chain {batch * args.tokens / chain:9.0f} tok/s, "
@@ -62,10 +64,19 @@ def rss_mb():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tokens", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--long", type=int, default=100_000)
+    ap.add_argument("--tokens", type=int, default=None, help="tokens per call (1000; --quick: 300)")
+    ap.add_argument("--rounds", type=int, default=None, help="best of (3; --quick: 2)")
+    ap.add_argument(
+        "--long", type=int, default=None, help="tokens of the RSS run (100000; --quick: 0)"
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer tokens and rounds, no RSS run")
+    device_timing.add_argument(ap)
     args = ap.parse_args()
+    device = device_timing.parse(args.device)
+    for name, full, quick in (("tokens", 1000, 300), ("rounds", 3, 2), ("long", 100_000, 0)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    clock = device_timing.now
     torch.manual_seed(0)
     vocab = rustrnn.Vocab.build(default_corpus(), level="char")
     model = rustrnn.LanguageModel(vocab, 64, 256, 2).eval()
@@ -75,44 +86,47 @@ def main():
     emb.load_state_dict(model.embedding.state_dict())
     rnn.load_state_dict(model.rnn.state_dict())
     head.load_state_dict(model.head.state_dict())
+    for m in (model, emb, rnn, head):
+        m.to(device)
     prompt = "The "
-    ids = vocab.encode(prompt)
+    ids = vocab.encode(prompt).to(device)
+    where = "" if device.type == "cpu" else f"; on {device_timing.describe(device)}"
     print(
         f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; "
-        f"char LSTM E=64 H=256 2 layers, vocab {len(vocab)}, {args.tokens} tokens"
+        f"char LSTM E=64 H=256 2 layers, vocab {len(vocab)}, {args.tokens} tokens{where}"
     )
     for batch in (1, 64):
         model.generate(prompt, 20, num_samples=batch)
         python_loop(emb, rnn, head, ids, 20, batch)
         ours = ref = float("inf")
         for _ in range(args.rounds):
-            t = time.perf_counter()
+            t = clock(device)
             model.generate(prompt, args.tokens, num_samples=batch)
-            ours = min(ours, time.perf_counter() - t)
-            t = time.perf_counter()
+            ours = min(ours, clock(device) - t)
+            t = clock(device)
             python_loop(emb, rnn, head, ids, args.tokens, batch)
-            ref = min(ref, time.perf_counter() - t)
+            ref = min(ref, clock(device) - t)
         print(
             f"batch {batch:3}: rustrnn {batch * args.tokens / ours:9.0f} tok/s "
             f"({ours / args.tokens * 1e3:.3f} ms/step), python loop "
             f"{batch * args.tokens / ref:9.0f} tok/s ({ref / args.tokens * 1e3:.3f} ms/step), "
             f"ratio {ref / ours:.2f}x"
         )
-    chain_bench(model, prompt, args, "char")
+    chain_bench(model, prompt, args, "char", device)
     words = rustrnn.Vocab.build(default_corpus(), level="word")
     torch.manual_seed(0)
-    word_model = rustrnn.LanguageModel(words, 64, 256, 2).eval()
-    chain_bench(word_model, "The ", args, f"word (vocab {len(words)})")
-    weights = torch.rand(1024, 10000)
+    word_model = rustrnn.LanguageModel(words, 64, 256, 2).eval().to(device)
+    chain_bench(word_model, "The ", args, f"word (vocab {len(words)})", device)
+    weights = torch.rand(1024, 10000).to(device)
     for name, fn in (
         ("rustrnn.multinomial", lambda: rustrnn.multinomial(weights, 1, True)),
         ("torch.multinomial", lambda: torch.multinomial(weights, 1, True)),
     ):
         fn()
-        t = time.perf_counter()
+        t = clock(device)
         for _ in range(20):
             fn()
-        print(f"{name:20} [1024, 10000], 1 sample: {(time.perf_counter() - t) / 20 * 1e3:.2f} ms")
+        print(f"{name:20} [1024, 10000], 1 sample: {(clock(device) - t) / 20 * 1e3:.2f} ms")
     if args.long:
         before = rss_mb()
         chunk = 10_000

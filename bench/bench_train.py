@@ -13,6 +13,7 @@ varies by several percent from seed to seed. The quality comparison is therefore
 `--seeds` runs per side, each pair starting from the same new weights.
 
 Run: python bench/bench_train.py [--steps 300] [--epoch-steps 150] [--seeds 3] [--cell lstm]
+[--device cuda] [--quick]  (``--quick``: 100 steps, epochs of 50, 1 seed)
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import os
 import platform
 import statistics
 import sys
-import time
 
+import device_timing
 import rustrnn
 import steady_malloc
 import torch
@@ -96,9 +97,22 @@ def torch_train(model, ids, args, epochs):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=300, help="training steps per side and seed")
-    p.add_argument("--epoch-steps", type=int, default=150, help="steps in one epoch")
-    p.add_argument("--seeds", type=int, default=3, help="runs per side, each from new weights")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per side and seed (300; --quick: 100)",
+    )
+    p.add_argument(
+        "--epoch-steps", type=int, default=None, help="steps in one epoch (150; --quick: 50)"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="runs per side, each from new weights (3; --quick: 1)",
+    )
+    p.add_argument("--quick", action="store_true", help="fewer steps and seeds")
     p.add_argument("--cell", default="lstm", choices=["lstm", "gru"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--bptt", type=int, default=64)
@@ -109,14 +123,22 @@ def main():
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--clip", type=float, default=0.25)
     p.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
+    device_timing.add_argument(p)
     args = p.parse_args()
+    device = device_timing.parse(args.device)
+    for name, full, quick in (("steps", 300, 100), ("epoch_steps", 150, 50), ("seeds", 3, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     allocator = steady_malloc.ensure(sys.argv)
+    clock = device_timing.now
 
     train_text, valid_text = split(default_corpus())
     vocab = rustrnn.Vocab.build(train_text, level="char")
     # Each epoch is `epoch_steps` windows: B streams of epoch_steps * bptt + 1 tokens.
     train_ids = vocab.encode(train_text)[: args.batch * (args.epoch_steps * args.bptt + 1)]
     valid_ids = vocab.encode(valid_text)[:20_000]
+    # On the device once, as rustrnn.train would put them, for both sides.
+    train_ids, valid_ids = train_ids.to(device), valid_ids.to(device)
     epochs = math.ceil(args.steps / args.epoch_steps)
     tokens = args.steps * args.batch * args.bptt
 
@@ -127,12 +149,12 @@ def main():
         )
         ref = PlainLM(len(vocab), args.cell, args.embed, args.hidden, args.layers, args.dropout)
         ref.load_state_dict(ours.state_dict(), strict=True)
-        return ours, ref
+        return ours.to(device), ref.to(device)
 
     # One model that scores both sides' weights with rustrnn.evaluate (eval mode, no dropout).
     scorer = rustrnn.LanguageModel(
         vocab, args.embed, args.hidden, args.layers, cell=args.cell, dropout=args.dropout
-    )
+    ).to(device)
 
     def perplexity(state_dict):
         scorer.load_state_dict(state_dict, strict=True)
@@ -144,6 +166,7 @@ def main():
         f"E={args.embed} H={args.hidden} layers={args.layers}, B={args.batch} bptt={args.bptt}, "
         f"adam lr={args.lr} clip={args.clip} dropout={args.dropout}; {args.steps} steps "
         f"({epochs} epochs of {args.epoch_steps}) per run, {args.seeds} seeds"
+        + ("" if device.type == "cpu" else f"; on {device_timing.describe(device)}")
     )
     print(allocator)
     print(f"RSS before training: {rss_mib():.0f} MiB")
@@ -164,7 +187,7 @@ def main():
                 rss.append(rss_mib())
 
         torch.manual_seed(seed)
-        t0 = time.perf_counter()
+        t0 = clock(device)
         hist = rustrnn.train(
             model,
             train_ids,
@@ -178,15 +201,15 @@ def main():
             progress=False,
             callback=on_step,
         )
-        elapsed = time.perf_counter() - t0
+        elapsed = clock(device) - t0
         assert len(hist.steps) == args.steps
         return elapsed, rss
 
     def run_ref(model, seed):
         torch.manual_seed(seed)
-        t0 = time.perf_counter()
+        t0 = clock(device)
         steps, rss = torch_train(model, train_ids, args, epochs)
-        elapsed = time.perf_counter() - t0
+        elapsed = clock(device) - t0
         assert steps == args.steps
         return elapsed, rss
 

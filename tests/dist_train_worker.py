@@ -1,5 +1,6 @@
-"""One rank of the data-parallel test (tests/test_train_distributed.py):
-python dist_train_worker.py RANK WORLD PORT OUT_DIR"""
+"""One rank of the data-parallel tests: python dist_train_worker.py RANK WORLD PORT OUT_DIR
+[BACKEND]. BACKEND gloo (the default; tests/test_train_distributed.py) trains on the CPU;
+nccl (tests/test_cuda.py) trains on GPU number RANK."""
 
 import os
 import sys
@@ -13,10 +14,14 @@ from safetensors.torch import save_file
 
 def main():
     rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    backend = sys.argv[5] if len(sys.argv) > 5 else "gloo"
+    device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's communicator for this rank lives there
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group(backend, rank=rank, world_size=world)
     torch.manual_seed(100 + rank)  # different initial weights: rank 0's are broadcast
-    model = tiny_lm("lstm", tie=True)
+    model = tiny_lm("lstm", tie=True).to(device)
     hist = rustrnn.train(
         model,
         TEXT,
@@ -31,7 +36,9 @@ def main():
         progress=False,
         checkpoint_dir=os.path.join(out, "ckpt"),
     )
-    tensors = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()
+    }
     tensors.pop("head.weight")  # tied to embedding.weight
     tensors["losses"] = torch.tensor(hist.losses, dtype=torch.float64)
     tensors["valid_ppls"] = torch.tensor(hist.valid_ppls, dtype=torch.float64)

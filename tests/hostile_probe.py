@@ -21,8 +21,9 @@ def _limit(memory_gb):
     return apply if memory_gb else None
 
 
-def _run(argv, what: str, timeout: float, cwd=None, memory_gb=None, input=None):
-    """``argv`` in a child interpreter; a timeout fails the test, naming ``what``."""
+def _run(argv, what: str, timeout: float, cwd=None, memory_gb=None, input=None, env=None):
+    """``argv`` in a child interpreter; a timeout fails the test, naming ``what``.
+    ``env``: variables set (over this process's) for the child."""
     try:
         return subprocess.run(
             [sys.executable, *argv],
@@ -30,7 +31,7 @@ def _run(argv, what: str, timeout: float, cwd=None, memory_gb=None, input=None):
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=ENV,
+            env={**ENV, **(env or {})},
             cwd=cwd,
             preexec_fn=_limit(memory_gb),
         )
@@ -45,7 +46,7 @@ def probe(code: str, *args: str, timeout: float, memory_gb=None):
     return _run(argv, f"the probe\n{code}\n", timeout, memory_gb=memory_gb)
 
 
-def cli(*args: str, timeout: float, cwd=None, memory_gb=None, input=None):
+def cli(*args: str, timeout: float, cwd=None, memory_gb=None, input=None, env=None):
     """Runs ``python -m rustrnn ARGS`` (``input``: its standard input, a str)."""
     what = f"rustrnn {' '.join(args)}"
-    return _run(["-m", "rustrnn", *args], what, timeout, cwd, memory_gb, input)
+    return _run(["-m", "rustrnn", *args], what, timeout, cwd, memory_gb, input, env)

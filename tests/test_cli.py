@@ -107,3 +107,27 @@ def test_error_exits_are_one_line(tmp_path):
     assert "--lr" in one_line_error(run("train", "--lr", "-1"))
     assert "--cell" in one_line_error(run("train", "--cell", "transformer"))
     assert "invalid choice" in one_line_error(run("frobnicate"))
+
+
+def test_train_on_cuda_without_cuda_is_a_one_line_error(tmp_path):
+    """``--device cuda`` where CUDA is absent: one line naming the device, status 2, and
+    nothing trained. An empty CUDA_VISIBLE_DEVICES hides any GPU, so this runs on every
+    machine (the GPU run itself is tests/test_cuda.py's)."""
+    out = tmp_path / "out"
+    for device in ("cuda", "cuda:0"):
+        r = hostile_probe.cli(
+            "train",
+            "--device",
+            device,
+            "--max-steps",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+            timeout=300,
+            env={"CUDA_VISIBLE_DEVICES": ""},
+        )
+        assert r.returncode == 2
+        line = one_line_error(r)
+        assert f"--device {device}" in line and "CUDA is not available" in line, line
+        assert not out.exists()

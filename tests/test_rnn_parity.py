@@ -106,6 +106,7 @@ def test_matches_torch_float32(config):
     assert_close(ours["dx"], ref["dx"], 1e-5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_matches_torch_on_cuda(kind):

@@ -12,6 +12,13 @@ import math
 import pytest
 import rustrnn
 import torch
+from sampler_helpers import (
+    ERROR_CASES,
+    chi2_pvalue,
+    chi2_sf,
+    raised,
+    reference_probs,
+)
 
 P_MIN = 1e-4  # significance level of every chi-square test
 
@@ -20,61 +27,12 @@ P_MIN = 1e-4  # significance level of every chi-square test
 # chi-square p-value without scipy
 
 
-def chi2_sf(x: float, df: int) -> float:
-    """P(X >= x) for X ~ chi-square(df): the regularized upper gamma Q(df/2, x/2)."""
-    a, z = df / 2.0, x / 2.0
-    if z <= 0.0:
-        return 1.0
-    log_front = -z + a * math.log(z) - math.lgamma(a)
-    if z < a + 1.0:  # series for the lower function P
-        term = total = 1.0 / a
-        n = a
-        while term > total * 1e-17:
-            n += 1.0
-            term *= z / n
-            total += term
-        return max(0.0, 1.0 - total * math.exp(log_front))
-    # continued fraction for Q (modified Lentz)
-    tiny = 1e-300
-    b = z + 1.0 - a
-    c, d = 1.0 / tiny, 1.0 / b
-    h = d
-    for i in range(1, 10_000):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        h *= d * c
-        if abs(d * c - 1.0) < 1e-16:
-            break
-    return math.exp(log_front) * h
-
-
 @pytest.mark.parametrize("x", [0.01, 0.5, 1.0, 3.84, 10.0, 30.0, 80.0])
 def test_chi2_sf_matches_closed_forms(x):
     # df = 1: erfc(sqrt(x/2)); df = 2: exp(-x/2); df = 4: exp(-x/2)(1 + x/2).
     assert chi2_sf(x, 1) == pytest.approx(math.erfc(math.sqrt(x / 2)), rel=1e-10, abs=1e-300)
     assert chi2_sf(x, 2) == pytest.approx(math.exp(-x / 2), rel=1e-10)
     assert chi2_sf(x, 4) == pytest.approx(math.exp(-x / 2) * (1 + x / 2), rel=1e-10)
-
-
-def chi2_pvalue(samples: torch.Tensor, probs: torch.Tensor) -> float:
-    """Pearson's test of integer `samples` against category probabilities.
-
-    Categories of probability 0 must never occur and carry no degree of freedom.
-    """
-    probs = probs.double() / probs.double().sum()
-    counts = torch.bincount(samples.flatten(), minlength=probs.numel()).double()
-    assert counts.numel() == probs.numel()
-    zero = probs == 0
-    assert counts[zero].sum() == 0, "a zero-probability category was drawn"
-    expected = probs[~zero] * counts.sum()
-    assert expected.min() >= 5, "too few draws for a chi-square test"
-    stat = ((counts[~zero] - expected) ** 2 / expected).sum().item()
-    return chi2_sf(stat, int((~zero).sum()) - 1)
 
 
 def second_draw_probs(p: torch.Tensor) -> torch.Tensor:
@@ -90,14 +48,6 @@ def pair_probs(p: torch.Tensor) -> torch.Tensor:
     joint = p[:, None] * p[None, :] / (1 - p[:, None])
     joint.fill_diagonal_(0)
     return joint
-
-
-def raised(fn):
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001 - any class: the caller compares them
-        return type(e), str(e)
-    return None, ""
 
 
 # ---------------------------------------------------------------------------
@@ -152,37 +102,6 @@ def test_without_replacement_rows_are_distinct_permutations():
 
 # ---------------------------------------------------------------------------
 # multinomial: errors, compared class by class with torch
-
-
-def _m(*a, **k):
-    return lambda f: f(*a, **k)
-
-
-ERROR_CASES = {
-    "3-D": (_m(torch.ones(2, 2, 2), 1), ["1 or 2 dim", "3-D", "[2, 2, 2]"]),
-    "0-D": (_m(torch.tensor(1.0), 1), ["1 or 2 dim", "0-D"]),
-    "int64": (_m(torch.ones(3, dtype=torch.long), 1), ["floating-point", "int64"]),
-    "bool": (_m(torch.ones(3, dtype=torch.bool), 1), ["floating-point", "bool"]),
-    "n=0": (_m(torch.ones(3), 0), ["n_sample <= 0", "got 0"]),
-    "n<0": (_m(torch.ones(3), -2, True), ["n_sample <= 0", "got -2"]),
-    "n>cats": (
-        _m(torch.ones(3), 4, False),
-        ["without replacement", "num_samples = 4", "3 categories"],
-    ),
-    "n>cats 2-D": (_m(torch.ones(2, 3), 5), ["num_samples = 5", "3 categories"]),
-    "negative": (_m(torch.tensor([1.0, -1.0]), 1), ["element < 0", "input[1] = -1"]),
-    "negative 2-D": (_m(torch.tensor([[1.0, 1.0], [2.0, -0.5]]), 1, True), ["input[1, 1] = -0.5"]),
-    "inf": (_m(torch.tensor([1.0, float("inf")]), 1), ["`inf`", "input[1] = inf"]),
-    "-inf": (_m(torch.tensor([float("-inf"), 1.0]), 1, True), ["input[0] = -inf"]),
-    "nan": (_m(torch.tensor([[1.0, 2.0], [float("nan"), 1.0]]), 1), ["input[1, 0] = NaN"]),
-    "zero sum": (_m(torch.zeros(3), 1), ["sum of probabilities <= 0", "sum to 0"]),
-    "zero row": (_m(torch.tensor([[1.0, 1.0], [0.0, 0.0]]), 1, True), ["sum to 0", "row 1"]),
-    "zero row no repl": (_m(torch.tensor([[1.0, 1.0], [0.0, 0.0]]), 2), ["row 1"]),
-    "num_samples float": (_m(torch.ones(3), 1.5), ["num_samples", "float"]),
-    "num_samples bool": (_m(torch.ones(3), True), ["num_samples", "bool"]),
-    "input list": (_m([1.0, 2.0], 1), ["Tensor"]),
-    "generator str": (_m(torch.ones(3), 1, generator="g"), ["generator", "torch.Generator"]),
-}
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES))
@@ -405,21 +324,6 @@ def test_top_k_never_leaves_the_k_largest():
     assert hit.all()
 
 
-def reference_probs(logits, temperature=1.0, top_k=None, top_p=None):
-    """Plain-torch recomputation of the distribution sample() draws from."""
-    z = logits.double() / temperature
-    if top_k is not None:
-        kth = z.topk(top_k).values[-1]
-        z = z.masked_fill(z < kth, float("-inf"))
-    p = torch.softmax(z, 0)
-    if top_p is not None:
-        sp, order = p.sort(descending=True)
-        before = sp.cumsum(0) - sp
-        sp = sp.masked_fill(before >= top_p, 0.0)
-        p = torch.zeros_like(p).scatter(0, order, sp)
-    return p / p.sum()
-
-
 @pytest.mark.parametrize(
     "kw",
     [
@@ -511,6 +415,7 @@ def test_sample_seeding_and_generator():
 # CUDA (the whole-tensor path); skipped without a GPU
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_path():
     w = sparse_weights().cuda()

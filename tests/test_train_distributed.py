@@ -2,51 +2,17 @@
 replicas stay identical and match single-process training on the combined batch."""
 
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 import rustrnn
 import torch
+from dist_helpers import run_ranks
 from lm_helpers import TEXT, tiny_lm
-from safetensors.torch import load_file
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_two_ranks_match_one_process_on_the_combined_batch(tmp_path):
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                os.path.join(HERE, "dist_train_worker.py"),
-                str(r),
-                "2",
-                port,
-                str(tmp_path),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out
-    r0 = load_file(tmp_path / "rank0.safetensors")
-    r1 = load_file(tmp_path / "rank1.safetensors")
+    r0, r1 = run_ranks(2, tmp_path)
     for k in r0:
         if k != "losses":  # each rank reports its own shard's loss
             assert torch.equal(r0[k], r1[k]), k

@@ -440,6 +440,7 @@ def test_json_in_memory(tmp_path):
         Vocab.from_json(_with(version=2))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_one_hot_and_decode_on_cuda():
     v = Vocab.build("abcdef")

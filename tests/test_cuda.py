@@ -331,6 +331,31 @@ def test_stop_strings_and_ids_on_cuda():
             assert len(i) == 200
 
 
+def test_generation_on_cuda_reports_non_finite_logits():
+    """Off the CPU the draw reads nothing back per token; a model whose logits are nan is
+    still an error (read once, at the end), as on the CPU."""
+    cpu, gpu = lm_pair("gru", torch.float32)
+    for model in (cpu, gpu):
+        with torch.no_grad():
+            model.head.weight[3] = float("nan")
+        with pytest.raises(RuntimeError, match="nan"):
+            model.generate("the ", 20, num_samples=3)
+
+
+@pytest.mark.parametrize("options", [dict(top_p=0.9), dict(top_k=5, temperature=0.8)])
+def test_sampled_generation_on_cuda_keeps_to_the_candidates(options):
+    """The deferred draw's top-k and top-p: the first token is always one the options
+    keep."""
+    _, gpu = lm_pair("lstm", torch.float32)
+    vocab = gpu.vocab
+    context = torch.cat([torch.tensor([vocab["\n"]]), vocab.encode("the ")])
+    with torch.no_grad():
+        logits, _ = gpu(context.to(CUDA).unsqueeze(1))
+    kept = torch.isfinite(rustrnn._rustrnn.process_logits(logits[-1, 0].cpu(), **options))
+    _, ids = gpu.generate("the ", 1, num_samples=4000, return_ids=True, **options)
+    assert kept[torch.cat(ids)].all()
+
+
 def test_scoring_on_cuda_equals_the_cpu_copy():
     cpu, gpu = lm_pair("gru")
     text = "the lazy dog jumps over the quick fox."

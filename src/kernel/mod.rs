@@ -1,6 +1,7 @@
 //! Fused float32 CPU kernels for the recurrence: one timestep of a layer (the
 //! product with the recurrent weights and the gates after it), used by
-//! generation (one token of the whole stack at small batch sizes) and by the
+//! generation and beam search (one token of the whole stack at small batch
+//! sizes, `lm::fused`) and by the
 //! stacks' fused forward and backward passes for training and inference
 //! (`rnn::fused`, forward and backward), wherever each library call's fixed
 //! cost and a second pass over the gates would cost more than the arithmetic.

@@ -7,6 +7,9 @@ use super::lanes::{Lanes, LANES};
 /// Output columns per block: four vectors of `LANES`.
 pub const SLOTS: usize = 4;
 
+/// The floats of one input column in a block's panel.
+const WIDTH: usize = SLOTS * LANES;
+
 /// A slot's [`PackedLayer::live`] mask when none of its lanes is padding.
 pub const ALL_LIVE: u16 = u16::MAX;
 const _: () = assert!(LANES == 16, "a u16 holds one bit per lane");
@@ -30,9 +33,14 @@ pub struct Dense<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
-impl Dense<'_> {
+impl<'a> Dense<'a> {
     fn bias(&self, row: usize) -> f32 {
         self.bias.map_or(0.0, |b| b[row])
+    }
+
+    /// Row `row`'s first `width` weights (fewer when the matrix is narrower).
+    fn row(&self, row: usize, width: usize) -> &'a [f32] {
+        &self.weight[row * self.cols..row * self.cols + self.cols.min(width)]
     }
 }
 
@@ -68,31 +76,42 @@ impl PackedLayer {
         let mut bias = vec![[0.0; LANES]; blocks * SLOTS];
         let mut live = vec![[0u16; SLOTS]; blocks];
         for b in 0..blocks {
-            // A block's panel is the transpose of its (up to) 64 weight rows:
-            // read each row once, write it down a column of the panel.
             let flat = panel[b * k * SLOTS..(b + 1) * k * SLOTS].as_flattened_mut();
             let block_bias = bias[b * SLOTS..(b + 1) * SLOTS].as_flattened_mut();
+            // Each output column's weights: its row of each matrix it reads
+            // (empty where it reads none, or for padding).
+            let mut from_x: [&[f32]; WIDTH] = [&[]; WIDTH];
+            let mut from_h: [&[f32]; WIDTH] = [&[]; WIDTH];
             for (e, total_out) in block_bias.iter_mut().enumerate() {
                 let Some((row, source)) = column(b, e / LANES, e % LANES) else {
                     continue;
                 };
                 live[b][e / LANES] |= 1 << (e % LANES);
                 let mut total = 0.0;
-                let parts = [
-                    (source != Source::Recurrent).then_some((input, 0, x_width)),
-                    recurrent
-                        .filter(|_| source != Source::Input)
-                        .map(|rec| (rec, x_width, h_width)),
-                ];
-                for (dense, start, width) in parts.into_iter().flatten() {
-                    total += dense.bias(row);
-                    let n = dense.cols.min(width);
-                    let src = &dense.weight[row * dense.cols..row * dense.cols + n];
-                    for (col, &v) in src.iter().enumerate() {
-                        flat[(start + col) * SLOTS * LANES + e] = v;
-                    }
+                if source != Source::Recurrent {
+                    total += input.bias(row);
+                    from_x[e] = input.row(row, x_width);
+                }
+                if let Some(rec) = recurrent.filter(|_| source != Source::Input) {
+                    total += rec.bias(row);
+                    from_h[e] = rec.row(row, h_width);
                 }
                 *total_out = total;
+            }
+            // A block's panel is the transpose of its (up to) 64 weight rows,
+            // written one panel row (one input column) at a time: the writes
+            // stream, and the 64 rows being read stay in the L1 cache.
+            for (kk, out) in flat.chunks_exact_mut(WIDTH).enumerate() {
+                let (rows, col) = if kk < x_width {
+                    (&from_x, kk)
+                } else {
+                    (&from_h, kk - x_width)
+                };
+                for (o, row) in out.iter_mut().zip(rows) {
+                    if let Some(&v) = row.get(col) {
+                        *o = v;
+                    }
+                }
             }
         }
         PackedLayer {

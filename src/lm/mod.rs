@@ -6,6 +6,9 @@
 //! How the next token is chosen is the caller's: `generate` hands each step's
 //! logits to a `draw` function (multinomial sampling, greedy argmax, ...).
 //! When a sample ends is [`Stop`]'s rule (ids, or strings in the decoded text).
+//! Beam search (`beam`) is the deterministic alternative. Both run float32
+//! CPU models on the fused kernels (`fused`: the whole token loop on a team
+//! of threads) and every other model on libtorch ops, with the same results.
 //!
 //! Everything the loops index is validated before they start ([`check_model`]),
 //! and the output grows as tokens come: `max_tokens` is a bound, not a size

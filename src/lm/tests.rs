@@ -7,17 +7,43 @@ use super::{generate, generate_sampled, GenerateOptions, LmWeights, Pregenerated
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{sample_logits, SampleOptions};
 
-fn run(mode: Mode, kind: Kind, sample: SampleOptions, fused: bool) -> Vec<i64> {
+const ROWS: i64 = 5;
+const STEPS: i64 = 20;
+
+/// A model's float32 weights and the uniforms, drawn once for both paths:
+/// tests run in parallel and share torch's generator, so two draws from one
+/// seed need not agree.
+struct Drawn {
+    cfg: RnnConfig,
+    stack: Vec<Tensor>,
+    embedding: Tensor,
+    head_w: Tensor,
+    head_b: Tensor,
+    table: Tensor,
+}
+
+fn draw(mode: Mode) -> Drawn {
     tch::manual_seed(11);
-    let (vocab, embed, hidden, rows, steps) = (30, 7, 40, 5, 20);
+    let (vocab, embed, hidden) = (30, 7, 40);
     let cfg = RnnConfig::new(mode, embed, hidden, 2).unwrap();
-    let rand =
-        |shape: &[i64]| (Tensor::rand(shape, (Kind::Float, Device::Cpu)) - 0.5).to_kind(kind);
-    let stack: Vec<Tensor> = cfg.param_specs().iter().map(|p| rand(&p.shape)).collect();
+    let rand = |shape: &[i64]| Tensor::rand(shape, (Kind::Float, Device::Cpu)) - 0.5;
+    Drawn {
+        stack: cfg.param_specs().iter().map(|p| rand(&p.shape)).collect(),
+        embedding: rand(&[vocab, embed]),
+        head_w: rand(&[vocab, hidden]),
+        head_b: rand(&[vocab]),
+        table: Tensor::rand([STEPS, ROWS], (Kind::Double, Device::Cpu)),
+        cfg,
+    }
+}
+
+fn run(d: &Drawn, kind: Kind, sample: SampleOptions, fused: bool) -> Vec<i64> {
+    let (cfg, rows, steps) = (&d.cfg, ROWS, STEPS);
+    let stack: Vec<Tensor> = d.stack.iter().map(|t| t.to_kind(kind)).collect();
     let (embedding, head_w, head_b) = (
-        rand(&[vocab, embed]),
-        rand(&[vocab, hidden]),
-        rand(&[vocab]),
+        d.embedding.to_kind(kind),
+        d.head_w.to_kind(kind),
+        d.head_b.to_kind(kind),
     );
     let w = LmWeights {
         embedding: &embedding,
@@ -31,13 +57,12 @@ fn run(mode: Mode, kind: Kind, sample: SampleOptions, fused: bool) -> Vec<i64> {
         num_samples: rows,
         stop: Stop::none(),
     };
-    let table = Tensor::rand([steps, rows], (Kind::Double, Device::Cpu));
-    let mut rng = Pregenerated::new(table);
+    let mut rng = Pregenerated::new(d.table.shallow_clone());
     let out = if fused {
-        generate_sampled(&cfg, &w, &prompt, &opts, &sample, &mut rng, || false)
+        generate_sampled(cfg, &w, &prompt, &opts, &sample, &mut rng, || false)
     } else {
         generate(
-            &cfg,
+            cfg,
             &w,
             &prompt,
             &opts,
@@ -62,9 +87,10 @@ fn fused_generation_matches_the_libtorch_path() {
         ..Default::default()
     };
     for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu] {
+        let drawn = draw(mode);
         for sample in [greedy, sampled] {
-            let fused = run(mode, Kind::Float, sample, true);
-            let reference = run(mode, Kind::Double, sample, false);
+            let fused = run(&drawn, Kind::Float, sample, true);
+            let reference = run(&drawn, Kind::Double, sample, false);
             assert_eq!(fused, reference, "{mode:?} {sample:?}");
         }
     }

@@ -10,16 +10,24 @@
 //! its tokens, the stop token included), so a length penalty above 0 favours
 //! longer ones. Without `early_stopping` the search goes on until no running
 //! beam can still beat the worst of the `num_beams` finished ones.
+//!
+//! The search itself ([`search`]) is written once, over [`BeamRows`]: the
+//! model's state rows, one per running beam, that give each step's best
+//! candidates and advance to the ones kept. float32 models on the CPU run
+//! them on the fused kernels (`super::fused`), all others on libtorch ops
+//! (`ops`).
 
 // Values from Python reach this module: no index or slice may panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use tch::{Device, Kind, Tensor};
+mod ops;
+#[cfg(test)]
+mod tests;
 
-use super::{check, prime, GenerateOptions, LmWeights};
+use tch::Tensor;
+
+use super::{check, fused, GenerateOptions, LmWeights};
 use crate::error::{Error, Result};
-use crate::rnn::product::Product;
-use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::RnnConfig;
 
 /// How the search runs.
@@ -39,6 +47,30 @@ pub struct Hypothesis {
     pub ids: Vec<i64>,
     pub log_prob: f64,
     pub score: f64,
+}
+
+/// A continuation of running row `row` by `token`, whose summed
+/// log-probability is `total`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Candidate {
+    pub total: f64,
+    pub row: usize,
+    pub token: i64,
+}
+
+/// The model's state rows, one per running beam (one row, the prompt's
+/// state, before the first step).
+pub(crate) trait BeamRows {
+    /// The best `min(want, rows x vocabulary)` continuations of the rows
+    /// whose summed log-probabilities are `sums` (one per row), best first,
+    /// totals in float64. Where the logits give a row no log-probabilities
+    /// (NaN, as torch's `log_softmax` gives for them) the first candidate's
+    /// total is NaN.
+    fn best(&mut self, sums: &[f64], want: usize) -> Result<Vec<Candidate>>;
+
+    /// Makes row `i` a copy of row `parents[i]` (rows not named are dropped)
+    /// and feeds it `tokens[i]`, for the next [`BeamRows::best`].
+    fn advance(&mut self, parents: &[usize], tokens: &[i64]) -> Result<()>;
 }
 
 /// The best `num_beams` finished hypotheses, best first.
@@ -93,7 +125,7 @@ pub fn beam_search(
     prompt: &Tensor,
     gen: &GenerateOptions,
     opts: &BeamOptions,
-    mut interrupted: impl FnMut() -> bool,
+    interrupted: impl FnMut() -> bool,
 ) -> Result<Vec<Hypothesis>> {
     let _guard = tch::no_grad_guard();
     if opts.num_beams < 1 {
@@ -114,22 +146,27 @@ pub fn beam_search(
             opts.length_penalty
         )));
     }
-    let beams =
-        i64::try_from(opts.num_beams).map_err(|_| Error::value("num_beams is too large"))?;
+    i64::try_from(opts.num_beams).map_err(|_| Error::value("num_beams is too large"))?;
     check(cfg, w, prompt, gen)?;
-    let device = w.embedding.device();
-    let prompt = prompt.f_to_device(device)?;
-    let (last, h_n, c_n) = prime(cfg, w, &prompt)?;
-    let stepper = TokenStepper::new(cfg, w.stack)?;
-    let head = Product::new(w.head_weight, w.head_bias.map(Tensor::shallow_clone))?;
-    let mut state = TokenState {
-        h: h_n.f_unbind(0)?,
-        c: match &c_n {
-            Some(c) => c.f_unbind(0)?,
-            None => Vec::new(),
-        },
-    };
-    let mut logits = head.apply(&last)?;
+    let max_tokens = usize::try_from(gen.max_tokens).unwrap_or(0);
+    let stops = gen.stop.ids();
+    if fused::supports(cfg, w) {
+        fused::beam_search(cfg, w, prompt, opts, stops, max_tokens, interrupted)
+    } else {
+        let mut rows = ops::OpRows::new(cfg, w, prompt)?;
+        search(&mut rows, opts, stops, max_tokens, interrupted)
+    }
+}
+
+/// The search over `rows` (primed with the prompt) for `max_tokens` tokens
+/// at most; `stops` (sorted) end a hypothesis.
+pub(crate) fn search(
+    rows: &mut impl BeamRows,
+    opts: &BeamOptions,
+    stops: &[i64],
+    max_tokens: usize,
+    mut interrupted: impl FnMut() -> bool,
+) -> Result<Vec<Hypothesis>> {
     // The running beams: their tokens and summed log-probabilities.
     let mut running: Vec<(Vec<i64>, f64)> = vec![(Vec::new(), 0.0)];
     let mut finished = Finished {
@@ -137,47 +174,35 @@ pub fn beam_search(
         hyps: Vec::new(),
         length_penalty: opts.length_penalty,
     };
-    let stops = gen.stop.ids();
-    let max_tokens = usize::try_from(gen.max_tokens).unwrap_or(0);
     let mut done = false;
     for step in 0..max_tokens {
         if interrupted() {
             return Err(Error::Interrupted);
         }
-        let logp = logits
-            .f_to_kind(Kind::Double)?
-            .f_log_softmax(1, Kind::Double)?
-            .f_to_device(Device::Cpu)?;
-        let sums = Tensor::from_slice(&running.iter().map(|b| b.1).collect::<Vec<_>>());
-        let total = logp.f_add(&sums.f_unsqueeze(1)?)?.f_reshape([-1])?;
-        let vocab = logp.size2()?.1;
-        let k = beams.saturating_mul(2).min(total.numel() as i64);
-        let (values, flat) = total.f_topk(k, 0, true, true)?;
-        let values = Vec::<f64>::try_from(values)?;
-        let flat = Vec::<i64>::try_from(flat)?;
-        // At most k candidates survive: num_beams itself may be any size.
-        let room = opts.num_beams.min(values.len());
+        let sums: Vec<f64> = running.iter().map(|b| b.1).collect();
+        let candidates = rows.best(&sums, opts.num_beams.saturating_mul(2))?;
+        // At most 2 num_beams candidates survive: num_beams itself may be any size.
+        let room = opts.num_beams.min(candidates.len());
         let mut next: Vec<(Vec<i64>, f64)> = Vec::with_capacity(room);
-        let mut parents: Vec<i64> = Vec::with_capacity(room);
-        for (rank, (&score, &f)) in values.iter().zip(&flat).enumerate() {
-            let (parent, token) = (f / vocab, f % vocab);
-            let Some((ids, _)) = running.get(usize::try_from(parent).unwrap_or(usize::MAX)) else {
+        let mut parents: Vec<usize> = Vec::with_capacity(room);
+        for (rank, c) in candidates.iter().enumerate() {
+            let Some((ids, _)) = running.get(c.row) else {
                 continue;
             };
-            if !score.is_finite() {
+            if !c.total.is_finite() {
                 break; // only tokens of zero probability remain
             }
             let mut ids = ids.clone();
-            ids.push(token);
-            if stops.binary_search(&token).is_ok() {
+            ids.push(c.token);
+            if stops.binary_search(&c.token).is_ok() {
                 // As transformers: a stop among the first num_beams candidates
                 // ends a hypothesis; one ranked lower is not taken.
                 if rank < opts.num_beams {
-                    finished.add(ids, score);
+                    finished.add(ids, c.total);
                 }
             } else if next.len() < opts.num_beams {
-                next.push((ids, score));
-                parents.push(parent);
+                next.push((ids, c.total));
+                parents.push(c.row);
             }
         }
         let best = next.first().map(|b| b.1);
@@ -194,16 +219,8 @@ pub fn beam_search(
         if len == max_tokens {
             break;
         }
-        let idx = Tensor::from_slice(&parents).f_to_device(device)?;
-        for t in state.h.iter_mut().chain(state.c.iter_mut()) {
-            *t = t.f_index_select(0, &idx)?;
-        }
         let tokens: Vec<i64> = running.iter().filter_map(|b| b.0.last().copied()).collect();
-        let x = w
-            .embedding
-            .f_index_select(0, &Tensor::from_slice(&tokens).f_to_device(device)?)?;
-        let top = stepper.step(&x, &mut state)?;
-        logits = head.apply(&top)?;
+        rows.advance(&parents, &tokens)?;
     }
     // Cut off by max_tokens, the beams still running are hypotheses too
     // (transformers' finalize; a finished search keeps what it found).

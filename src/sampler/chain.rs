@@ -349,16 +349,13 @@ fn retain_by(cand: &mut Candidates, keep: &[bool]) {
 /// likely token stays.
 fn top_p(cand: &mut Candidates, p: f64) {
     let probs = probabilities(cand);
-    let mut order: Vec<usize> = (0..cand.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (cand.get(a).map(|c| c.1), cand.get(b).map(|c| c.1));
-        x.unwrap_or(f32::NEG_INFINITY)
-            .total_cmp(&y.unwrap_or(f32::NEG_INFINITY))
-    });
+    // (logit, position) pairs, stably sorted by logit: ties keep id order.
+    let mut order: Vec<(f32, usize)> = cand.iter().enumerate().map(|(i, c)| (c.1, i)).collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut keep = vec![true; cand.len()];
     let mut cum = 0.0;
     let last = order.len().saturating_sub(1);
-    for (j, &i) in order.iter().enumerate() {
+    for (j, &(_, i)) in order.iter().enumerate() {
         cum += probs.get(i).copied().unwrap_or(0.0);
         if cum > 1.0 - p || j == last {
             break;
@@ -372,16 +369,18 @@ fn top_p(cand: &mut Candidates, p: f64) {
 
 /// transformers' MinPLogitsWarper: removes the tokens whose probability is
 /// below `min_p` times the largest one's; the most likely token stays.
+/// `p_i >= min_p * p_top` is `l_i - l_top >= ln(min_p)`: the softmax's
+/// normalisation cancels, so no probability is computed.
 fn min_p(cand: &mut Candidates, min_p: f64) {
-    let p = probabilities(cand);
-    let top = p.iter().copied().fold(0.0, f64::max);
-    let first_top = p.iter().position(|&x| x == top);
-    let keep: Vec<bool> = p
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| x >= min_p * top || Some(i) == first_top)
-        .collect();
-    retain_by(cand, &keep);
+    let top = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    let first_top = cand.iter().position(|c| c.1 == top);
+    let floor = min_p.ln();
+    let mut i = 0;
+    cand.retain(|c| {
+        let keep = f64::from(c.1 - top) >= floor || Some(i) == first_top;
+        i += 1;
+        keep
+    });
 }
 
 /// transformers' TypicalLogitsWarper (Meister et al. 2022): orders the
@@ -429,12 +428,13 @@ fn typical(cand: &mut Candidates, mass: f64) {
 /// `u` times their total.
 pub fn draw(cand: &[(usize, f32)], u: f64) -> usize {
     let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
-    let w = |x: f32| f64::from(x - max).exp();
-    let total: f64 = cand.iter().map(|c| w(c.1)).sum();
+    // Each weight computed once: the token loops draw every row of every token.
+    let w: Vec<f64> = cand.iter().map(|c| f64::from(c.1 - max).exp()).collect();
+    let total: f64 = w.iter().sum();
     let target = u * total;
     let mut acc = 0.0;
-    for &(i, x) in cand {
-        acc += w(x);
+    for (&(i, _), &x) in cand.iter().zip(&w) {
+        acc += x;
         if acc > target {
             return i;
         }

@@ -354,10 +354,10 @@ pub fn generate_sampled(
         check(cfg, w, prompt, opts)?;
         return fused::generate(cfg, w, prompt, opts, sample, rng, interrupted);
     }
-    if !sample.uses_chain() && w.embedding.device() != tch::Device::Cpu {
-        return generate_deferred(cfg, w, prompt, opts, sample, rng, interrupted);
-    }
     if !sample.uses_chain() {
+        if w.embedding.device() != tch::Device::Cpu {
+            return generate_deferred(cfg, w, prompt, opts, sample, rng, interrupted);
+        }
         return generate(
             cfg,
             w,

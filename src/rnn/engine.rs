@@ -66,22 +66,23 @@ impl Preference {
             })
     }
 
-    /// The process's preference.
-    pub fn get() -> Preference {
-        match PREFERENCE.load(Ordering::Relaxed) {
-            1 => Preference::Libtorch,
-            _ => Preference::Auto,
-        }
-    }
-
-    /// Sets the process's preference; returns the one it replaces.
-    pub fn set(self) -> Preference {
-        let old = PREFERENCE.swap(self as u8, Ordering::Relaxed);
-        if old == 1 {
+    /// The preference stored as `raw` in [`PREFERENCE`].
+    fn from_raw(raw: u8) -> Preference {
+        if raw == Preference::Libtorch as u8 {
             Preference::Libtorch
         } else {
             Preference::Auto
         }
+    }
+
+    /// The process's preference.
+    pub fn get() -> Preference {
+        Preference::from_raw(PREFERENCE.load(Ordering::Relaxed))
+    }
+
+    /// Sets the process's preference; returns the one it replaces.
+    pub fn set(self) -> Preference {
+        Preference::from_raw(PREFERENCE.swap(self as u8, Ordering::Relaxed))
     }
 }
 

@@ -78,35 +78,35 @@ fn back_to_back(weights: &[Tensor]) -> bool {
     })
 }
 
-/// `leaves` (detached weights) as views of one cuDNN buffer when they are on
-/// CUDA and not one already, so that cuDNN reads them in place. torch's
-/// `_cudnn_rnn_flatten_weight` allocates the buffer, copies the weights into it
-/// and makes each tensor it was given a view of it: here copies of the
-/// weights, never the caller's parameters. Where cuDNN cannot take them, they are left as they are
-/// and libtorch's op runs without cuDNN (or compacts them itself).
-fn flattened(cfg: &RnnConfig, leaves: Vec<Tensor>, input: &Tensor) -> Vec<Tensor> {
+/// The weights as libtorch's op is to read them. On CUDA, when they are not
+/// one cuDNN buffer already, copies of them made views of one, so that cuDNN
+/// reads them in place: torch's `_cudnn_rnn_flatten_weight` allocates the
+/// buffer, copies the tensors it is given into it and repoints each to a view
+/// of it. Everywhere else, and where cuDNN cannot take them, the weights
+/// themselves (libtorch's op then runs without cuDNN, or compacts them itself).
+fn flattened(cfg: &RnnConfig, weights: &[Tensor], input: &Tensor) -> Vec<Tensor> {
+    let as_given = || weights.iter().map(Tensor::shallow_clone).collect();
     let cudnn_kind = matches!(input.f_kind(), Ok(Kind::Float | Kind::Double | Kind::Half));
     if !matches!(input.device(), Device::Cuda(_))
         || !cudnn_kind
         || !tch::Cuda::cudnn_is_available()
-        || back_to_back(&leaves)
+        || back_to_back(weights)
     {
-        return leaves;
+        return as_given();
     }
-    let stride0 = cfg.params_per_direction() as i64;
     // Copies, not aliases: repointing an alias bumps the version counter it
     // shares with the caller's parameter, which autograd would then report as
     // modified in place wherever the parameter was saved for a backward.
-    let Ok(copies) = leaves
+    let Ok(copies) = weights
         .iter()
         .map(Tensor::f_detach_copy)
         .collect::<std::result::Result<Vec<_>, _>>()
     else {
-        return leaves;
+        return as_given();
     };
     let flat = Tensor::f_internal_cudnn_rnn_flatten_weight(
         &copies,
-        stride0,
+        cfg.params_per_direction() as i64,
         cfg.input_size,
         cudnn_mode(cfg.mode),
         cfg.hidden_size,
@@ -117,7 +117,7 @@ fn flattened(cfg: &RnnConfig, leaves: Vec<Tensor>, input: &Tensor) -> Vec<Tensor
     );
     match flat {
         Ok(_buffer) => copies, // each now a view of the buffer, which they keep alive
-        Err(_) => leaves,
+        Err(_) => as_given(),
     }
 }
 
@@ -210,13 +210,9 @@ pub fn forward(
     train: bool,
     keep_tape: bool,
 ) -> Result<Output> {
-    let leaves = weights
+    let leaves = flattened(cfg, weights, &prep.input)
         .iter()
-        .map(|w| leaf(w, false))
-        .collect::<Result<Vec<_>>>()?;
-    let leaves = flattened(cfg, leaves, &prep.input)
-        .into_iter()
-        .map(|w| leaf(&w, keep_tape))
+        .map(|w| leaf(w, keep_tape))
         .collect::<Result<Vec<_>>>()?;
     let x = leaf(&prep.input, keep_tape)?;
     let h0 = leaf(&prep.h0, keep_tape)?;

@@ -203,10 +203,7 @@ pub fn sample_after<R: UniformSource + ?Sized>(
     } else {
         logits.f_unsqueeze(0)?
     };
-    let x = match kind {
-        Kind::Float | Kind::Double => x,
-        _ => x.f_to_kind(Kind::Float)?,
-    };
+    let x = float_or_double(&x)?;
     let (rows, _) = x.size2()?;
     let device = x.device();
     let finish = |tokens: Tensor| -> Result<Tensor> {
@@ -229,6 +226,15 @@ pub fn sample_after<R: UniformSource + ?Sized>(
         return finish(chain::sample_rows(&x, &rows, opts, rng, batched)?);
     }
     finish(draw(&x, &row_max, opts, rng, Reads::Checked)?)
+}
+
+/// `x` in the dtype the draws compute in: float64 stays, every other float
+/// type (float16, bfloat16) becomes float32.
+fn float_or_double(x: &Tensor) -> Result<Tensor> {
+    Ok(match x.f_kind()? {
+        Kind::Float | Kind::Double => x.shallow_clone(),
+        _ => x.f_to_kind(Kind::Float)?,
+    })
 }
 
 /// Whether a draw may read values back from the device (which waits for it).
@@ -259,10 +265,7 @@ pub fn sample_deferred<R: UniformSource + ?Sized>(
             "sample_deferred takes no decoding-chain options (min_p, typical_p, penalties)",
         ));
     }
-    let x = match logits.f_kind()? {
-        Kind::Float | Kind::Double => logits.shallow_clone(),
-        _ => logits.f_to_kind(Kind::Float)?,
-    };
+    let x = float_or_double(logits)?;
     let row_max = x.f_amax(1, true)?;
     let bad = row_max.f_isfinite()?.f_all()?.f_logical_not()?;
     Ok((draw(&x, &row_max, opts, rng, Reads::Deferred)?, bad))

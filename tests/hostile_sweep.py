@@ -514,6 +514,8 @@ def _train_lm_targets(root: Path):
     options.update(optimizer="sgd", lr=0.5, weight_decay=0.0, momentum=0.9, clip=0.25)
     options.update(lr_decay=0.25, patience=0, eval_every=1, checkpoint_dir=None, rank=0)
     options.update(world_size=1, resume=False, overwrite=False)
+    options.update(weight_drop=0.0, dropout_input=None, dropout_hidden=None, dropout_output=None)
+    options.update(dropout_embedding=0.0, alpha=0.0, beta=0.0, variable_bptt=False, nonmono=5)
     run = {**options, "checkpoint_dir": str(root / "ext-run"), "overwrite": True}
     ext.train_lm(_lm(), ids, None, run, None, _NoHooks(), False)
     last = PathArg(root / "ext-run" / "last.safetensors")

@@ -131,3 +131,24 @@ def test_train_on_cuda_without_cuda_is_a_one_line_error(tmp_path):
         line = one_line_error(r)
         assert f"--device {device}" in line and "CUDA is not available" in line, line
         assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, method", [((), "nt_asgd"), (("--optimizer", "sgd"), "sgd")])
+def test_train_with_the_awd_recipe(tmp_path, extra, method):
+    """--recipe awd sets AWD-LSTM's options (the run's record says nt_asgd with variable
+    windows); a flag given explicitly overrides its recipe value."""
+    import json
+
+    from safetensors import safe_open
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 200, encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["train", str(corpus), "--recipe", "awd", "--embed", "8", "--hidden", "16"]
+    args += ["--bptt", "12", "--batch-size", "4", "--max-steps", "3", "--lr", "1"]
+    r = run(*args, *extra, "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    with safe_open(str(out / "last.safetensors"), "pt") as f:
+        progress = json.loads(f.metadata()["training"])
+    assert progress["method"] == method
+    assert progress["variable_bptt"] is True and progress["bptt"] == 12

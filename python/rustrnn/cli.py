@@ -96,13 +96,43 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layers", type=_positive_int, default=2, help="recurrent layers")
     t.add_argument("--dropout", type=_non_negative_float, default=0.1, help="dropout rate")
     t.add_argument("--tied", action="store_true", help="tie embedding and head weights")
-    t.add_argument("--bptt", type=_positive_int, default=64, help="tokens per window")
-    t.add_argument("--batch-size", type=_positive_int, default=32, help="parallel streams")
-    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adam")
-    t.add_argument("--lr", type=_finite_non_negative_float, default=3e-3, help="learning rate")
     t.add_argument(
-        "--clip", type=_clip, default=0.25, help="max gradient norm (inf for no clipping)"
+        "--recipe",
+        choices=("plain", "awd"),
+        default="plain",
+        help="defaults of the options marked 'recipe': plain (word_language_model with "
+        "Adam) or awd (AWD-LSTM's regularisation and NT-ASGD, its published settings)",
     )
+    # None: the recipe's value (plain: this command's own defaults, shown in the help).
+    t.add_argument("--bptt", type=_positive_int, default=None, help="tokens per window (64)")
+    t.add_argument("--batch-size", type=_positive_int, default=None, help="parallel streams (32)")
+    t.add_argument(
+        "--optimizer", choices=("sgd", "adam", "adamw", "nt_asgd"), default=None, help="(adam)"
+    )
+    t.add_argument(
+        "--lr", type=_finite_non_negative_float, default=None, help="learning rate (3e-3)"
+    )
+    t.add_argument("--weight-decay", type=_finite_non_negative_float, default=None, help="(0)")
+    t.add_argument(
+        "--clip", type=_clip, default=None, help="max gradient norm, inf for none (0.25)"
+    )
+    for name, what in [
+        ("weight-drop", "DropConnect on the recurrent matrices"),
+        ("dropout-input", "locked dropout on the embeddings"),
+        ("dropout-hidden", "locked dropout between layers"),
+        ("dropout-output", "locked dropout before the head"),
+        ("dropout-embedding", "dropout of whole embedding rows"),
+        ("alpha", "activation regularisation"),
+        ("beta", "temporal activation regularisation"),
+    ]:
+        t.add_argument(f"--{name}", type=_non_negative_float, default=None, help=f"{what} (recipe)")
+    t.add_argument(
+        "--variable-bptt",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="AWD-LSTM's random window lengths (recipe)",
+    )
+    t.add_argument("--nonmono", type=_positive_int, default=None, help="NT-ASGD's interval (5)")
     t.add_argument("--epochs", type=_positive_int, default=1000, help="epochs at most")
     t.add_argument("--max-steps", type=_positive_int, default=None, help="steps at most")
     t.add_argument(
@@ -306,6 +336,24 @@ def _check_model_size(args, vocab_size: int, embed: int) -> None:
         )
 
 
+# `rustrnn train`'s own values for the plain recipe (rustrnn.train's differ in lr).
+_PLAIN_CLI = {"batch_size": 32, "bptt": 64, "optimizer": "adam", "lr": 3e-3, "clip": 0.25}
+_RECIPE_FLAGS = (
+    "batch_size bptt optimizer lr weight_decay clip weight_drop dropout_input dropout_hidden "
+    "dropout_output dropout_embedding alpha beta variable_bptt nonmono"
+).split()
+
+
+def _recipe_options(args) -> dict:
+    """The recipe and the options given on the command line (the rest are the recipe's)."""
+    given = {k: getattr(args, k) for k in _RECIPE_FLAGS if getattr(args, k) is not None}
+    if args.recipe == "plain":
+        given = {**_PLAIN_CLI, **given}
+    if "clip" in given and math.isinf(given["clip"]):
+        given["clip"] = None
+    return {"recipe": args.recipe, **given}
+
+
 def _cmd_train(args) -> int:
     import torch
 
@@ -355,10 +403,14 @@ def _train_joined(args, text, device, rank, joined) -> int:
         raise CliError(str(e)) from None
     # Too little text for the streams is an option mistake: say so before training.
     train_ids = vocab.encode(train_text)
-    if train_ids.numel() // args.batch_size < 2:
+    batch_size = (
+        _recipe_options(args).get("batch_size")
+        or rustrnn.training.RECIPES[args.recipe]["batch_size"]
+    )
+    if train_ids.numel() // batch_size < 2:
         raise CliError(
             f"the corpus has {train_ids.numel():,} training tokens, too few for "
-            f"--batch-size {args.batch_size} (each stream needs at least 2 tokens)"
+            f"--batch-size {batch_size} (each stream needs at least 2 tokens)"
         )
     valid_ids = vocab.encode(valid_text) if valid_text else None
     if valid_ids is not None and valid_ids.numel() < 2:
@@ -375,15 +427,11 @@ def _train_joined(args, text, device, rank, joined) -> int:
             model,
             train_ids,
             valid_ids,
-            batch_size=args.batch_size,
-            bptt=args.bptt,
+            **_recipe_options(args),
             epochs=args.epochs,
             max_steps=args.max_steps,
             time_budget=budget,
             eval_every=args.eval_every,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            clip=None if math.isinf(args.clip) else args.clip,
             seed=args.seed,
             checkpoint_dir=args.out,
             resume=args.resume,

@@ -25,6 +25,58 @@ from . import _rustrnn
 
 Data = Union[str, "os.PathLike[str]", Tensor, Sequence[int]]
 
+
+class _Default:
+    """The value of a :func:`train` keyword that was not given: the ``recipe``'s, or the
+    plain default when there is no recipe."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The plain recipe: pytorch/examples' word_language_model loop (with Adam).
+    "plain": dict(
+        batch_size=32,
+        bptt=64,
+        optimizer="adam",
+        lr=2e-3,
+        weight_decay=0.0,
+        clip=0.25,
+        weight_drop=0.0,
+        dropout_input=None,
+        dropout_hidden=None,
+        dropout_output=None,
+        dropout_embedding=0.0,
+        alpha=0.0,
+        beta=0.0,
+        variable_bptt=False,
+        nonmono=5,
+    ),
+    # AWD-LSTM (Merity et al. 2018): salesforce/awd-lstm-lm's main.py defaults with its
+    # README's Penn Treebank command (batch_size 20, dropouti 0.4, dropouth 0.25).
+    "awd": dict(
+        batch_size=20,
+        bptt=70,
+        optimizer="nt_asgd",
+        lr=30.0,
+        weight_decay=1.2e-6,
+        clip=0.25,
+        weight_drop=0.5,
+        dropout_input=0.4,
+        dropout_hidden=0.25,
+        dropout_output=0.4,
+        dropout_embedding=0.1,
+        alpha=2.0,
+        beta=1.0,
+        variable_bptt=True,
+        nonmono=5,
+    ),
+}
+"""The named sets of defaults :func:`train`'s ``recipe`` picks from."""
+
 StopReason = Literal["epochs", "max_steps", "time_budget", "interrupted", "non_finite", "error"]
 """How a run ended (``History.stop_reason``): the names of the Rust core's ``StopReason``,
 ``_rustrnn.STOP_REASONS``."""
@@ -38,6 +90,8 @@ class History:
     (0-based), ``losses`` (mean cross-entropy of the window, nats), ``lrs`` (the
     learning rate the step used), ``grad_norms`` (before clipping), ``tokens_per_sec``.
     Per evaluation: ``eval_steps`` and ``valid_ppls``. ``best_valid_ppl``.
+    ``averaged_from``: with ``optimizer="nt_asgd"``, the step after which averaging
+    started (None while it has not).
 
     ``stop_reason`` (None while the run goes on) is what ended it: for a run that
     finished, ``"epochs"`` (every epoch trained), ``"max_steps"`` or ``"time_budget"``;
@@ -60,6 +114,7 @@ class History:
     eval_steps: list[int] = field(default_factory=list)
     valid_ppls: list[float] = field(default_factory=list)
     best_valid_ppl: float | None = None
+    averaged_from: int | None = None
     stop_reason: StopReason | None = None
 
     @classmethod
@@ -379,16 +434,26 @@ def train(
     train: Data,
     valid: Data | None = None,
     *,
-    batch_size: int = 32,
-    bptt: int = 64,
+    recipe: str = "plain",
+    batch_size: int = DEFAULT,
+    bptt: int = DEFAULT,
     epochs: int = 1,
     max_steps: int | None = None,
     time_budget: float | None = None,
-    optimizer: str = "adam",
-    lr: float = 2e-3,
-    weight_decay: float = 0.0,
+    optimizer: str = DEFAULT,
+    lr: float = DEFAULT,
+    weight_decay: float = DEFAULT,
     momentum: float = 0.0,
-    clip: float | None = 0.25,
+    clip: float | None = DEFAULT,
+    weight_drop: float = DEFAULT,
+    dropout_input: float | None = DEFAULT,
+    dropout_hidden: float | None = DEFAULT,
+    dropout_output: float | None = DEFAULT,
+    dropout_embedding: float = DEFAULT,
+    alpha: float = DEFAULT,
+    beta: float = DEFAULT,
+    variable_bptt: bool = DEFAULT,
+    nonmono: int = DEFAULT,
     lr_decay: float = 0.25,
     patience: int = 0,
     eval_every: int | None = None,
@@ -415,19 +480,61 @@ def train(
             encoded with ``model.vocab``.
         valid: the same kinds, or None. Its perplexity is measured (eval mode, no
             dropout) after each epoch and every ``eval_every`` steps.
-        batch_size: parallel streams ``B``. Default: 32.
-        bptt: window length ``T`` in tokens. Default: 64.
+        recipe: the defaults of every keyword below marked "recipe": ``"plain"``
+            (pytorch/examples' word_language_model loop, with Adam) or ``"awd"``
+            (AWD-LSTM's regularisation and NT-ASGD, Merity et al. 2018, with the published
+            Penn Treebank settings: ``batch_size=20, bptt=70, optimizer="nt_asgd", lr=30,
+            weight_decay=1.2e-6, clip=0.25, weight_drop=0.5, dropout_input=0.4,
+            dropout_hidden=0.25, dropout_output=0.4, dropout_embedding=0.1, alpha=2,
+            beta=1, variable_bptt=True, nonmono=5``; ``rustrnn.training.RECIPES``). A
+            keyword given explicitly overrides its recipe's value. AWD-LSTM's model is
+            ``LanguageModel(vocab, 400, 1150, 3)``; the recipe sets only training options.
+        batch_size: parallel streams ``B``. Recipe; plain: 32.
+        bptt: window length ``T`` in tokens. Recipe; plain: 64.
         epochs: passes over ``train``. Default: 1.
         max_steps: stop after this many steps in all (resumed ones included).
         time_budget: stop after this many seconds (checked before each step); None or
             ``math.inf`` for no limit. The progress bar's total and ETA then follow the
             steps the budget leaves room for.
-        optimizer: ``'adam'``, ``'adamw'`` or ``'sgd'``. Default: ``'adam'``.
-        lr: learning rate. Default: 2e-3.
-        weight_decay: L2 penalty (decoupled for ``'adamw'``). Default: 0.
+        optimizer: ``'adam'``, ``'adamw'``, ``'sgd'`` or ``'nt_asgd'`` (AWD-LSTM's
+            non-monotonically triggered averaged SGD: SGD until a validation perplexity is
+            worse than the best of those before the last ``nonmono``, then
+            ``torch.optim.ASGD(t0=0, lambd=0)``; evaluation, ``best.safetensors`` and the
+            model at the end hold the averaged weights; it needs ``valid`` to switch, and
+            replaces the ``lr_decay`` plateau rule). Recipe; plain: ``'adam'``.
+        lr: learning rate. Recipe; plain: 2e-3.
+        weight_decay: L2 penalty (decoupled for ``'adamw'``). Recipe; plain: 0.
         momentum: SGD momentum. Default: 0.
         clip: max global gradient norm, or None (or ``math.inf``) for no clipping.
-            Default: 0.25.
+            Recipe; plain: 0.25.
+        weight_drop: DropConnect on the recurrent stack's hidden-to-hidden matrices
+            (``weight_hh_l*``): one mask per window, the gradient reaching the raw weights.
+            Recipe; plain: 0.
+        dropout_input: locked (variational) dropout on the embeddings' output: one mask
+            per sequence, shared by every timestep; None keeps the model's own dropout
+            there. Recipe; plain: None.
+        dropout_hidden: locked dropout between recurrent layers (the stack then runs
+            layer by layer); None keeps the stack's own dropout. Recipe; plain: None.
+        dropout_output: locked dropout on the last layer's output, before the head;
+            None keeps the model's own dropout. Recipe; plain: None.
+        dropout_embedding: drops whole rows of the embedding (a dropped word is zero
+            wherever it occurs in the window), the rest rescaled. Recipe; plain: 0.
+        alpha: activation regularisation, ``alpha * mean(dropped_output**2)``.
+            Recipe; plain: 0.
+        beta: temporal activation regularisation, ``beta * mean((h[t] - h[t-1])**2)``
+            on the last layer's output before dropout. Recipe; plain: 0.
+        variable_bptt: window lengths drawn as AWD-LSTM draws them (``bptt`` with
+            probability 0.95, else ``bptt / 2``; then Normal(that, 5), truncated, at least
+            5), each step's learning rate scaled by its window's length over ``bptt``.
+            Recipe; plain: False.
+        nonmono: NT-ASGD's non-monotone interval. Recipe: 5.
+
+        The masks are drawn from torch's default generator
+        (:func:`rustrnn.functional.dropout_mask`, one draw each) in the order the forward
+        pass meets them: embedding rows ``(V, 1)``, input ``(1, B, E)``, one per
+        ``weight_hh`` matrix, one ``(1, B, H)`` after each layer but the last, output
+        ``(1, B, H)``; the window length (a float64 ``torch.rand`` then ``torch.randn``)
+        before them. The step's reported loss is the cross-entropy alone.
         lr_decay: when the validation perplexity does not improve on the best, the
             learning rate is multiplied by this (after ``patience`` such evaluations).
             Default: 0.25.
@@ -481,6 +588,26 @@ def train(
         RuntimeError: float or bool ids (as ``torch.nn.Embedding`` raises), or a
             callback replaced one of the model's Parameters.
     """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: expected one of {tuple(RECIPES)}")
+    given = dict(
+        batch_size=batch_size,
+        bptt=bptt,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        clip=clip,
+        weight_drop=weight_drop,
+        dropout_input=dropout_input,
+        dropout_hidden=dropout_hidden,
+        dropout_output=dropout_output,
+        dropout_embedding=dropout_embedding,
+        alpha=alpha,
+        beta=beta,
+        variable_bptt=variable_bptt,
+        nonmono=nonmono,
+    )
+    chosen = {k: RECIPES[recipe][k] if v is DEFAULT else v for k, v in given.items()}
     vocab = model.vocab
     device = model.embedding.weight.device
     # Before the data moves there; the Rust core checks it again but cannot name
@@ -508,16 +635,12 @@ def train(
     # The types and the value rules are the Rust core's (TypeError, ValueError naming
     # the option); only the bools take Python's truthiness here.
     options = {
-        "batch_size": batch_size,
-        "bptt": bptt,
+        **chosen,
+        "variable_bptt": bool(chosen["variable_bptt"]),
         "epochs": epochs,
         "max_steps": max_steps,
         "time_budget": time_budget,
-        "optimizer": optimizer,
-        "lr": lr,
-        "weight_decay": weight_decay,
         "momentum": momentum,
-        "clip": clip,
         "lr_decay": lr_decay,
         "patience": patience,
         "eval_every": eval_every,

@@ -22,6 +22,7 @@ pub fn history_dict<'py>(py: Python<'py>, h: &History) -> PyResult<Bound<'py, Py
         eval_steps,
         valid_ppls,
         best_valid_ppl,
+        averaged_from,
         stop_reason,
     } = h;
     let stop_reason = stop_reason.map(StopReason::name);
@@ -39,6 +40,7 @@ pub fn history_dict<'py>(py: Python<'py>, h: &History) -> PyResult<Bound<'py, Py
         eval_steps,
         valid_ppls,
         best_valid_ppl,
+        averaged_from,
         stop_reason
     );
     Ok(d)

@@ -11,9 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use super::errors::type_name;
-use crate::train::{Method, OptimConfig, TrainOptions};
+use crate::train::{Method, OptimConfig, Regularization, TrainOptions};
 
-const NAMES: [&str; 18] = [
+const NAMES: [&str; 27] = [
     "batch_size",
     "bptt",
     "epochs",
@@ -32,6 +32,15 @@ const NAMES: [&str; 18] = [
     "world_size",
     "resume",
     "overwrite",
+    "weight_drop",
+    "dropout_input",
+    "dropout_hidden",
+    "dropout_output",
+    "dropout_embedding",
+    "alpha",
+    "beta",
+    "variable_bptt",
+    "nonmono",
 ];
 
 /// The options, typed.
@@ -62,6 +71,17 @@ impl<'py> FromPyObject<'py> for PyTrainOptions {
             world_size: o.int("world_size")?,
             resume: o.flag("resume")?,
             overwrite: o.flag("overwrite")?,
+            regularization: Regularization {
+                weight_drop: o.float("weight_drop")?,
+                dropout_input: o.maybe(Options::float, "dropout_input")?,
+                dropout_hidden: o.maybe(Options::float, "dropout_hidden")?,
+                dropout_output: o.maybe(Options::float, "dropout_output")?,
+                dropout_embedding: o.float("dropout_embedding")?,
+                alpha: o.float("alpha")?,
+                beta: o.float("beta")?,
+            },
+            variable_bptt: o.flag("variable_bptt")?,
+            nonmono: o.int("nonmono")?,
         }))
     }
 }

@@ -79,6 +79,27 @@ impl Streams {
         ))
     }
 
+    /// Steps of the streams that have a next token: the positions an epoch
+    /// of variable-length windows walks.
+    pub fn positions(&self) -> i64 {
+        self.data.size()[0] - 1
+    }
+
+    /// The window of `len` steps (fewer at the end) from step `start`.
+    pub fn span(&self, start: i64, len: i64) -> Result<(Tensor, Tensor)> {
+        if start < 0 || start >= self.positions() || len < 1 {
+            return Err(Error::Index(format!(
+                "a window of {len} steps from step {start} is outside the data's {} steps",
+                self.positions()
+            )));
+        }
+        let t = len.min(self.positions() - start);
+        Ok((
+            self.data.f_narrow(0, start, t)?,
+            self.data.f_narrow(0, start + 1, t)?,
+        ))
+    }
+
     pub fn batch_size(&self) -> i64 {
         self.data.size()[1]
     }

@@ -4,7 +4,9 @@
 //!
 //! * `batch`   – the streams and their `bptt` windows (word_language_model's batchify).
 //! * `step`    – one step's forward and backward, and the evaluation pass.
-//! * `optim`   – SGD, Adam, AdamW with torch.optim's update rules; clipping.
+//! * `optim`   – SGD, Adam, AdamW, NT-ASGD with torch.optim's update rules; clipping.
+//! * `regularize`, `recurrent` – AWD-LSTM's regularisation (weight drop,
+//!   locked and embedding dropout, AR/TAR), each an option.
 //! * `trainer` – the loop and its stopping rules.
 //! * `resume`  – training checkpoints: writing them, and resuming a run from one.
 //!
@@ -14,6 +16,8 @@
 mod adam_one_pass;
 mod batch;
 pub mod optim;
+mod recurrent;
+pub mod regularize;
 mod resume;
 mod step;
 mod trainer;
@@ -25,6 +29,7 @@ use tch::Tensor;
 
 pub use batch::Streams;
 pub use optim::{clip_grad_norm, grad_norm, Method, OptimConfig, Optimizer};
+pub use regularize::Regularization;
 pub use step::{eval_step, train_step, State, StepOutput};
 pub use trainer::{evaluate, run, RunError, Trainer};
 
@@ -62,6 +67,15 @@ pub struct TrainOptions {
     /// there (see [`claim_checkpoint_dir`]).
     pub resume: bool,
     pub overwrite: bool,
+    /// AWD-LSTM's regularisation (all off by default).
+    pub regularization: Regularization,
+    /// Window lengths drawn around `bptt` as AWD-LSTM draws them (`bptt`
+    /// with probability 0.95, else `bptt / 2`; then Normal(that, 5), at least
+    /// 5 tokens), the learning rate of each step scaled by `length / bptt`.
+    pub variable_bptt: bool,
+    /// NT-ASGD's non-monotone interval: averaging starts at an evaluation
+    /// worse than the best of those before the last `nonmono`.
+    pub nonmono: i64,
 }
 
 pub(crate) use crate::pyfmt::py_float;
@@ -143,6 +157,8 @@ impl TrainOptions {
         };
         positive("batch_size", self.batch_size)?;
         positive("bptt", self.bptt)?;
+        positive("nonmono", self.nonmono)?;
+        self.regularization.validate()?;
         if self.epochs < 0 {
             return Err(Error::value(format!(
                 "epochs must be >= 0, got {}",
@@ -212,6 +228,10 @@ pub struct History {
     pub eval_steps: Vec<i64>,
     pub valid_ppls: Vec<f64>,
     pub best_valid_ppl: Option<f64>,
+    /// NT-ASGD: the step after which averaging started (None: not averaging;
+    /// then not written, so other runs' records are as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub averaged_from: Option<i64>,
     /// Why the run ended, or None while it runs.
     pub stop_reason: Option<StopReason>,
 }
@@ -373,6 +393,9 @@ mod tests {
             world_size: 1,
             resume: false,
             overwrite: false,
+            regularization: Regularization::default(),
+            variable_bptt: false,
+            nonmono: 5,
         }
     }
 

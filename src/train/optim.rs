@@ -20,6 +20,10 @@ pub enum Method {
     Adam,
     /// `torch.optim.AdamW` (decoupled weight decay).
     AdamW,
+    /// Non-monotonically triggered averaged SGD (AWD-LSTM): plain SGD until
+    /// the trainer starts averaging, then `torch.optim.ASGD(t0=0, lambd=0)`.
+    #[serde(rename = "nt_asgd")]
+    NtAsgd,
 }
 
 impl Method {
@@ -28,8 +32,9 @@ impl Method {
             "sgd" => Ok(Method::Sgd),
             "adam" => Ok(Method::Adam),
             "adamw" => Ok(Method::AdamW),
+            "nt_asgd" => Ok(Method::NtAsgd),
             _ => Err(Error::value(format!(
-                "unknown optimizer '{name}': expected 'sgd', 'adam' or 'adamw'"
+                "unknown optimizer '{name}': expected 'sgd', 'adam', 'adamw' or 'nt_asgd'"
             ))),
         }
     }
@@ -91,6 +96,11 @@ impl OptimConfig {
         if invalid(self.momentum) {
             return bad("momentum value", self.momentum);
         }
+        if self.momentum != 0.0 && self.method == Method::NtAsgd {
+            return Err(Error::value(
+                "nt_asgd is plain SGD, then averaged SGD: it takes no momentum",
+            ));
+        }
         if self.momentum != 0.0 && self.method != Method::Sgd {
             return Err(Error::value(format!(
                 "momentum is an SGD option; {:?} takes betas",
@@ -121,6 +131,20 @@ struct Slot {
     momentum_buffer: Option<Tensor>,
     exp_avg: Option<Tensor>,
     exp_avg_sq: Option<Tensor>,
+    /// ASGD's running average of the parameter.
+    ax: Option<Tensor>,
+}
+
+/// ASGD's scalars, as `torch.optim.ASGD` keeps them per parameter (here
+/// shared: every parameter steps together). Its step uses the `eta` the step
+/// before computed from the learning rate then, as torch's does.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Averaging {
+    /// ASGD steps taken since averaging started.
+    pub step: i64,
+    pub eta: f64,
+    pub mu: f64,
 }
 
 /// An optimizer over a fixed list of parameters.
@@ -129,6 +153,8 @@ pub struct Optimizer {
     /// Steps taken (torch keeps one per parameter; here every parameter steps together).
     steps: i64,
     slots: Vec<Slot>,
+    /// NT-ASGD once triggered: averaging.
+    averaging: Option<Averaging>,
 }
 
 impl Optimizer {
@@ -138,7 +164,45 @@ impl Optimizer {
             cfg,
             steps: 0,
             slots: (0..num_params).map(|_| Slot::default()).collect(),
+            averaging: None,
         })
+    }
+
+    /// NT-ASGD's switch: from the next step on, SGD steps are averaged (a
+    /// fresh `torch.optim.ASGD(params, lr, t0=0, lambd=0, weight_decay)`).
+    /// Other methods refuse.
+    pub fn start_averaging(&mut self) -> Result<()> {
+        if self.cfg.method != Method::NtAsgd {
+            return Err(Error::value(format!(
+                "only nt_asgd averages, not {:?}",
+                self.cfg.method
+            )));
+        }
+        if self.averaging.is_none() {
+            self.averaging = Some(Averaging {
+                step: 0,
+                eta: self.cfg.lr,
+                mu: 1.0,
+            });
+            for s in &mut self.slots {
+                s.ax = None;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn averaging(&self) -> Option<Averaging> {
+        self.averaging
+    }
+
+    /// The averaged parameters (one per parameter, in order), once averaging
+    /// has taken a step.
+    pub fn averages(&self) -> Option<Vec<Tensor>> {
+        self.averaging?;
+        self.slots
+            .iter()
+            .map(|s| s.ax.as_ref().map(Tensor::shallow_clone))
+            .collect()
     }
 
     pub fn config(&self) -> &OptimConfig {
@@ -209,9 +273,14 @@ impl Optimizer {
             }
         }
         for (slot, p) in self.slots.iter().zip(params) {
-            for t in [&slot.momentum_buffer, &slot.exp_avg, &slot.exp_avg_sq]
-                .into_iter()
-                .flatten()
+            for t in [
+                &slot.momentum_buffer,
+                &slot.exp_avg,
+                &slot.exp_avg_sq,
+                &slot.ax,
+            ]
+            .into_iter()
+            .flatten()
             {
                 if t.size() != p.size() || t.f_kind()? != p.f_kind()? || t.device() != p.device() {
                     return Err(Error::shape(
@@ -223,10 +292,20 @@ impl Optimizer {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
         let cfg = self.cfg.clone();
+        if let Some(a) = &mut self.averaging {
+            a.step += 1;
+            for ((p, g), slot) in params.iter().zip(grads).zip(&mut self.slots) {
+                asgd(&cfg, a, &mut p.shallow_clone(), g, slot)?;
+            }
+            // torch's next eta and mu (lambd = 0, t0 = 0).
+            a.eta = cfg.lr;
+            a.mu = 1.0 / (a.step as f64).max(1.0);
+            return Ok(());
+        }
         for ((p, g), slot) in params.iter().zip(grads).zip(&mut self.slots) {
             let mut p = p.shallow_clone();
             match cfg.method {
-                Method::Sgd => sgd(&cfg, &mut p, g, slot)?,
+                Method::Sgd | Method::NtAsgd => sgd(&cfg, &mut p, g, slot)?,
                 Method::Adam | Method::AdamW => adam(&cfg, self.steps, &mut p, g, slot)?,
             }
         }
@@ -234,7 +313,7 @@ impl Optimizer {
     }
 
     /// The state tensors as `(kind, index, tensor)`: kind is `momentum_buffer`,
-    /// `exp_avg` or `exp_avg_sq`, index the parameter's position.
+    /// `exp_avg`, `exp_avg_sq` or `ax`, index the parameter's position.
     pub fn state(&self) -> Vec<(&'static str, usize, Tensor)> {
         let mut out = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
@@ -242,6 +321,7 @@ impl Optimizer {
                 ("momentum_buffer", &s.momentum_buffer),
                 ("exp_avg", &s.exp_avg),
                 ("exp_avg_sq", &s.exp_avg_sq),
+                ("ax", &s.ax),
             ] {
                 if let Some(t) = t {
                     out.push((kind, i, t.shallow_clone()));
@@ -251,14 +331,25 @@ impl Optimizer {
         out
     }
 
-    /// Restores what [`Optimizer::state`] returned, after `steps` steps.
-    /// Each tensor must match its parameter's shape, dtype and device.
+    /// Restores what [`Optimizer::state`] returned, after `steps` steps
+    /// (and with NT-ASGD's `averaging` scalars). Each tensor must match its
+    /// parameter's shape, dtype and device.
     pub fn load_state(
         &mut self,
         steps: i64,
+        averaging: Option<Averaging>,
         state: Vec<(String, usize, Tensor)>,
         params: &[Tensor],
     ) -> Result<()> {
+        if let Some(a) = averaging {
+            let sane = a.step >= 0 && a.step <= steps && a.eta.is_finite() && a.eta >= 0.0;
+            if self.cfg.method != Method::NtAsgd || !sane || !(a.mu > 0.0 && a.mu <= 1.0) {
+                return Err(Error::value(format!(
+                    "invalid averaging state {a:?} for {:?} after {steps} steps",
+                    self.cfg.method
+                )));
+            }
+        }
         if steps < 0 {
             return Err(Error::value(format!(
                 "the optimizer's step count must be >= 0, got {steps}"
@@ -287,6 +378,7 @@ impl Optimizer {
                 "momentum_buffer" => slot.momentum_buffer = Some(t),
                 "exp_avg" => slot.exp_avg = Some(t),
                 "exp_avg_sq" => slot.exp_avg_sq = Some(t),
+                "ax" => slot.ax = Some(t),
                 other => return Err(Error::value(format!("unknown optimizer state '{other}'"))),
             }
         }
@@ -302,8 +394,15 @@ impl Optimizer {
                 )));
             }
         }
+        let want_ax = averaging.is_some_and(|a| a.step > 0);
+        if slots.iter().any(|s| s.ax.is_some() != want_ax) {
+            return Err(Error::value(
+                "the averaged parameters do not match the averaging state",
+            ));
+        }
         self.slots = slots;
         self.steps = steps;
+        self.averaging = averaging;
         Ok(())
     }
 }
@@ -333,6 +432,37 @@ fn sgd(cfg: &OptimConfig, p: &mut Tensor, g: &Tensor, slot: &mut Slot) -> Result
         slot.momentum_buffer = Some(buf);
     }
     _ = p.f_sub_(&d.f_mul_scalar(cfg.lr)?)?;
+    Ok(())
+}
+
+/// torch.optim.ASGD with `lambd = 0`, `t0 = 0`, single-tensor path: an SGD
+/// step of size `eta`, then the running average `ax`.
+fn asgd(
+    cfg: &OptimConfig,
+    a: &Averaging,
+    p: &mut Tensor,
+    g: &Tensor,
+    slot: &mut Slot,
+) -> Result<()> {
+    let d = if cfg.weight_decay != 0.0 {
+        g.f_add(&p.f_mul_scalar(cfg.weight_decay)?)?
+    } else {
+        g.shallow_clone()
+    };
+    _ = p.f_sub_(&d.f_mul_scalar(a.eta)?)?;
+    match slot.ax.as_mut() {
+        Some(ax) if a.mu != 1.0 => {
+            _ = ax.f_add_(&p.f_sub(ax)?.f_mul_scalar(a.mu)?)?;
+        }
+        Some(ax) => {
+            ax.f_copy_(p)?;
+        }
+        None => {
+            let mut ax = p.f_empty_like()?;
+            ax.f_copy_(p)?;
+            slot.ax = Some(ax);
+        }
+    }
     Ok(())
 }
 
@@ -517,7 +647,7 @@ mod tests {
         assert!(err.to_string().contains("float64"), "{err}");
         assert_eq!(opt.steps(), 0);
         assert!(p.equal(&p.zeros_like()));
-        assert!(opt.load_state(-1, vec![], &[p]).is_err());
+        assert!(opt.load_state(-1, None, vec![], &[p]).is_err());
     }
 
     #[test]

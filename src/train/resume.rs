@@ -24,6 +24,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::optim::Averaging;
 use super::trainer::Trainer;
 use super::{History, Hooks, Method, Optimizer, State};
 use crate::checkpoint::{Checkpoint, FileKind};
@@ -45,7 +46,15 @@ pub(super) struct Progress {
     /// has not run yet: kept in checkpoints so a resumed run makes it too.
     pub(super) eval_pending: bool,
     pub(super) optimizer_steps: i64,
-    /// What a resumed run must share with this one.
+    /// NT-ASGD's averaging scalars, once it started. This and
+    /// `variable_bptt` are written only when set, so other runs' records
+    /// are as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) averaging: Option<Averaging>,
+    /// What a resumed run must share with this one. With `variable_bptt`,
+    /// `position` counts steps of the streams, not windows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) variable_bptt: bool,
     pub(super) method: Method,
     pub(super) batch_size: i64,
     pub(super) bptt: i64,
@@ -156,6 +165,7 @@ impl Trainer {
         }
         self.progress.lr = self.optimizer.lr();
         self.progress.optimizer_steps = self.optimizer.steps();
+        self.progress.averaging = self.optimizer.averaging();
         let training = serde_json::to_string(&self.progress)
             .map_err(|e| Error::value(format!("cannot serialize the training state: {e}")))?;
         let ckpt = Checkpoint {
@@ -234,6 +244,7 @@ impl Trainer {
             self.opts.optimizer.method,
             self.opts.batch_size,
             self.opts.bptt,
+            self.opts.variable_bptt,
             self.opts.world_size,
             self.progress.train_tokens,
         );
@@ -241,16 +252,17 @@ impl Trainer {
             progress.method,
             progress.batch_size,
             progress.bptt,
+            progress.variable_bptt,
             progress.world_size,
             progress.train_tokens,
         );
         if now != then {
             return Err(Error::value(format!(
-                "the run in the checkpoint used (optimizer, batch_size, bptt, world_size, \
-                 training tokens) = {then:?}; resuming needs the same, got {now:?}"
+                "the run in the checkpoint used (optimizer, batch_size, bptt, variable_bptt, \
+                 world_size, training tokens) = {then:?}; resuming needs the same, got {now:?}"
             )));
         }
-        if progress.position > self.train.windows() {
+        if progress.position > self.epoch_length() {
             return Err(Error::value(
                 "the checkpoint's position is past the epoch's end",
             ));
@@ -289,7 +301,12 @@ impl Trainer {
             }
         }
         let mut optimizer = Optimizer::new(self.opts.optimizer.clone(), params.len())?;
-        optimizer.load_state(progress.optimizer_steps, opt_state, &params)?;
+        optimizer.load_state(
+            progress.optimizer_steps,
+            progress.averaging,
+            opt_state,
+            &params,
+        )?;
         optimizer.set_lr(progress.lr)?;
 
         // The carried state: present mid-epoch only.

@@ -22,9 +22,9 @@
 
 use tch::{Kind, Reduction, Tensor};
 
-use super::LmParams;
-use crate::dropout;
-use crate::error::{Error, Result};
+use super::regularize::{self, Regularization};
+use super::{recurrent, LmParams};
+use crate::error::Result;
 use crate::rnn::{stack, Mode, RnnConfig};
 
 /// The recurrent state carried from one window to the next (detached).
@@ -56,7 +56,8 @@ impl State {
 
 /// What one step computed.
 pub struct StepOutput {
-    /// Mean cross-entropy over the window's `T * B` targets.
+    /// Mean cross-entropy over the window's `T * B` targets (without the
+    /// activation penalties, which only steer the gradients).
     pub loss: f64,
     /// One per distinct parameter, in [`LmParams::distinct`]'s order (frozen
     /// ones included; the trainer skips them).
@@ -70,8 +71,15 @@ fn leaf(t: &Tensor) -> Result<Tensor> {
 }
 
 /// Forward and backward over one window: `x`, `y` are `[T, B]` ids (targets
-/// are the next tokens), `state` the state carried in.
-pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Result<StepOutput> {
+/// are the next tokens), `state` the state carried in, `reg` the
+/// regularisation (see `regularize` for the order its masks are drawn in).
+pub fn train_step(
+    model: &LmParams,
+    x: &Tensor,
+    y: &Tensor,
+    state: &State,
+    reg: &Regularization,
+) -> Result<StepOutput> {
     let p = model.config.dropout;
     let vocab = model.vocab_size();
     let emb_w = leaf(model.embedding())?;
@@ -82,27 +90,19 @@ pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Re
     };
     let head_b = leaf(model.head_bias())?;
 
-    // Embedding and its dropout, recorded by autograd.
-    let emb = dropout::apply(&Tensor::f_embedding(&emb_w, x, -1, false, false)?, p)?;
+    // Embedding (whole rows dropped) and its dropout, recorded by autograd;
+    // a tied head reads the table undropped, as AWD-LSTM's decoder does.
+    let table = regularize::embedding_rows(&emb_w, reg.dropout_embedding)?;
+    let emb = Tensor::f_embedding(&table, x, -1, false, false)?;
+    let emb = regularize::locked_or_plain(&emb, reg.dropout_input, p)?;
 
     // The recurrent stack, with its own tape.
-    let out = stack::forward(
-        &model.rnn,
-        &emb.f_detach()?,
-        None,
-        Some(&state.h),
-        state.c.as_ref(),
-        model.stack(),
-        true,
-        true,
-    )?;
-    let tape = out
-        .tape
-        .ok_or_else(|| Error::shape("the stack kept no tape"))?;
+    let run = recurrent::forward(&model.rnn, model.stack(), &emb.f_detach()?, state, reg)?;
 
-    // Dropout, head and loss, recorded by autograd from a fresh leaf.
-    let out_leaf = leaf(&out.output)?;
-    let logits = dropout::apply(&out_leaf, p)?.f_linear(&head_w, Some(&head_b))?;
+    // Dropout, head, loss and penalties, recorded by autograd from a fresh leaf.
+    let out_leaf = leaf(&run.output)?;
+    let dropped = regularize::locked_or_plain(&out_leaf, reg.dropout_output, p)?;
+    let logits = dropped.f_linear(&head_w, Some(&head_b))?;
     let loss = logits.f_view([-1, vocab])?.f_cross_entropy_loss::<Tensor>(
         &y.f_reshape([-1])?,
         None,
@@ -111,21 +111,24 @@ pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Re
         0.0,
     )?;
     let loss_value = loss.f_double_value(&[])?;
+    let objective = match regularize::activation_penalty(reg, &out_leaf, &dropped)? {
+        Some(penalty) => loss.f_add(&penalty)?,
+        None => loss,
+    };
 
     // 1. autograd: head and the stack's output.
-    let mut g = Tensor::f_run_backward(&[&loss], &[&head_w, &head_b, &out_leaf], false, false)?;
+    let mut g =
+        Tensor::f_run_backward(&[&objective], &[&head_w, &head_b, &out_leaf], false, false)?;
     let d_out = g.pop().unwrap_or_default();
     let g_head_b = g.pop().unwrap_or_default();
     let g_head_w = g.pop().unwrap_or_default();
 
     // 2. the stack's hand-written backward; nothing flows back into the carried state.
-    let d_hn = out.h_n.f_zeros_like()?;
-    let d_cn = out.c_n.as_ref().map(Tensor::f_zeros_like).transpose()?;
-    let sg = stack::backward(&tape, &d_out, &d_hn, d_cn.as_ref(), true)?;
-    drop(tape);
-    let dx = sg
-        .input
-        .ok_or_else(|| Error::shape("the stack returned no input gradient"))?;
+    let (h_n, c_n) = (
+        run.h_n.shallow_clone(),
+        run.c_n.as_ref().map(Tensor::shallow_clone),
+    );
+    let (dx, stack_grads) = run.backward(&d_out)?;
 
     // 3. autograd again: from the embedding output back to the embedding matrix.
     let mut g_emb = Tensor::f_run_backward(
@@ -137,24 +140,21 @@ pub fn train_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Re
     .pop()
     .unwrap_or_default();
 
-    let mut grads = Vec::with_capacity(sg.weights.len() + 3);
+    let mut grads = Vec::with_capacity(stack_grads.len() + 3);
     if model.config.tie_weights {
         g_emb = g_emb.f_add(&g_head_w)?;
         grads.push(g_emb);
-        grads.extend(sg.weights);
+        grads.extend(stack_grads);
     } else {
         grads.push(g_emb);
-        grads.extend(sg.weights);
+        grads.extend(stack_grads);
         grads.push(g_head_w);
     }
     grads.push(g_head_b);
     Ok(StepOutput {
         loss: loss_value,
         grads,
-        state: State {
-            h: out.h_n,
-            c: out.c_n,
-        },
+        state: State { h: h_n, c: c_n },
     })
 }
 

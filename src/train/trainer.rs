@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use super::resume::Progress;
 use super::{
-    clip_grad_norm, eval_step, grad_norm, train_step, EvalInfo, History, Hooks, LmParams,
+    clip_grad_norm, eval_step, grad_norm, train_step, EvalInfo, History, Hooks, LmParams, Method,
     Optimizer, State, StepInfo, Stop, StopReason, Streams, TrainOptions,
 };
 use crate::error::{Error, Result};
@@ -209,6 +209,8 @@ impl Trainer {
             bad_evals: 0,
             eval_pending: false,
             optimizer_steps: 0,
+            averaging: None,
+            variable_bptt: opts.variable_bptt,
             method: opts.optimizer.method,
             batch_size: opts.batch_size,
             bptt: opts.bptt,
@@ -261,20 +263,46 @@ impl Trainer {
         match result {
             Ok(stop) => {
                 self.save("last", hooks)?;
+                self.keep_averages()?;
                 Ok(stop)
             }
             Err(Error::Interrupted) => {
                 self.save("last", hooks)?;
+                self.keep_averages()?;
                 Err(Error::Interrupted)
             }
             Err(e) => Err(e),
         }
     }
 
+    /// Windows (or, with variable-length windows, steps of the streams) in
+    /// one epoch: what `progress.position` runs up to.
+    pub(super) fn epoch_length(&self) -> i64 {
+        if self.opts.variable_bptt {
+            self.train.positions()
+        } else {
+            self.train.windows()
+        }
+    }
+
+    /// NT-ASGD's result: once averaging, the model keeps the averaged weights
+    /// (what it was evaluated with), as AWD-LSTM keeps them. `last` holds the
+    /// raw ones and the averages, so resuming continues the run exactly.
+    fn keep_averages(&mut self) -> Result<()> {
+        if let Some(avg) = self.optimizer.averages() {
+            let _guard = tch::no_grad_guard();
+            for ((_, _, p), a) in self.trainable.iter().zip(&avg) {
+                p.shallow_clone().f_copy_(a)?;
+            }
+        }
+        Ok(())
+    }
+
     fn run_loop(&mut self, hooks: &mut dyn Hooks) -> Result<Stop> {
         let start = Instant::now();
-        let per_epoch = self.train.windows();
-        let mut total = self.opts.epochs.saturating_mul(per_epoch);
+        let per_epoch = self.epoch_length();
+        // Steps to expect (variable windows: as many as fixed ones would take).
+        let mut total = self.opts.epochs.saturating_mul(self.train.windows());
         if let Some(m) = self.opts.max_steps {
             total = total.min(m);
         }
@@ -320,7 +348,15 @@ impl Trainer {
         let t0 = Instant::now();
         let n = self.progress.step + 1;
         let epoch = self.progress.epoch;
-        let (x, y) = self.train.window(self.progress.position)?;
+        let (x, y, lr_scale) = if self.opts.variable_bptt {
+            let len = draw_window(self.opts.bptt)?;
+            let (x, y) = self.train.span(self.progress.position, len)?;
+            let scale = x.size()[0] as f64 / self.opts.bptt as f64;
+            (x, y, scale)
+        } else {
+            let (x, y) = self.train.window(self.progress.position)?;
+            (x, y, 1.0)
+        };
         let state = match &self.state {
             Some(s) => s.shallow_clone(),
             None => State::zeros(
@@ -329,7 +365,7 @@ impl Trainer {
                 self.model.embedding(),
             )?,
         };
-        let out = train_step(&self.model, &x, &y, &state)?;
+        let out = train_step(&self.model, &x, &y, &state, &self.opts.regularization)?;
         if !out.loss.is_finite() {
             return Err(Error::NonFinite(format!(
                 "the loss is {} at step {n} (epoch {}); training stopped before updating the \
@@ -355,13 +391,17 @@ impl Trainer {
                 epoch + 1
             )));
         }
-        let lr = self.optimizer.lr();
+        let base_lr = self.optimizer.lr();
+        let lr = base_lr * lr_scale;
         let params: Vec<Tensor> = self
             .trainable
             .iter()
             .map(|(_, _, t)| t.shallow_clone())
             .collect();
-        self.optimizer.step(&params, &grads)?;
+        self.optimizer.set_lr(lr)?;
+        let stepped = self.optimizer.step(&params, &grads);
+        self.optimizer.set_lr(base_lr)?;
+        stepped?;
         if let Some(name) = self.first_non_finite()? {
             return Err(Error::NonFinite(format!(
                 "the update of step {n} (epoch {}, learning rate {}) made parameter '{name}' \
@@ -372,7 +412,11 @@ impl Trainer {
             )));
         }
         self.state = Some(out.state);
-        self.progress.position += 1;
+        self.progress.position += if self.opts.variable_bptt {
+            x.size()[0]
+        } else {
+            1
+        };
         self.progress.step = n;
         // Marked before the hook runs, so an interrupt there leaves it due.
         if self.valid.is_some() && self.opts.eval_every.is_some_and(|e| n % e == 0) {
@@ -420,15 +464,31 @@ impl Trainer {
             .map(|(_, (_, name, _))| name.clone()))
     }
 
-    /// Validation perplexity; on a plateau the learning rate decays; `best`
-    /// and `last` are written.
+    /// Validation perplexity; on a plateau the learning rate decays (or,
+    /// with NT-ASGD, averaging starts); `best` and `last` are written. Once
+    /// averaging, the averaged weights are evaluated and written to `best`.
     fn evaluate(&mut self, hooks: &mut dyn Hooks) -> Result<()> {
         let Some(valid) = &self.valid else {
             return Ok(());
         };
-        let ppl = perplexity(&self.model, valid, &mut || hooks.poll())?;
+        let averages = self.optimizer.averages();
+        let raw = match &averages {
+            Some(avg) => Some(self.swap_in(avg)?),
+            None => None,
+        };
+        let measured = perplexity(&self.model, valid, &mut || hooks.poll());
+        let ppl = match measured {
+            Ok(ppl) => ppl,
+            Err(e) => {
+                if let Some(raw) = &raw {
+                    self.swap_in(raw)?;
+                }
+                return Err(e);
+            }
+        };
         let p = &mut self.progress;
         p.eval_pending = false;
+        let earlier = p.history.valid_ppls.clone();
         p.history.eval_steps.push(p.step);
         p.history.valid_ppls.push(ppl);
         let improved = ppl.is_finite() && p.best_valid_ppl.is_none_or(|b| ppl < b);
@@ -436,6 +496,8 @@ impl Trainer {
             p.best_valid_ppl = Some(ppl);
             p.history.best_valid_ppl = Some(ppl);
             p.bad_evals = 0;
+        } else if self.opts.optimizer.method == Method::NtAsgd {
+            // NT-ASGD's trigger replaces the plateau decay.
         } else {
             p.bad_evals += 1;
             if p.bad_evals > self.opts.patience {
@@ -453,11 +515,67 @@ impl Trainer {
             improved,
         };
         if improved {
-            self.save("best", hooks)?;
+            let saved = self.save("best", hooks);
+            if let Some(raw) = &raw {
+                self.swap_in(raw)?;
+            }
+            saved?;
+        } else if let Some(raw) = &raw {
+            self.swap_in(raw)?;
+        }
+        if self.opts.optimizer.method == Method::NtAsgd
+            && averages.is_none()
+            && nonmonotone(&earlier, ppl, self.opts.nonmono)
+        {
+            self.optimizer.start_averaging()?;
+            self.progress.history.averaged_from = Some(self.progress.step);
         }
         self.save("last", hooks)?;
         hooks.on_eval(&info)
     }
+
+    /// Copies `values` into the trained parameters; returns what they held.
+    fn swap_in(&self, values: &[Tensor]) -> Result<Vec<Tensor>> {
+        let _guard = tch::no_grad_guard();
+        let mut old = Vec::with_capacity(values.len());
+        for ((_, _, p), v) in self.trainable.iter().zip(values) {
+            let mut keep = p.f_empty_like()?;
+            keep.f_copy_(p)?;
+            old.push(keep);
+            p.shallow_clone().f_copy_(v)?;
+        }
+        Ok(old)
+    }
+}
+
+/// AWD-LSTM's non-monotone trigger: more than `nonmono` evaluations before
+/// this one, and this one worse than the best of all but the last `nonmono`.
+fn nonmonotone(earlier: &[f64], ppl: f64, nonmono: i64) -> bool {
+    let n = usize::try_from(nonmono).unwrap_or(usize::MAX);
+    if earlier.len() <= n {
+        return false;
+    }
+    let best = earlier[..earlier.len() - n]
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    ppl > best
+}
+
+/// AWD-LSTM's window length: `bptt` with probability 0.95, else `bptt / 2`;
+/// then Normal(that, 5), truncated to an integer, at least 5 tokens. Two
+/// draws from torch's default generator (a float64 uniform, then a float64
+/// standard normal), so `torch.manual_seed` governs them.
+fn draw_window(bptt: i64) -> Result<i64> {
+    let opts = (Kind::Double, tch::Device::Cpu);
+    let u = Tensor::f_rand([] as [i64; 0], opts)?.f_double_value(&[])?;
+    let n = Tensor::f_randn([] as [i64; 0], opts)?.f_double_value(&[])?;
+    let mean = if u < 0.95 {
+        bptt as f64
+    } else {
+        bptt as f64 / 2.0
+    };
+    Ok(((mean + 5.0 * n) as i64).max(5))
 }
 
 #[cfg(test)]
@@ -521,6 +639,9 @@ mod tests {
             world_size: 1,
             resume: true,
             overwrite: false,
+            regularization: crate::train::Regularization::default(),
+            variable_bptt: false,
+            nonmono: 5,
         }
     }
 
@@ -540,6 +661,23 @@ mod tests {
         let d = std::env::temp_dir().join(format!("rustrnn-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// AWD-LSTM's rule: `len(earlier) > nonmono and ppl > min(earlier[:-nonmono])`.
+    #[test]
+    fn the_nonmonotone_trigger_is_awd_lstms() {
+        let earlier = [10.0, 8.0, 9.0, 7.5];
+        assert!(
+            !nonmonotone(&earlier[..2], 50.0, 2),
+            "too few evaluations before"
+        );
+        assert!(
+            nonmonotone(&earlier[..3], 10.5, 2),
+            "worse than 10, the best before the last 2"
+        );
+        assert!(!nonmonotone(&earlier[..3], 9.5, 2), "better than 10");
+        assert!(!nonmonotone(&earlier, 7.9, 2), "better than 8");
+        assert!(nonmonotone(&earlier, 8.1, 2));
     }
 
     #[test]

@@ -12,8 +12,13 @@ so single runs part ways; early in training the validation perplexity of one rec
 varies by several percent from seed to seed. The quality comparison is therefore over
 `--seeds` runs per side, each pair starting from the same new weights.
 
+With ``--word``: word level on a real word corpus (Jane Austen's novels,
+``bench/word_corpus.py``: 772K training tokens, the 10,000 most frequent words), with
+word_language_model's own recipe (emsize = nhid = 200, 2 layers, dropout 0.2, SGD lr 20,
+clip 0.25, batch 20, bptt 35), where the output layer dominates a step.
+
 Run: python bench/bench_train.py [--steps 300] [--epoch-steps 150] [--seeds 3] [--cell lstm]
-[--device cuda] [--quick]  (``--quick``: 100 steps, epochs of 50, 1 seed)
+[--word] [--device cuda] [--quick]  (``--quick``: 100 steps, epochs of 50, 1 seed)
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ import torch
 import torch.nn.functional as F
 from rustrnn.corpus import default_corpus, split
 from torch import nn
+
+
+CHAR = dict(batch=32, bptt=64, embed=128, hidden=256, optimizer="adam", lr=2e-3)
+# pytorch/examples word_language_model's defaults.
+WORD = dict(batch=20, bptt=35, embed=200, hidden=200, optimizer="sgd", lr=20.0)
 
 
 def rss_mib() -> float:
@@ -71,9 +81,11 @@ def detach(state):
 
 
 def torch_train(model, ids, args, epochs):
-    """word_language_model's training loop, with Adam and clip_grad_norm_."""
+    """word_language_model's training loop, with torch.optim and clip_grad_norm_."""
     data = batchify(ids, args.batch)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[args.optimizer](
+        model.parameters(), lr=args.lr
+    )
     model.train()
     step, rss = 0, []
     for _ in range(epochs):
@@ -113,14 +125,17 @@ def main():
         help="runs per side, each from new weights (3; --quick: 1)",
     )
     p.add_argument("--quick", action="store_true", help="fewer steps and seeds")
+    p.add_argument("--word", action="store_true", help="word level, word_language_model's recipe")
     p.add_argument("--cell", default="lstm", choices=["lstm", "gru"])
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--bptt", type=int, default=64)
-    p.add_argument("--embed", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=256)
+    # None: the char recipe's value, or with --word word_language_model's.
+    p.add_argument("--batch", type=int, default=None, help="32; --word: 20")
+    p.add_argument("--bptt", type=int, default=None, help="64; --word: 35")
+    p.add_argument("--embed", type=int, default=None, help="128; --word: 200")
+    p.add_argument("--hidden", type=int, default=None, help="256; --word: 200")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--optimizer", default=None, choices=["adam", "sgd"], help="adam; --word: sgd")
+    p.add_argument("--lr", type=float, default=None, help="2e-3; --word: 20")
     p.add_argument("--clip", type=float, default=0.25)
     p.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     device_timing.add_argument(p)
@@ -129,11 +144,21 @@ def main():
     for name, full, quick in (("steps", 300, 100), ("epoch_steps", 150, 50), ("seeds", 3, 1)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    recipe = WORD if args.word else CHAR
+    for name, value in recipe.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     allocator = steady_malloc.ensure(sys.argv)
     clock = device_timing.now
 
-    train_text, valid_text = split(default_corpus())
-    vocab = rustrnn.Vocab.build(train_text, level="char")
+    if args.word:
+        from word_corpus import word_corpus
+
+        train_text, valid_text, _ = word_corpus()
+        vocab = rustrnn.Vocab.build(train_text, level="word", max_size=10_000)
+    else:
+        train_text, valid_text = split(default_corpus())
+        vocab = rustrnn.Vocab.build(train_text, level="char")
     # Each epoch is `epoch_steps` windows: B streams of epoch_steps * bptt + 1 tokens.
     train_ids = vocab.encode(train_text)[: args.batch * (args.epoch_steps * args.bptt + 1)]
     valid_ids = vocab.encode(valid_text)[:20_000]
@@ -162,9 +187,10 @@ def main():
 
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; char-level {args.cell}, vocab {len(vocab)}, "
-        f"E={args.embed} H={args.hidden} layers={args.layers}, B={args.batch} bptt={args.bptt}, "
-        f"adam lr={args.lr} clip={args.clip} dropout={args.dropout}; {args.steps} steps "
+        f"{torch.get_num_threads()} threads; {'word' if args.word else 'char'}-level "
+        f"{args.cell}, vocab {len(vocab)}, E={args.embed} H={args.hidden} layers={args.layers}, "
+        f"B={args.batch} bptt={args.bptt}, {args.optimizer} lr={args.lr} clip={args.clip} "
+        f"dropout={args.dropout}; {args.steps} steps "
         f"({epochs} epochs of {args.epoch_steps}) per run, {args.seeds} seeds"
         + ("" if device.type == "cpu" else f"; on {device_timing.describe(device)}")
     )
@@ -195,7 +221,7 @@ def main():
             bptt=args.bptt,
             epochs=epochs,
             max_steps=args.steps,
-            optimizer="adam",
+            optimizer=args.optimizer,
             lr=args.lr,
             clip=args.clip,
             progress=False,

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from rustrnn.corpus import default_corpus, split
 from torch import nn
 
-
 CHAR = dict(batch=32, bptt=64, embed=128, hidden=256, optimizer="adam", lr=2e-3)
 # pytorch/examples word_language_model's defaults.
 WORD = dict(batch=20, bptt=35, embed=200, hidden=200, optimizer="sgd", lr=20.0)

@@ -3,7 +3,9 @@
 //! The tensors are stored under exactly the names of the Python module's
 //! `state_dict` (`embedding.weight`, `rnn.weight_ih_l0`, ..., `head.weight`,
 //! `head.bias`), so `safetensors.torch.load_file(path)` loads a model file into
-//! a plain-torch model built from `nn.Embedding`, `nn.LSTM` and `nn.Linear`.
+//! a plain-torch model built from `nn.Embedding`, `nn.LSTM` and `nn.Linear`
+//! (`nn.AdaptiveLogSoftmaxWithLoss` for an adaptive head: `head.head.weight`,
+//! `head.tail.0.0.weight`, ...).
 //! Everything else lives as strings in the safetensors `__metadata__` header:
 //!
 //! | key        | value                                                            |
@@ -317,12 +319,8 @@ fn first_missing(config: &LmConfig, vocab_size: i64, st: &SafeTensors<'_>, need:
     let Ok(specs) = capped.param_specs(vocab_size) else {
         return generic();
     };
-    let n = specs.len().saturating_sub(2); // the head's two come after every layer
-    match specs
-        .iter()
-        .take(n)
-        .find(|s| !names.contains(s.name.as_str()))
-    {
+    // In state_dict order: a missing layer's tensor is named before the head's.
+    match specs.iter().find(|s| !names.contains(s.name.as_str())) {
         Some(s) => Error::value(format!(
             "missing tensor '{}' (the config, with num_layers={}, needs {need} model tensors; \
              the file holds {have} tensors in all)",
@@ -493,6 +491,7 @@ mod tests {
             cell: Mode::Gru,
             dropout: 0.1,
             tie_weights: tie,
+            head: crate::lm::HeadConfig::Full,
         };
         let specs = config.param_specs(vocab.len() as i64).unwrap();
         let emb = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
@@ -531,6 +530,54 @@ mod tests {
                 assert!(t1.equal(t2), "{n1}");
             }
         }
+    }
+
+    /// A full-head config is stored as it was before heads had fields (so
+    /// the file's bytes are too); an adaptive head's tensors and fields read
+    /// back exactly, and a file lacking one of them is refused by name.
+    #[test]
+    fn heads_in_files() {
+        let c = tiny(false);
+        let bytes = c.to_bytes().unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(
+            header.metadata().as_ref().unwrap()["config"],
+            r#"{"embed_size":4,"hidden_size":4,"num_layers":2,"cell":"gru","dropout":0.1,"tie_weights":false}"#
+        );
+
+        let mut config = c.config.clone();
+        config.head = crate::lm::HeadConfig::Adaptive(
+            crate::lm::adaptive::AdaptiveConfig::new(vec![1, 2], 2.0).unwrap(),
+        );
+        let params: Vec<(String, Tensor)> = config
+            .param_specs(3)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let t = Tensor::randn(s.shape.as_slice(), (Kind::Float, Device::Cpu));
+                (s.name, t)
+            })
+            .collect();
+        assert_eq!(params.last().unwrap().0, "head.tail.1.1.weight");
+        let a = Checkpoint::model(config.clone(), c.vocab.clone(), params);
+        let bytes = a.to_bytes().unwrap();
+        let back = Checkpoint::from_bytes(&bytes).unwrap();
+        assert_eq!(back.config, config);
+        for ((n1, t1), (n2, t2)) in a.params.iter().zip(&back.params) {
+            assert_eq!(n1, n2);
+            assert!(t1.equal(t2), "{n1}");
+        }
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let views: Vec<(String, Bytes)> = st
+            .tensors()
+            .into_iter()
+            .filter(|(n, _)| n != "head.tail.0.1.weight")
+            .map(|(n, v)| (n, Bytes::of(&Tensor::try_from(v).unwrap()).unwrap()))
+            .collect();
+        let short = safetensors::tensor::serialize(views, header.metadata()).unwrap();
+        let m = value_err(Checkpoint::from_bytes(&short));
+        assert!(m.contains("missing tensor 'head.tail.0.1.weight'"), "{m}");
     }
 
     #[test]

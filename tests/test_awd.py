@@ -54,6 +54,7 @@ class Reference:
         self.params = {
             k: v.detach().clone().requires_grad_(True) for k, v in model.state_dict().items()
         }
+        self.adaptive = model.head if cfg.get("head") == "adaptive" else None
         cls, extra = TORCH_CELLS[self.cell]
         self.modules = [
             cls(cfg["embed_size"] if i == 0 else self.hidden, self.hidden, 1, **extra).double()
@@ -102,9 +103,14 @@ class Reference:
                 elif self.p > 0:
                     h = h * mask(tuple(h.shape), self.p, h)
         dropped = self.plain_or_locked(h, r["dropout_output"])
-        head_w = P["embedding.weight"] if self.tie else P["head.weight"]
-        logits = F.linear(dropped, head_w, P["head.bias"])
-        ce = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        if self.adaptive is not None:  # torch's own module, on our tensors
+            head = {k[5:]: v for k, v in P.items() if k.startswith("head.")}
+            rows, targets = dropped.reshape(-1, dropped.size(-1)), y.reshape(-1)
+            ce = functional_call(self.adaptive, head, (rows, targets)).loss
+        else:
+            head_w = P["embedding.weight"] if self.tie else P["head.weight"]
+            logits = F.linear(dropped, head_w, P["head.bias"])
+            ce = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
         objective = ce
         if r["alpha"] > 0:
             objective = objective + r["alpha"] * dropped.pow(2).mean()
@@ -189,6 +195,20 @@ def test_each_method_matches_the_papers_definition(cell, reg):
     model = tiny_lm(cell, layers=3)
     want_losses, _, want = sgd_run(model, reg, steps=3, lr=0.5)
     hist = rustrnn_run(model, reg, steps=3, lr=0.5)
+    assert hist.losses == pytest.approx(want_losses, rel=1e-10)
+    assert_same_weights(model, want)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_methods_with_the_adaptive_head(cell):
+    """AWD's methods and an adaptive softmax head (torch's module in the reference); SGD
+    without momentum treats clusters no target reached as torch does."""
+    torch.manual_seed(0)
+    model = rustrnn.LanguageModel(
+        tiny_lm().vocab, 6, 16, 2, cell=cell, dropout=0.0, head="adaptive", cutoffs=[4, 12]
+    ).double()
+    want_losses, _, want = sgd_run(model, ALL_ON, steps=3, lr=0.5)
+    hist = rustrnn_run(model, ALL_ON, steps=3, lr=0.5)
     assert hist.losses == pytest.approx(want_losses, rel=1e-10)
     assert_same_weights(model, want)
 

@@ -43,6 +43,7 @@ __all__ = [
     "beam_search",
     "load_model",
     "lm_stack_spec",
+    "adaptive_cutoffs",
     "multinomial",
     "NGramModel",
     "sample",
@@ -276,6 +277,11 @@ def load_model(path: _Path) -> tuple[str, dict[str, Any], Vocab, str, list[tuple
 def lm_stack_spec(config: dict[str, Any]) -> RnnSpec:
     """The recurrent stack of a language model of ``config`` (``LanguageModel.config``),
     validated by the core's rules."""
+
+def adaptive_cutoffs(vocab_size: int, cutoffs: Sequence[int] | None = None) -> list[int]:
+    """The adaptive head's cutoffs for ``vocab_size`` tokens: ``cutoffs`` checked as torch
+    checks them (its ValueError), or the default split when None (2,000, 10,000, 50,000,
+    ... up to ``vocab_size / 2``; one cutoff at ``max(1, vocab_size // 4)`` under 4,000)."""
 
 def dropout_mask(input: Tensor, p: float) -> Tensor:
     """A dropout mask shaped like ``input``: ``1 / (1 - p)`` with probability ``1 - p``, else 0."""

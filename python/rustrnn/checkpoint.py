@@ -2,11 +2,11 @@
 
 The tensors carry exactly the module's ``state_dict`` names, so
 ``safetensors.torch.load_file(path)`` loads a model file into a plain-torch model
-(``nn.Embedding`` + ``nn.LSTM`` + ``nn.Linear`` as attributes ``embedding``, ``rnn``,
-``head``). The config and the vocabulary travel as JSON in the file's metadata. The
-format itself (and its validation) lives in Rust, ``src/checkpoint.rs``; this module is
-its Python face, and knows nothing of the model classes (``LanguageModel.save`` and
-``LanguageModel.load`` build on it).
+(``nn.Embedding`` + ``nn.LSTM`` + ``nn.Linear``, or ``nn.AdaptiveLogSoftmaxWithLoss`` for
+an adaptive head, as attributes ``embedding``, ``rnn``, ``head``). The config and the
+vocabulary travel as JSON in the file's metadata. The format itself (and its validation)
+lives in Rust, ``src/checkpoint.rs``; this module is its Python face, and knows nothing
+of the model classes (``LanguageModel.save`` and ``LanguageModel.load`` build on it).
 """
 
 from __future__ import annotations

@@ -53,6 +53,16 @@ def _clip(value: str) -> float:
     return x
 
 
+def _cutoffs(value: str) -> List[int]:
+    """``2000,10000``: the adaptive head's cutoffs (their rules are checked with the model)."""
+    try:
+        return [int(c) for c in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers such as 2000,10000, got {value}"
+        ) from None
+
+
 def _seed(value: str) -> int:
     n = int(value)
     if not -(2**63) <= n < 2**64:  # what torch.manual_seed takes
@@ -96,6 +106,25 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layers", type=_positive_int, default=2, help="recurrent layers")
     t.add_argument("--dropout", type=_non_negative_float, default=0.1, help="dropout rate")
     t.add_argument("--tied", action="store_true", help="tie embedding and head weights")
+    t.add_argument(
+        "--head",
+        choices=("full", "adaptive"),
+        default="full",
+        help="output layer: a linear layer over the vocabulary, or an adaptive softmax",
+    )
+    t.add_argument(
+        "--cutoffs",
+        type=_cutoffs,
+        default=None,
+        help="adaptive head's cluster boundaries by token id, e.g. 2000,10000 "
+        "(default: chosen from the vocabulary size)",
+    )
+    t.add_argument(
+        "--div-value",
+        type=float,
+        default=4.0,
+        help="adaptive head: cluster i projects to hidden / div_value**(i+1) units",
+    )
     t.add_argument(
         "--recipe",
         choices=("plain", "awd"),
@@ -315,14 +344,31 @@ def _claim_out(args) -> None:
         raise CliError(f"--out {e}") from None
 
 
-def _check_model_size(args, vocab_size: int, embed: int) -> None:
+def _head_size(args, vocab_size: int, cutoffs: Optional[List[int]]) -> int:
+    """The head's parameter count: ``V * H + V`` for the full head; torch's widths for the
+    adaptive one (``AdaptiveLogSoftmaxWithLoss``: no biases)."""
+    h = args.hidden
+    if cutoffs is None:
+        return vocab_size * h + vocab_size
+    bounds = cutoffs + [vocab_size]
+    n = (bounds[0] + len(cutoffs)) * h
+    try:
+        for i in range(len(cutoffs)):
+            hsz = int(h // (args.div_value ** (i + 1)))
+            n += hsz * h + hsz * (bounds[i + 1] - bounds[i])
+    except (ZeroDivisionError, OverflowError, ValueError):
+        pass  # a div_value the model refuses, naming it
+    return n
+
+
+def _check_model_size(args, vocab_size: int, embed: int, cutoffs=None) -> None:
     """Refuses a model that could not fit in memory before allocating it: training holds
     the weights, their gradients and Adam's two moments (four float32 copies)."""
     gates = {"lstm": 4, "gru": 3}.get(args.cell, 1)
     h, layers = args.hidden, args.layers
     first = gates * h * (embed + h) + 2 * gates * h
     rest = gates * h * (2 * h) + 2 * gates * h
-    n = vocab_size * embed + first + (layers - 1) * rest + vocab_size * h + vocab_size
+    n = vocab_size * embed + first + (layers - 1) * rest + _head_size(args, vocab_size, cutoffs)
     need = 4 * 4 * n
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -389,7 +435,12 @@ def _train_joined(args, text, device, rank, joined) -> int:
     try:
         vocab = rustrnn.Vocab.build(train_text, level=args.level)
         embed = args.hidden if args.tied else args.embed
-        _check_model_size(args, len(vocab), embed)
+        if args.head == "full" and (args.cutoffs is not None or args.div_value != 4.0):
+            raise CliError("--cutoffs and --div-value are for --head adaptive")
+        cutoffs = args.cutoffs
+        if args.head == "adaptive":
+            cutoffs = rustrnn._rustrnn.adaptive_cutoffs(len(vocab), cutoffs)
+        _check_model_size(args, len(vocab), embed, cutoffs)
         model = rustrnn.LanguageModel(
             vocab,
             embed_size=embed,
@@ -398,6 +449,9 @@ def _train_joined(args, text, device, rank, joined) -> int:
             cell=args.cell,
             dropout=args.dropout,
             tie_weights=args.tied,
+            head=args.head,
+            cutoffs=cutoffs,
+            div_value=args.div_value,
         ).to(device)
     except (ValueError, RuntimeError) as e:
         raise CliError(str(e)) from None

@@ -121,23 +121,31 @@ def cell_from_torch(cls, cell: nn.RNNCellBase):
 
 class TorchLanguageModel(nn.Module):
     """:class:`rustrnn.LanguageModel` in plain torch: ``nn.Embedding`` -> ``nn.Dropout`` ->
-    ``nn.RNN``/``nn.GRU`` -> ``nn.Dropout`` -> ``nn.Linear``, under the same state_dict
-    names (``embedding``, ``rnn``, ``head``). Built by :meth:`LanguageModel.to_torch`.
+    ``nn.RNN``/``nn.GRU`` -> ``nn.Dropout`` -> ``nn.Linear`` (or
+    ``nn.AdaptiveLogSoftmaxWithLoss``), under the same state_dict names (``embedding``,
+    ``rnn``, ``head``). Built by :meth:`LanguageModel.to_torch`.
 
-    ``forward(ids (T, B) or (T), state)`` returns ``(logits (T, B, V) or (T, V), state)``,
-    the same as the rustrnn model's in eval mode (dropout masks come from torch here).
+    ``forward(ids (T, B) or (T), state)`` returns ``(logits (T, B, V) or (T, V), state)``
+    (log-probabilities, ``head.log_prob``, for an adaptive head), the same as the rustrnn
+    model's in eval mode (dropout masks come from torch here).
     """
 
-    def __init__(self, embedding: nn.Embedding, rnn: nn.RNNBase, head: nn.Linear, dropout: float):
+    def __init__(self, embedding: nn.Embedding, rnn: nn.RNNBase, head: nn.Module, dropout: float):
         super().__init__()
         self.embedding = embedding
         self.drop = nn.Dropout(dropout)
         self.rnn = rnn
         self.head = head
 
+    def _scores(self, x: Tensor) -> Tensor:
+        if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
+            flat = self.head.log_prob(x.reshape(-1, x.size(-1)))
+            return flat.view(*x.shape[:-1], self.head.n_classes)
+        return self.head(x)
+
     def forward(self, ids: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         out, state = self.rnn(self.drop(self.embedding(ids)), state)
-        return self.head(self.drop(out)), state
+        return self._scores(self.drop(out)), state
 
 
 class TorchLSTMLanguageModel(TorchLanguageModel):
@@ -147,7 +155,7 @@ class TorchLSTMLanguageModel(TorchLanguageModel):
         self, ids: Tensor, state: Optional[Tuple[Tensor, Tensor]] = None
     ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         out, state = self.rnn(self.drop(self.embedding(ids)), state)
-        return self.head(self.drop(out)), state
+        return self._scores(self.drop(out)), state
 
 
 def language_model_to_torch(model) -> TorchLanguageModel:

@@ -1,8 +1,9 @@
 """A recurrent language model: P(w1..wm) = prod_i P(w_i | w_1..w_{i-1}).
 
-Embedding -> dropout -> rustrnn stack -> dropout -> linear head to vocabulary logits.
-The recurrent stack's forward and backward run in Rust; generation runs the whole
-token loop in Rust with the GIL released.
+Embedding -> dropout -> rustrnn stack -> dropout -> head: a linear layer to vocabulary
+logits, or an adaptive softmax (``torch.nn.AdaptiveLogSoftmaxWithLoss``). The recurrent
+stack's forward and backward run in Rust; generation runs the whole token loop in Rust
+with the GIL released.
 """
 
 from __future__ import annotations
@@ -148,11 +149,31 @@ class LanguageModel(nn.Module):
         num_layers: recurrent layers. Default: 2.
         cell: ``'lstm'``, ``'gru'``, ``'rnn_tanh'`` or ``'rnn_relu'``. Default: ``'lstm'``.
         dropout: dropout on the embeddings, between layers and before the head. Default: 0.2.
-        tie_weights: share the embedding and head matrices (needs hidden_size == embed_size).
+        tie_weights: share the embedding and head matrices (needs hidden_size == embed_size
+            and the full head).
+        head: ``'full'``, a linear layer (``nn.Linear(hidden_size, V)``) to every token's
+            logit; or ``'adaptive'``, an adaptive softmax (Grave et al. 2017):
+            ``self.head`` is a ``torch.nn.AdaptiveLogSoftmaxWithLoss(hidden_size, V,
+            cutoffs, div_value=div_value)`` (torch's default ``head_bias=False``), with
+            torch's initialisation. Training, scoring and generation all use the
+            distribution it defines. Default: ``'full'``.
+        cutoffs: the adaptive head's cluster boundaries, torch's ``cutoffs``: ids ``[0,
+            cutoffs[0])`` form the shortlist the head scores directly, the rest are cut
+            into clusters at each cutoff. The vocabulary's ids put the specials first,
+            then the tokens by decreasing frequency (ties by the token), so the cuts are
+            by frequency. Default (None): 2,000, 10,000, 50,000, ... (each five times the
+            last) up to ``V / 2``; a vocabulary under 4,000 tokens gets one cutoff at
+            ``max(1, V // 4)`` (see :func:`rustrnn._rustrnn.adaptive_cutoffs`).
+            ``config["cutoffs"]`` holds the ones chosen.
+        div_value: the adaptive head's ``div_value``: cluster ``i`` (from 0) projects the
+            state to ``floor(hidden_size / div_value ** (i + 1))`` units. Default: 4.0.
 
     Shape:
         ``forward(ids (T, B) or (T), state)`` returns ``logits (T, B, V) or (T, V)`` and the
-        final state of the stack.
+        final state of the stack. With the adaptive head they are log-probabilities
+        (``head.log_prob``), which are logits of the same distribution: ``log_softmax``
+        leaves them as they are (to rounding) and ``F.cross_entropy`` of them is the
+        model's loss.
     """
 
     def __init__(
@@ -164,9 +185,14 @@ class LanguageModel(nn.Module):
         cell: str = "lstm",
         dropout: float = 0.2,
         tie_weights: bool = False,
+        head: str = "full",
+        cutoffs: Optional[Sequence[int]] = None,
+        div_value: float = 4.0,
     ) -> None:
         super().__init__()
         self.vocab = vocab
+        if head == "adaptive":
+            cutoffs = _rustrnn.adaptive_cutoffs(len(vocab), cutoffs)  # the default, or checked
         self.config = dict(
             embed_size=embed_size,
             hidden_size=hidden_size,
@@ -174,29 +200,58 @@ class LanguageModel(nn.Module):
             cell=cell,
             dropout=float(dropout),  # torch's coercions; the rules are Rust's (ValueError)
             tie_weights=bool(tie_weights),
+            head=head,
+            cutoffs=cutoffs,
+            div_value=float(div_value),
         )
         spec = _rustrnn.lm_stack_spec(self.config)
         self.embedding = nn.Embedding(len(vocab), embed_size)
         self.drop = Dropout(dropout)
         self.rnn = _stack(spec)
-        self.head = nn.Linear(hidden_size, len(vocab))
+        if self._adaptive:
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(
+                hidden_size, len(vocab), cutoffs, div_value=self.config["div_value"]
+            )
+        else:
+            self.head = nn.Linear(hidden_size, len(vocab))
         if tie_weights:
             self.head.weight = self.embedding.weight
         self.reset_parameters()
 
+    @property
+    def _adaptive(self) -> bool:
+        return self.config["head"] == "adaptive"
+
     def reset_parameters(self) -> None:
-        """The word_language_model initialisation: U(-0.1, 0.1) embeddings and head, zero bias."""
+        """The word_language_model initialisation: U(-0.1, 0.1) embeddings and head, zero
+        bias; an adaptive head gets torch's own (its ``reset_parameters``)."""
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        if not self.config["tie_weights"]:
-            nn.init.uniform_(self.head.weight, -0.1, 0.1)
-        nn.init.zeros_(self.head.bias)
+        if self._adaptive:
+            self.head.reset_parameters()
+        else:
+            if not self.config["tie_weights"]:
+                nn.init.uniform_(self.head.weight, -0.1, 0.1)
+            nn.init.zeros_(self.head.bias)
         self.rnn.reset_parameters()
 
     def extra_repr(self) -> str:
-        return f"vocab_size={len(self.vocab)}"
+        s = f"vocab_size={len(self.vocab)}"
+        if self._adaptive:
+            s += f", head='adaptive', cutoffs={self.config['cutoffs']}"
+            if self.config["div_value"] != 4.0:
+                s += f", div_value={self.config['div_value']}"
+        return s
+
+    def _scores(self, x: Tensor) -> Tensor:
+        """The head on ``(..., H)``: logits, or the adaptive head's log-probabilities."""
+        if self._adaptive:
+            flat = self.head.log_prob(x.reshape(-1, x.size(-1)))
+            return flat.view(*x.shape[:-1], self.head.n_classes)
+        return self.head(x)
 
     def forward(self, ids: Union[Tensor, PackedSequence], state=None):
-        """Logits for the next token at every position.
+        """Logits for the next token at every position (log-probabilities with the
+        adaptive head: logits of the same distribution).
 
         Args:
             ids: ``(T, B)`` or ``(T,)`` token ids, or a
@@ -212,16 +267,17 @@ class LanguageModel(nn.Module):
         if isinstance(ids, PackedSequence):
             x = ids._replace(data=self.drop(self.embedding(ids.data)))
             out, state = self.rnn(x, state)
-            return out._replace(data=self.head(self.drop(out.data))), state
+            return out._replace(data=self._scores(self.drop(out.data))), state
         x = self.drop(self.embedding(ids))
         out, state = self.rnn(x, state)
-        return self.head(self.drop(out)), state
+        return self._scores(self.drop(out)), state
 
     def to_torch(self) -> nn.Module:
         """This model in plain torch, with a copy of the weights: a
         :class:`rustrnn.export.TorchLanguageModel` made of ``nn.Embedding``, the torch.nn
-        stack (:meth:`rustrnn.LSTM.to_torch`) and ``nn.Linear``, under the same state_dict
-        names, whose ``forward(ids, state)`` returns the same logits and state. It needs no
+        stack (:meth:`rustrnn.LSTM.to_torch`) and ``nn.Linear`` (or the
+        ``nn.AdaptiveLogSoftmaxWithLoss``), under the same state_dict names, whose
+        ``forward(ids, state)`` returns the same logits (log-probabilities) and state. It needs no
         rustrnn to run, and ``torch.export.export`` takes it."""
         from .export import language_model_to_torch
 

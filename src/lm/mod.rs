@@ -1,22 +1,27 @@
-//! The language model (embedding -> recurrent stack -> linear head): its
-//! definition (`model`: config, parameter names and shapes, the rules, the
-//! weights by name), scoring many lines (`score`), and text generation, here:
-//! the model run token by token entirely in Rust, with no autograd graph kept.
+//! The language model (embedding -> recurrent stack -> head, linear or
+//! adaptive softmax (`adaptive`)): its definition (`model`: config, parameter
+//! names and shapes, the rules, the weights by name), scoring many lines
+//! (`score`), and text generation, here: the model run token by token
+//! entirely in Rust, with no autograd graph kept.
 //!
 //! How the next token is chosen is the caller's: `generate` hands each step's
-//! logits to a `draw` function (multinomial sampling, greedy argmax, ...).
+//! logits to a `draw` function (multinomial sampling, greedy argmax, ...);
+//! for an adaptive head they are its log-probabilities (see `head`).
 //! When a sample ends is [`Stop`]'s rule (ids, or strings in the decoded text).
 //! Beam search (`beam`) is the deterministic alternative. Both run float32
-//! CPU models on the fused kernels (`fused`: the whole token loop on a team
-//! of threads) and every other model on libtorch ops, with the same results.
+//! CPU models with a linear head on the fused kernels (`fused`: the whole
+//! token loop on a team of threads) and every other model on libtorch ops,
+//! with the same results.
 //!
 //! Everything the loops index is validated before they start ([`check_model`]),
 //! and the output grows as tokens come: `max_tokens` is a bound, not a size
 //! to reserve (a run may stop, or be interrupted, long before it).
 
+pub mod adaptive;
 pub mod beam;
 mod draw;
 mod fused;
+mod head;
 pub mod model;
 pub mod score;
 pub mod stop;
@@ -25,14 +30,14 @@ mod tests;
 
 use tch::{Kind, Tensor};
 
-pub use self::model::{LmConfig, LmParams, LmWeights};
+use self::head::HeadOp;
+pub use self::model::{HeadConfig, HeadParams, HeadWeights, LmConfig, LmParams, LmWeights};
 use self::stop::RowText;
 pub use self::stop::Stop;
 use crate::dtype::{device_name, dtype_name};
 use crate::error::{Error, Result};
 use crate::kernel::team::{no_memory, try_vec};
 use crate::rnn::check::check_weights;
-use crate::rnn::product::Product;
 use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::{stack, RnnConfig};
 use crate::sampler::{chain, sample_deferred, sample_validated, SampleOptions, UniformSource};
@@ -95,8 +100,53 @@ pub(crate) fn check_model(cfg: &RnnConfig, w: &LmWeights) -> Result<(i64, i64)> 
             "the embedding has no rows: the vocabulary is empty",
         ));
     }
-    let head = w.head_weight.size();
     let top = cfg.real_hidden_size();
+    let outputs = match w.head {
+        HeadWeights::Linear { weight, bias } => check_linear_head(weight, bias, top, vocab)?,
+        HeadWeights::Adaptive(a) => {
+            let (width, outputs) = (a.in_features(), a.n_classes());
+            if width != top {
+                return Err(Error::shape(format!(
+                    "the adaptive head takes inputs {width} wide but the stack's output is \
+                     {top} wide"
+                )));
+            }
+            if outputs > vocab {
+                return Err(Error::shape(format!(
+                    "the adaptive head has {outputs} classes (the tokens it draws) but the \
+                     embedding has {vocab} rows: every drawn token is fed back through the \
+                     embedding"
+                )));
+            }
+            outputs
+        }
+    };
+    let named = w.head.named();
+    let parts = std::iter::once(("the embedding", w.embedding))
+        .chain(named.iter().map(|(name, t)| (name.as_str(), *t)));
+    for (name, t) in parts {
+        if t.f_kind()? != kind {
+            return Err(Error::value(format!(
+                "{name} is {} but the stack's weights are {}: the model must have one dtype",
+                dtype_name(t.f_kind()?),
+                dtype_name(kind)
+            )));
+        }
+        if t.device() != device {
+            return Err(Error::shape(format!(
+                "{name} is on {} but the stack's weights are on {}",
+                device_name(t.device()),
+                device_name(device)
+            )));
+        }
+    }
+    Ok((vocab, outputs))
+}
+
+/// The linear head against the stack's output width `top` and the
+/// embedding's `vocab` rows; returns its outputs.
+fn check_linear_head(weight: &Tensor, bias: Option<&Tensor>, top: i64, vocab: i64) -> Result<i64> {
+    let head = weight.size();
     let &[outputs, cols] = head.as_slice() else {
         return Err(Error::shape(format!(
             "head.weight must be a 2-D (outputs, {top}) matrix, got shape {head:?}"
@@ -115,7 +165,7 @@ pub(crate) fn check_model(cfg: &RnnConfig, w: &LmWeights) -> Result<(i64, i64)> 
              between 1 and {vocab} rows"
         )));
     }
-    if let Some(bias) = w.head_bias {
+    if let Some(bias) = bias {
         if bias.size() != [outputs] {
             return Err(Error::shape(format!(
                 "head.bias has shape {:?} but head.weight has {outputs} rows: \
@@ -124,30 +174,7 @@ pub(crate) fn check_model(cfg: &RnnConfig, w: &LmWeights) -> Result<(i64, i64)> 
             )));
         }
     }
-    let named = [
-        ("the embedding", w.embedding),
-        ("head.weight", w.head_weight),
-    ];
-    for (name, t) in named
-        .into_iter()
-        .chain(w.head_bias.map(|b| ("head.bias", b)))
-    {
-        if t.f_kind()? != kind {
-            return Err(Error::value(format!(
-                "{name} is {} but the stack's weights are {}: the model must have one dtype",
-                dtype_name(t.f_kind()?),
-                dtype_name(kind)
-            )));
-        }
-        if t.device() != device {
-            return Err(Error::shape(format!(
-                "{name} is on {} but the stack's weights are on {}",
-                device_name(t.device()),
-                device_name(device)
-            )));
-        }
-    }
-    Ok((vocab, outputs))
+    Ok(outputs)
 }
 
 fn check(cfg: &RnnConfig, w: &LmWeights, prompt: &Tensor, opts: &GenerateOptions) -> Result<()> {
@@ -267,8 +294,8 @@ pub(crate) fn generate_checking(
         },
     };
     let stepper = TokenStepper::new(cfg, w.stack)?;
-    let head = Product::new(w.head_weight, w.head_bias.map(Tensor::shallow_clone))?;
-    let logits = head.apply(&last)?;
+    let head = HeadOp::new(&w.head)?;
+    let logits = head.scores(&last)?;
     let mut logits = logits
         .f_expand([n, logits.size()[1]], false)?
         .f_contiguous()?;
@@ -321,7 +348,7 @@ pub(crate) fn generate_checking(
         }
         let x = w.embedding.f_index_select(0, &next)?;
         let top = stepper.step(&x, &mut state)?;
-        logits = head.apply(&top)?;
+        logits = head.scores(&top)?;
     }
     let steps = out.len() as i64;
     for len in lengths.iter_mut().filter(|l| **l < 0) {
@@ -337,8 +364,9 @@ pub(crate) fn generate_checking(
 
 /// [`generate`] with each token drawn by `sample`'s rule (see
 /// [`crate::sampler::sample_logits`]) from `rng`'s uniforms, one per row and token. float32
-/// models on the CPU run on the fused kernels (`crate::kernel`), others on
-/// libtorch ops; both draw the same way from the same uniforms.
+/// models on the CPU with a linear head run on the fused kernels
+/// (`crate::kernel`), others on libtorch ops; both draw the same way from the
+/// same uniforms.
 pub fn generate_sampled(
     cfg: &RnnConfig,
     w: &LmWeights,

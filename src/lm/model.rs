@@ -9,25 +9,92 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::adaptive::{AdaptiveConfig, AdaptiveHead, DEFAULT_DIV_VALUE};
 use crate::dtype::is_param_dtype;
 use crate::error::{Error, Result};
+use crate::pyfmt::py_float;
 use crate::rnn::config::ParamSpec;
 use crate::rnn::{Mode, RnnConfig};
 
 /// The language model's hyper-parameters: `LanguageModel.config` as JSON.
+///
+/// In JSON the head is three flat fields, `"head"` (`"full"` or
+/// `"adaptive"`), `"cutoffs"` and `"div_value"`, written only for an
+/// adaptive head: a full-head config is the JSON it always was, and one
+/// without them (every checkpoint written before) has the full head.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "stored::Config", into = "stored::Config")]
 pub struct LmConfig {
     pub embed_size: i64,
     pub hidden_size: i64,
     pub num_layers: i64,
     /// `"lstm"`, `"gru"`, `"rnn_tanh"` or `"rnn_relu"` (see [`CELLS`]).
-    #[serde(with = "cell_name")]
     pub cell: Mode,
     /// Dropout on the embeddings, before the head and (with several layers)
     /// between the recurrent layers.
     pub dropout: f64,
     pub tie_weights: bool,
+    pub head: HeadConfig,
+}
+
+/// The output layer: a linear map to the whole vocabulary's logits (torch's
+/// `nn.Linear`), or an adaptive softmax (`nn.AdaptiveLogSoftmaxWithLoss`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HeadConfig {
+    Full,
+    Adaptive(AdaptiveConfig),
+}
+
+impl HeadConfig {
+    /// The head `LanguageModel(head=..., cutoffs=..., div_value=...)` asks
+    /// for: `'full'` or `'adaptive'`; the cutoffs (already resolved, see
+    /// [`AdaptiveConfig::resolve_cutoffs`]) and a div_value other than the
+    /// default belong to the adaptive head only.
+    pub fn new(head: &str, cutoffs: Option<Vec<i64>>, div_value: Option<f64>) -> Result<Self> {
+        match head {
+            "full" => {
+                if cutoffs.is_some() {
+                    return Err(Error::value(
+                        "cutoffs are for head='adaptive', but head is 'full'",
+                    ));
+                }
+                if let Some(d) = div_value.filter(|&d| d != DEFAULT_DIV_VALUE) {
+                    return Err(Error::value(format!(
+                        "div_value={} is for head='adaptive', but head is 'full'",
+                        py_float(d)
+                    )));
+                }
+                Ok(HeadConfig::Full)
+            }
+            "adaptive" => {
+                let cutoffs =
+                    cutoffs.ok_or_else(|| Error::value("head='adaptive' needs its cutoffs"))?;
+                Ok(HeadConfig::Adaptive(AdaptiveConfig::new(
+                    cutoffs,
+                    div_value.unwrap_or(DEFAULT_DIV_VALUE),
+                )?))
+            }
+            other => Err(Error::value(format!(
+                "head must be 'full' or 'adaptive', got '{other}'"
+            ))),
+        }
+    }
+
+    /// Its name, as [`HeadConfig::new`] takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HeadConfig::Full => "full",
+            HeadConfig::Adaptive(_) => "adaptive",
+        }
+    }
+
+    /// How many tensors it has.
+    fn num_tensors(&self) -> usize {
+        match self {
+            HeadConfig::Full => 2,
+            HeadConfig::Adaptive(a) => a.num_tensors(),
+        }
+    }
 }
 
 /// The cells a language model may have, in the order its errors list them.
@@ -59,15 +126,28 @@ impl LmConfig {
         }
     }
 
-    /// Checks the rules a config must keep (see [`LmConfig::rnn_config`]).
+    /// Checks the rules a config must keep (see [`LmConfig::rnn_config`]),
+    /// all but the head's against the vocabulary size, which
+    /// [`LmConfig::param_specs`] checks.
     pub fn validate(&self) -> Result<()> {
-        self.rnn_config().map(|_| ())
+        self.rnn_config()?;
+        match &self.head {
+            HeadConfig::Full => Ok(()),
+            HeadConfig::Adaptive(a) => {
+                a.validate()?;
+                // The projections' widths, before torch's module is built with them.
+                for i in 0..a.cutoffs.len() {
+                    a.projection_size(self.hidden_size, i)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     pub fn from_json(json: &str) -> Result<LmConfig> {
         let cfg: LmConfig = serde_json::from_str(json)
             .map_err(|e| Error::value(format!("invalid model config: {e}")))?;
-        cfg.rnn_config()?;
+        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -87,6 +167,12 @@ impl LmConfig {
                 "dropout must be in [0, 1], got {}",
                 self.dropout
             )));
+        }
+        if self.tie_weights && self.head != HeadConfig::Full {
+            return Err(Error::value(
+                "tie_weights needs head='full': the adaptive head has no (vocabulary, \
+                 hidden_size) matrix to share with the embedding",
+            ));
         }
         if self.tie_weights && self.hidden_size != self.embed_size {
             return Err(Error::value(format!(
@@ -117,7 +203,7 @@ impl LmConfig {
             .ok()
             .and_then(|l| l.checked_mul(usize::try_from(rnn.num_directions()).ok()?))
             .and_then(|n| n.checked_mul(rnn.params_per_direction()))
-            .and_then(|n| n.checked_add(3))
+            .and_then(|n| n.checked_add(1 + self.head.num_tensors()))
             .ok_or_else(|| {
                 Error::value(format!(
                     "num_layers={} gives more tensors than can be counted",
@@ -147,7 +233,10 @@ impl LmConfig {
 
     /// Every tensor of the model's `state_dict`, in its order, with its shape.
     /// With tied weights `head.weight` is listed too (the same tensor as
-    /// `embedding.weight`), as torch's `state_dict` lists it.
+    /// `embedding.weight`), as torch's `state_dict` lists it. An adaptive
+    /// head's are torch's module's, under `head.` (`head.head.weight`,
+    /// `head.tail.{i}.0.weight`, `head.tail.{i}.1.weight`), and its cutoffs
+    /// are checked against `vocab_size` here.
     pub fn param_specs(&self, vocab_size: i64) -> Result<Vec<ParamSpec>> {
         let rnn = self.rnn_config()?;
         let spec = |name: &str, shape: Vec<i64>| ParamSpec {
@@ -159,8 +248,19 @@ impl LmConfig {
             name: format!("rnn.{}", p.name),
             shape: p.shape,
         }));
-        specs.push(spec("head.weight", vec![vocab_size, self.hidden_size]));
-        specs.push(spec("head.bias", vec![vocab_size]));
+        match &self.head {
+            HeadConfig::Full => {
+                specs.push(spec("head.weight", vec![vocab_size, self.hidden_size]));
+                specs.push(spec("head.bias", vec![vocab_size]));
+            }
+            HeadConfig::Adaptive(a) => {
+                specs.extend(
+                    a.param_specs(self.hidden_size, vocab_size)?
+                        .into_iter()
+                        .map(|p| spec(&format!("head.{}", p.name), p.shape)),
+                );
+            }
+        }
         Ok(specs)
     }
 }
@@ -176,8 +276,46 @@ pub struct LmParams {
     /// Shared handles to the parts, found by name.
     embedding: Tensor,
     stack: Vec<Tensor>,
-    head_weight: Tensor,
-    head_bias: Tensor,
+    head: HeadParams,
+}
+
+/// The head's tensors (shared handles, as the rest of [`LmParams`]).
+pub enum HeadParams {
+    /// `head.weight` `[V, H]` (the embedding's tensor when tied) and `head.bias` `[V]`.
+    Linear {
+        weight: Tensor,
+        bias: Tensor,
+    },
+    Adaptive(AdaptiveHead),
+}
+
+impl HeadParams {
+    /// The tensors in `state_dict` order.
+    pub fn tensors(&self) -> Vec<&Tensor> {
+        match self {
+            HeadParams::Linear { weight, bias } => vec![weight, bias],
+            HeadParams::Adaptive(a) => a.tensors(),
+        }
+    }
+
+    /// The same head on fresh autograd leaves (training's), except a linear
+    /// weight tied to the embedding, which is `tied`, the embedding's own leaf.
+    pub fn leaves(
+        &self,
+        leaf: impl Fn(&Tensor) -> Result<Tensor>,
+        tied: Option<&Tensor>,
+    ) -> Result<HeadParams> {
+        Ok(match self {
+            HeadParams::Linear { weight, bias } => HeadParams::Linear {
+                weight: match tied {
+                    Some(t) => t.shallow_clone(),
+                    None => leaf(weight)?,
+                },
+                bias: leaf(bias)?,
+            },
+            HeadParams::Adaptive(a) => HeadParams::Adaptive(a.try_map(leaf)?),
+        })
+    }
 }
 
 impl LmParams {
@@ -258,16 +396,27 @@ impl LmParams {
                 .map(|(_, t)| t.shallow_clone())
                 .ok_or_else(|| Error::value(format!("missing tensor '{name}'")))
         };
-        let (embedding, head_weight, head_bias) = (
-            part("embedding.weight")?,
-            part("head.weight")?,
-            part("head.bias")?,
-        );
-        if config.tie_weights && embedding.data_ptr() != head_weight.data_ptr() {
-            return Err(Error::shape(
-                "tie_weights is set but head.weight and embedding.weight are different tensors",
-            ));
-        }
+        let embedding = part("embedding.weight")?;
+        let head = match &config.head {
+            HeadConfig::Full => {
+                let (weight, bias) = (part("head.weight")?, part("head.bias")?);
+                if config.tie_weights && embedding.data_ptr() != weight.data_ptr() {
+                    return Err(Error::shape(
+                        "tie_weights is set but head.weight and embedding.weight are different \
+                         tensors",
+                    ));
+                }
+                HeadParams::Linear { weight, bias }
+            }
+            HeadConfig::Adaptive(a) => {
+                let tensors = ordered
+                    .iter()
+                    .filter(|(name, _)| name.starts_with("head."))
+                    .map(|(_, t)| t.shallow_clone())
+                    .collect();
+                HeadParams::Adaptive(AdaptiveHead::new(a, vocab_size, tensors)?)
+            }
+        };
         let stack = ordered
             .iter()
             .filter(|(name, _)| name.starts_with("rnn."))
@@ -279,8 +428,7 @@ impl LmParams {
             named: ordered,
             embedding,
             stack,
-            head_weight,
-            head_bias,
+            head,
         })
     }
 
@@ -306,12 +454,8 @@ impl LmParams {
         &self.stack
     }
 
-    pub fn head_weight(&self) -> &Tensor {
-        &self.head_weight
-    }
-
-    pub fn head_bias(&self) -> &Tensor {
-        &self.head_bias
+    pub fn head(&self) -> &HeadParams {
+        &self.head
     }
 
     /// `V`: the embedding's rows (checked in [`LmParams::new`] to be the head's).
@@ -324,14 +468,19 @@ impl LmParams {
         LmWeights {
             embedding: &self.embedding,
             stack: &self.stack,
-            head_weight: &self.head_weight,
-            head_bias: Some(&self.head_bias),
+            head: match &self.head {
+                HeadParams::Linear { weight, bias } => HeadWeights::Linear {
+                    weight,
+                    bias: Some(bias),
+                },
+                HeadParams::Adaptive(a) => HeadWeights::Adaptive(a),
+            },
         }
     }
 
     /// The distinct parameter tensors, named, in the order of
-    /// `train::StepOutput::grads`: the embedding, the stack, the head's weight
-    /// (unless tied to the embedding) and bias.
+    /// `train::StepOutput::grads`: the embedding, the stack, the head's
+    /// tensors (a linear weight tied to the embedding left out).
     pub fn distinct(&self) -> Vec<(String, Tensor)> {
         self.named
             .iter()
@@ -347,9 +496,111 @@ pub struct LmWeights<'a> {
     pub embedding: &'a Tensor,
     /// The stack's parameters in torch's flat order.
     pub stack: &'a [Tensor],
-    /// `[V, H]`.
-    pub head_weight: &'a Tensor,
-    pub head_bias: Option<&'a Tensor>,
+    pub head: HeadWeights<'a>,
+}
+
+/// The head, borrowed.
+#[derive(Clone, Copy)]
+pub enum HeadWeights<'a> {
+    /// `weight` `[V, H]`, `bias` `[V]`.
+    Linear {
+        weight: &'a Tensor,
+        bias: Option<&'a Tensor>,
+    },
+    Adaptive(&'a AdaptiveHead),
+}
+
+impl<'a> HeadWeights<'a> {
+    /// The tensors, named as in the model's `state_dict`.
+    pub fn named(&self) -> Vec<(String, &'a Tensor)> {
+        match *self {
+            HeadWeights::Linear { weight, bias } => std::iter::once(("head.weight", weight))
+                .chain(bias.map(|b| ("head.bias", b)))
+                .map(|(n, t)| (n.to_string(), t))
+                .collect(),
+            HeadWeights::Adaptive(a) => a.names().into_iter().zip(a.tensors()).collect(),
+        }
+    }
+}
+
+impl<'a> LmWeights<'a> {
+    /// The linear head's weight and bias, for the paths that run only that
+    /// head (the fused kernels); an error for an adaptive one.
+    pub fn linear_head(&self) -> Result<(&'a Tensor, Option<&'a Tensor>)> {
+        match self.head {
+            HeadWeights::Linear { weight, bias } => Ok((weight, bias)),
+            HeadWeights::Adaptive(_) => Err(Error::value(
+                "this path runs a linear head only, and the model's head is adaptive",
+            )),
+        }
+    }
+}
+
+/// The config as JSON stores it: flat, the head's fields only for an
+/// adaptive head (so a full-head config reads and writes the bytes it
+/// always had).
+mod stored {
+    use serde::{Deserialize, Serialize};
+
+    use super::{cell_name, AdaptiveConfig, HeadConfig, LmConfig, Mode};
+    use crate::error::Error;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Config {
+        embed_size: i64,
+        hidden_size: i64,
+        num_layers: i64,
+        #[serde(with = "cell_name")]
+        cell: Mode,
+        dropout: f64,
+        tie_weights: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cutoffs: Option<Vec<i64>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        div_value: Option<f64>,
+    }
+
+    impl TryFrom<Config> for LmConfig {
+        type Error = Error;
+
+        fn try_from(c: Config) -> Result<LmConfig, Error> {
+            let head = c.head.as_deref().unwrap_or("full");
+            Ok(LmConfig {
+                embed_size: c.embed_size,
+                hidden_size: c.hidden_size,
+                num_layers: c.num_layers,
+                cell: c.cell,
+                dropout: c.dropout,
+                tie_weights: c.tie_weights,
+                head: HeadConfig::new(head, c.cutoffs, c.div_value)?,
+            })
+        }
+    }
+
+    impl From<LmConfig> for Config {
+        fn from(c: LmConfig) -> Config {
+            let (head, cutoffs, div_value) = match c.head {
+                HeadConfig::Full => (None, None, None),
+                HeadConfig::Adaptive(AdaptiveConfig { cutoffs, div_value }) => {
+                    (Some("adaptive".to_string()), Some(cutoffs), Some(div_value))
+                }
+            };
+            Config {
+                embed_size: c.embed_size,
+                hidden_size: c.hidden_size,
+                num_layers: c.num_layers,
+                cell: c.cell,
+                dropout: c.dropout,
+                tie_weights: c.tie_weights,
+                head,
+                cutoffs,
+                div_value,
+            }
+        }
+    }
 }
 
 /// The config's `cell` in JSON as [`LmConfig::cell_name`] spells it, the
@@ -385,12 +636,78 @@ mod tests {
             );
             let cfg = LmConfig::from_json(&json).unwrap();
             assert_eq!(cfg.cell, mode);
+            assert_eq!(cfg.head, HeadConfig::Full);
             assert_eq!(cfg.to_json(), json);
             assert_eq!(LmConfig::parse_cell(name).unwrap(), mode);
             let torch_name = json.replace(name, mode.name());
             let err = LmConfig::from_json(&torch_name).unwrap_err();
             assert!(matches!(err, Error::Value(_)));
             assert!(err.to_string().contains("cell must be one of"), "{err}");
+        }
+    }
+
+    /// The head's fields: written for an adaptive head only, read back to the
+    /// same config; a full head's JSON has none (every checkpoint written
+    /// before them reads as it did), and the rules hold on reading.
+    #[test]
+    fn the_head_in_json() {
+        let old = r#"{"embed_size":4,"hidden_size":8,"num_layers":1,"cell":"gru","dropout":0.0,"tie_weights":false}"#;
+        let mut cfg = LmConfig::from_json(old).unwrap();
+        assert_eq!(cfg.head, HeadConfig::Full);
+        assert_eq!(cfg.to_json(), old);
+        cfg.head = HeadConfig::Adaptive(AdaptiveConfig::new(vec![2, 5], 2.0).unwrap());
+        let json = cfg.to_json();
+        assert_eq!(
+            json,
+            old.replace(
+                "false}",
+                r#"false,"head":"adaptive","cutoffs":[2,5],"div_value":2.0}"#
+            )
+        );
+        assert_eq!(LmConfig::from_json(&json).unwrap(), cfg);
+        let specs = cfg.param_specs(9).unwrap();
+        let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names[names.len() - 5..],
+            [
+                "head.head.weight",
+                "head.tail.0.0.weight",
+                "head.tail.0.1.weight",
+                "head.tail.1.0.weight",
+                "head.tail.1.1.weight"
+            ]
+        );
+        let shapes: Vec<_> = specs[specs.len() - 5..]
+            .iter()
+            .map(|s| s.shape.clone())
+            .collect();
+        assert_eq!(
+            shapes,
+            [vec![4, 8], vec![4, 8], vec![3, 4], vec![2, 8], vec![4, 2]]
+        );
+        assert_eq!(cfg.num_tensors().unwrap(), specs.len());
+        assert!(cfg.param_specs(5).is_err(), "cutoff 5 needs 6 tokens");
+        for (bad, why) in [
+            (json.replace("[2,5]", "[5,2]"), "cutoffs should be"),
+            (
+                json.replace(r#""adaptive""#, r#""Adaptive""#),
+                "head must be",
+            ),
+            (json.replace(r#","cutoffs":[2,5]"#, ""), "needs its cutoffs"),
+            (
+                old.replace("false}", r#"false,"cutoffs":[2]}"#),
+                "cutoffs are for",
+            ),
+            (
+                json.replace(r#""tie_weights":false"#, r#""tie_weights":true"#),
+                "tie_weights needs head='full'",
+            ),
+        ] {
+            let err = LmConfig::from_json(&bad).unwrap_err();
+            assert!(
+                matches!(err, Error::Value(_)) && err.to_string().contains(why),
+                "{bad}: {err}"
+            );
         }
     }
 }

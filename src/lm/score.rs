@@ -13,10 +13,10 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::head::HeadOp;
 use super::LmWeights;
 use crate::error::{Error, Result};
 use crate::rnn::check::check_weights;
-use crate::rnn::product::Product;
 use crate::rnn::{stack, RnnConfig};
 
 /// Logits held at once, in elements: 32 Mi, 256 MiB in float64.
@@ -70,7 +70,7 @@ pub fn score(
         batch_first: false,
         ..cfg.clone()
     };
-    let head = Product::new(w.head_weight, w.head_bias.map(Tensor::shallow_clone))?;
+    let head = HeadOp::new(&w.head)?;
     // Longest first, as a PackedSequence wants; empty lines score nothing.
     let mut order: Vec<(usize, &Line)> = lines
         .iter()
@@ -112,7 +112,7 @@ pub fn score(
 fn score_batch(
     cfg: &RnnConfig,
     w: &LmWeights,
-    head: &Product,
+    head: &HeadOp,
     batch: &[(usize, &Line)],
     max_rows: usize,
 ) -> Result<Vec<Vec<f64>>> {
@@ -156,17 +156,23 @@ fn score_batch(
     let mut at = 0i64;
     while (at as usize) < total {
         let n = max_rows.min(total - at as usize) as i64;
-        // log p = logit[target] - logsumexp(logits), in the logits' own dtype:
-        // converting `rows x V` float32 logits to float64 first cost more than
-        // the head's product (86 + 117 ms against 127 ms for 6,700 x 5,000
-        // here), for a per-token error float32 keeps near 1e-6.
-        let logits = head.apply(&out.output.f_narrow(0, at, n)?)?;
-        let picked = logits.f_gather(1, &targets.f_narrow(0, at, n)?.f_unsqueeze(1)?, false)?;
-        let logp = picked
-            .f_squeeze_dim(1)?
-            .f_sub(&logits.f_logsumexp([1i64].as_slice(), false)?)?
-            .f_to_kind(Kind::Double)?
-            .f_to_device(Device::Cpu)?;
+        let (rows, wanted) = (out.output.f_narrow(0, at, n)?, targets.f_narrow(0, at, n)?);
+        let logp = match head {
+            HeadOp::Linear(product) => {
+                // log p = logit[target] - logsumexp(logits), in the logits' own dtype:
+                // converting `rows x V` float32 logits to float64 first cost more than
+                // the head's product (86 + 117 ms against 127 ms for 6,700 x 5,000
+                // here), for a per-token error float32 keeps near 1e-6.
+                let logits = product.apply(&rows)?;
+                let picked = logits.f_gather(1, &wanted.f_unsqueeze(1)?, false)?;
+                picked
+                    .f_squeeze_dim(1)?
+                    .f_sub(&logits.f_logsumexp([1i64].as_slice(), false)?)?
+            }
+            // Only the clusters the targets fall in are computed.
+            HeadOp::Adaptive(a) => a.target_log_prob(&rows, &wanted)?,
+        };
+        let logp = logp.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
         flat.extend(Vec::<f64>::try_from(logp)?);
         at += n;
     }

@@ -3,7 +3,9 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{generate, generate_sampled, GenerateOptions, LmWeights, Pregenerated, Stop};
+use super::{
+    generate, generate_sampled, GenerateOptions, HeadWeights, LmWeights, Pregenerated, Stop,
+};
 use crate::rnn::{Mode, RnnConfig};
 use crate::sampler::{sample_logits, SampleOptions};
 
@@ -48,8 +50,10 @@ fn run(d: &Drawn, kind: Kind, sample: SampleOptions, fused: bool) -> Vec<i64> {
     let w = LmWeights {
         embedding: &embedding,
         stack: &stack,
-        head_weight: &head_w,
-        head_bias: Some(&head_b),
+        head: HeadWeights::Linear {
+            weight: &head_w,
+            bias: Some(&head_b),
+        },
     };
     let prompt = Tensor::from_slice(&[1i64, 4, 2]);
     let opts = GenerateOptions {
@@ -109,8 +113,10 @@ fn stop_checks_in_blocks_match_checks_every_token() {
     let w = LmWeights {
         embedding: &embedding,
         stack: &stack,
-        head_weight: &head_w,
-        head_bias: None,
+        head: HeadWeights::Linear {
+            weight: &head_w,
+            bias: None,
+        },
     };
     let prompt = Tensor::from_slice(&[1i64, 2]);
     // Row r draws (7 s + 3 r + 1) mod 30 at step s: the stop ids come at
@@ -155,8 +161,10 @@ fn deferred_draws_match_checked_draws() {
     let w = LmWeights {
         embedding: &embedding,
         stack: &stack,
-        head_weight: &head_w,
-        head_bias: Some(&head_b),
+        head: HeadWeights::Linear {
+            weight: &head_w,
+            bias: Some(&head_b),
+        },
     };
     let prompt = Tensor::from_slice(&[1i64, 4]);
     let opts = GenerateOptions {
@@ -205,7 +213,10 @@ fn deferred_draws_match_checked_draws() {
     let nan_head = head_w.copy();
     let _ = nan_head.get(3).fill_(f64::NAN);
     let w = LmWeights {
-        head_weight: &nan_head,
+        head: HeadWeights::Linear {
+            weight: &nan_head,
+            bias: Some(&head_b),
+        },
         ..w
     };
     let mut rng = Pregenerated::new(table);

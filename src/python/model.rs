@@ -6,24 +6,66 @@
 
 use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyFloat, PyInt};
 
 use super::errors::type_name;
 use super::guard::guard;
 use super::rnn::PyRnnSpec;
 use super::vocab::PyVocab;
-use crate::lm::{LmConfig, LmParams};
+use crate::lm::adaptive::{AdaptiveConfig, CUTOFFS_RULE, DEFAULT_DIV_VALUE};
+use crate::lm::{HeadConfig, LmConfig, LmParams};
 use crate::vocab::Vocab;
 use pyo3_tch::PyTensor;
 
-const FIELDS: [&str; 6] = [
+/// The config's fields; the last three (the head's) may be left out, for
+/// the full head.
+const FIELDS: [&str; 9] = [
     "embed_size",
     "hidden_size",
     "num_layers",
     "cell",
     "dropout",
     "tie_weights",
+    "head",
+    "cutoffs",
+    "div_value",
 ];
+
+/// A `cutoffs` argument: a sequence of ints, or None. A float among them (or
+/// an int beyond int64) is torch's ValueError (its rules `int(c) == c` and
+/// `c <= n_classes - 1`); anything else not an int is a TypeError.
+pub struct PyCutoffs(pub Option<Vec<i64>>);
+
+impl<'py> FromPyObject<'py> for PyCutoffs {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if ob.is_none() {
+            return Ok(PyCutoffs(None));
+        }
+        let items = ob.try_iter().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "cutoffs must be a sequence of ints or None, got {}",
+                type_name(ob)
+            ))
+        })?;
+        let mut cutoffs = Vec::new();
+        for item in items {
+            let item = item?;
+            // A number that is no i64 (a float, an int past 2**63) breaks torch's
+            // rules (integers in [1, n_classes - 1]): its ValueError.
+            let number = item.is_instance_of::<PyFloat>() || item.is_instance_of::<PyInt>();
+            cutoffs.push(item.extract::<i64>().map_err(|_| {
+                if number {
+                    return crate::error::Error::value(CUTOFFS_RULE).into();
+                }
+                PyTypeError::new_err(format!(
+                    "cutoffs must be a sequence of ints, got an item of type {}",
+                    type_name(&item)
+                ))
+            })?);
+        }
+        Ok(PyCutoffs(Some(cutoffs)))
+    }
+}
 
 /// `LanguageModel.config`, validated.
 pub struct PyLmConfig(pub LmConfig);
@@ -49,14 +91,36 @@ impl<'py> FromPyObject<'py> for PyLmConfig {
             let value = d.get_item(key)?.ok_or_else(|| {
                 PyValueError::new_err(format!("the language model config has no '{key}'"))
             })?;
+            convert(d, key, &value)
+        }
+        fn convert<'py, T: FromPyObject<'py>>(
+            d: &Bound<'py, PyDict>,
+            key: &str,
+            value: &Bound<'py, PyAny>,
+        ) -> PyResult<T> {
             value.extract().map_err(|e| {
+                if e.is_instance_of::<PyValueError>(d.py()) {
+                    return e;
+                }
                 PyTypeError::new_err(format!(
                     "language model config '{key}': {}",
                     e.value(d.py())
                 ))
             })
         }
+        /// A head field, None when left out.
+        fn head_field<'py, T: FromPyObject<'py>>(
+            d: &Bound<'py, PyDict>,
+            key: &str,
+        ) -> PyResult<Option<T>> {
+            match d.get_item(key)? {
+                Some(v) if !v.is_none() => convert(d, key, &v).map(Some),
+                _ => Ok(None),
+            }
+        }
         let cell: String = field(d, "cell")?;
+        let head: Option<String> = head_field(d, "head")?;
+        let cutoffs: Option<PyCutoffs> = head_field(d, "cutoffs")?;
         let config = LmConfig {
             embed_size: field(d, "embed_size")?,
             hidden_size: field(d, "hidden_size")?,
@@ -64,6 +128,11 @@ impl<'py> FromPyObject<'py> for PyLmConfig {
             cell: LmConfig::parse_cell(&cell)?,
             dropout: field(d, "dropout")?,
             tie_weights: field(d, "tie_weights")?,
+            head: HeadConfig::new(
+                head.as_deref().unwrap_or("full"),
+                cutoffs.and_then(|c| c.0),
+                head_field(d, "div_value")?,
+            )?,
         };
         config.validate()?;
         Ok(PyLmConfig(config))
@@ -154,7 +223,47 @@ pub fn config_dict<'py>(py: Python<'py>, c: &LmConfig) -> PyResult<Bound<'py, Py
     d.set_item("cell", LmConfig::cell_name(c.cell))?;
     d.set_item("dropout", c.dropout)?;
     d.set_item("tie_weights", c.tie_weights)?;
+    d.set_item("head", c.head.name())?;
+    match &c.head {
+        HeadConfig::Full => {
+            d.set_item("cutoffs", py.None())?;
+            d.set_item("div_value", DEFAULT_DIV_VALUE)?;
+        }
+        HeadConfig::Adaptive(a) => {
+            d.set_item("cutoffs", a.cutoffs.clone())?;
+            d.set_item("div_value", a.div_value)?;
+        }
+    }
     Ok(d)
+}
+
+/// The adaptive head's cutoffs for a vocabulary of `vocab_size` tokens:
+/// `cutoffs` checked against it as torch checks them, or, when None, the
+/// default split: the boundaries 2,000, 10,000, 50,000, ... (each five times
+/// the last) up to half the vocabulary, or one cutoff at `max(1, V // 4)`
+/// for a vocabulary under 4,000 tokens.
+///
+/// Args:
+///     vocab_size: the vocabulary's size (torch's `n_classes`).
+///     cutoffs: a sequence of ints, or None.
+///
+/// Returns:
+///     The cutoffs, a list of ints.
+///
+/// Raises:
+///     ValueError: cutoffs that are empty, not increasing, not unique, or
+///         outside [1, vocab_size - 1] (torch's message); a vocabulary of
+///         fewer than 2 tokens.
+///     TypeError: an item that is not an int.
+#[pyfunction]
+#[pyo3(signature = (vocab_size, cutoffs=None), text_signature = "(vocab_size, cutoffs=None)")]
+fn adaptive_cutoffs(vocab_size: i64, cutoffs: Option<PyCutoffs>) -> PyResult<Vec<i64>> {
+    guard("adaptive_cutoffs", || {
+        Ok(AdaptiveConfig::resolve_cutoffs(
+            vocab_size,
+            cutoffs.and_then(|c| c.0),
+        )?)
+    })
 }
 
 /// The recurrent stack a language model of this config has (its input is
@@ -162,7 +271,9 @@ pub fn config_dict<'py>(py: Python<'py>, c: &LmConfig) -> PyResult<Bound<'py, Py
 ///
 /// Raises:
 ///     ValueError: the config breaks a rule (a cell name, dropout outside
-///         [0, 1], tied weights of different widths, a size below 1).
+///         [0, 1], tied weights of different widths or with an adaptive head,
+///         a size below 1, a head name, cutoffs out of order, a div_value
+///         that is not positive).
 ///     TypeError: a field of the wrong type.
 #[pyfunction]
 #[pyo3(text_signature = "(config)")]
@@ -174,5 +285,6 @@ fn lm_stack_spec(config: PyLmConfig) -> PyResult<PyRnnSpec> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lm_stack_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(adaptive_cutoffs, m)?)?;
     Ok(())
 }

@@ -25,6 +25,7 @@ use tch::{Kind, Reduction, Tensor};
 use super::regularize::{self, Regularization};
 use super::{recurrent, LmParams};
 use crate::error::Result;
+use crate::lm::HeadParams;
 use crate::rnn::{stack, Mode, RnnConfig};
 
 /// The recurrent state carried from one window to the next (detached).
@@ -81,14 +82,11 @@ pub fn train_step(
     reg: &Regularization,
 ) -> Result<StepOutput> {
     let p = model.config.dropout;
-    let vocab = model.vocab_size();
     let emb_w = leaf(model.embedding())?;
-    let head_w = if model.config.tie_weights {
-        emb_w.shallow_clone()
-    } else {
-        leaf(model.head_weight())?
-    };
-    let head_b = leaf(model.head_bias())?;
+    // The head's tensors as leaves, in `state_dict` order; a tied weight is the embedding's.
+    let head = model
+        .head()
+        .leaves(leaf, model.config.tie_weights.then_some(&emb_w))?;
 
     // Embedding (whole rows dropped) and its dropout, recorded by autograd;
     // a tied head reads the table undropped, as AWD-LSTM's decoder does.
@@ -102,14 +100,7 @@ pub fn train_step(
     // Dropout, head, loss and penalties, recorded by autograd from a fresh leaf.
     let out_leaf = leaf(&run.output)?;
     let dropped = regularize::locked_or_plain(&out_leaf, reg.dropout_output, p)?;
-    let logits = dropped.f_linear(&head_w, Some(&head_b))?;
-    let loss = logits.f_view([-1, vocab])?.f_cross_entropy_loss::<Tensor>(
-        &y.f_reshape([-1])?,
-        None,
-        Reduction::Mean,
-        -100,
-        0.0,
-    )?;
+    let loss = head_loss(&head, &dropped, y)?;
     let loss_value = loss.f_double_value(&[])?;
     let objective = match regularize::activation_penalty(reg, &out_leaf, &dropped)? {
         Some(penalty) => loss.f_add(&penalty)?,
@@ -117,11 +108,19 @@ pub fn train_step(
     };
 
     // 1. autograd: head and the stack's output.
-    let mut g =
-        Tensor::f_run_backward(&[&objective], &[&head_w, &head_b, &out_leaf], false, false)?;
-    let d_out = g.pop().unwrap_or_default();
-    let g_head_b = g.pop().unwrap_or_default();
-    let g_head_w = g.pop().unwrap_or_default();
+    let mut inputs = head.tensors();
+    inputs.push(&out_leaf);
+    let mut g_head = Tensor::f_run_backward(&[&objective], &inputs, false, false)?;
+    let d_out = g_head.pop().unwrap_or_default();
+    // An adaptive cluster that no target of the window falls in is not computed, so its
+    // tensors get no gradient: zeros here (torch leaves such a `.grad` None, and its
+    // optimizers skip the tensor; with zeros, SGD without momentum or decay does the
+    // same, while Adam and momentum still move it).
+    let mut g_head = g_head
+        .into_iter()
+        .zip(head.tensors())
+        .map(|(g, t)| if g.defined() { Ok(g) } else { t.f_zeros_like() })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
 
     // 2. the stack's hand-written backward; nothing flows back into the carried state.
     let (h_n, c_n) = (
@@ -140,21 +139,32 @@ pub fn train_step(
     .pop()
     .unwrap_or_default();
 
-    let mut grads = Vec::with_capacity(stack_grads.len() + 3);
-    if model.config.tie_weights {
-        g_emb = g_emb.f_add(&g_head_w)?;
-        grads.push(g_emb);
-        grads.extend(stack_grads);
-    } else {
-        grads.push(g_emb);
-        grads.extend(stack_grads);
-        grads.push(g_head_w);
+    if model.config.tie_weights && !g_head.is_empty() {
+        // The tied head weight's gradient (the head's first) is the embedding's too.
+        g_emb = g_emb.f_add(&g_head.remove(0))?;
     }
-    grads.push(g_head_b);
+    let mut grads = Vec::with_capacity(1 + stack_grads.len() + g_head.len());
+    grads.push(g_emb);
+    grads.extend(stack_grads);
+    grads.extend(g_head);
     Ok(StepOutput {
         loss: loss_value,
         grads,
         state: State { h: h_n, c: c_n },
+    })
+}
+
+/// The mean cross-entropy of the head over `hidden` `[T, B, H]` against `y`
+/// `[T, B]`, recorded by autograd: the one place the head kinds part ways.
+fn head_loss(head: &HeadParams, hidden: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let y = y.f_reshape([-1])?;
+    let width = hidden.size().last().copied().unwrap_or(0);
+    let rows = hidden.f_reshape([-1, width])?;
+    Ok(match head {
+        HeadParams::Linear { weight, bias } => rows
+            .f_linear(weight, Some(bias))?
+            .f_cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)?,
+        HeadParams::Adaptive(a) => a.loss(&rows, &y)?,
     })
 }
 
@@ -173,12 +183,7 @@ pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Res
         false,
         false,
     )?;
-    let logits = out
-        .output
-        .f_linear(model.head_weight(), Some(model.head_bias()))?;
-    let loss = logits
-        .f_view([-1, model.vocab_size()])?
-        .f_cross_entropy_loss::<Tensor>(&y.f_reshape([-1])?, None, Reduction::Mean, -100, 0.0)?;
+    let loss = head_loss(model.head(), &out.output, y)?;
     Ok((
         loss.f_double_value(&[])? * y.numel() as f64,
         State {

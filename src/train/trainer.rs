@@ -613,6 +613,7 @@ mod tests {
             cell: Mode::Lstm,
             dropout: 0.0,
             tie_weights: false,
+            head: crate::lm::HeadConfig::Full,
         };
         let named = config
             .param_specs(vocab.len() as i64)

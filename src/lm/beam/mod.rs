@@ -13,9 +13,9 @@
 //!
 //! The search itself ([`search`]) is written once, over [`BeamRows`]: the
 //! model's state rows, one per running beam, that give each step's best
-//! candidates and advance to the ones kept. float32 models on the CPU run
-//! them on the fused kernels (`super::fused`), all others on libtorch ops
-//! (`ops`).
+//! candidates and advance to the ones kept. float32 models on the CPU with a
+//! linear head run them on the fused kernels (`super::fused`), all others on
+//! libtorch ops (`ops`).
 
 // Values from Python reach this module: no index or slice may panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]

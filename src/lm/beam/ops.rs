@@ -1,7 +1,8 @@
 //! Beam rows on libtorch ops, for every model the fused kernels do not run
-//! (float64, CUDA, projections): the stack stepped by [`TokenStepper`], the
-//! head's product, a float64 log-softmax and one `topk` over beams x
-//! vocabulary per step, and the state rows reordered by `index_select`.
+//! (float64, CUDA, projections, an adaptive head): the stack stepped by
+//! [`TokenStepper`], the head's scores ([`HeadOp`]), a float64 log-softmax
+//! and one `topk` over beams x vocabulary per step, and the state rows
+//! reordered by `index_select`.
 
 // Values from Python reach this module: no index or slice may panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
@@ -10,17 +11,18 @@ use tch::{Device, Kind, Tensor};
 
 use super::{BeamRows, Candidate};
 use crate::error::Result;
+use crate::lm::head::HeadOp;
 use crate::lm::{prime, LmWeights};
-use crate::rnn::product::Product;
 use crate::rnn::token::{TokenState, TokenStepper};
 use crate::rnn::RnnConfig;
 
 pub(super) struct OpRows<'a> {
     embedding: &'a Tensor,
     stepper: TokenStepper,
-    head: Product,
+    head: HeadOp<'a>,
     state: TokenState,
-    /// The running rows' logits `[rows, vocab]`.
+    /// The running rows' scores (logits, or the adaptive head's
+    /// log-probabilities) `[rows, vocab]`.
     logits: Tensor,
 }
 
@@ -29,8 +31,8 @@ impl<'a> OpRows<'a> {
     pub fn new(cfg: &RnnConfig, w: &LmWeights<'a>, prompt: &Tensor) -> Result<Self> {
         let prompt = prompt.f_to_device(w.embedding.device())?;
         let (last, h_n, c_n) = prime(cfg, w, &prompt)?;
-        let head = Product::new(w.head_weight, w.head_bias.map(Tensor::shallow_clone))?;
-        let logits = head.apply(&last)?;
+        let head = HeadOp::new(&w.head)?;
+        let logits = head.scores(&last)?;
         Ok(OpRows {
             embedding: w.embedding,
             stepper: TokenStepper::new(cfg, w.stack)?,
@@ -86,7 +88,7 @@ impl BeamRows for OpRows<'_> {
             .embedding
             .f_index_select(0, &Tensor::from_slice(tokens).f_to_device(device)?)?;
         let top = self.stepper.step(&x, &mut self.state)?;
-        self.logits = self.head.apply(&top)?;
+        self.logits = self.head.scores(&top)?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{beam_search, BeamOptions, Hypothesis};
 use crate::error::Error;
-use crate::lm::{fused, GenerateOptions, LmWeights, Stop};
+use crate::lm::{fused, GenerateOptions, HeadWeights, LmWeights, Stop};
 use crate::rnn::{Mode, RnnConfig};
 
 struct Model {
@@ -60,8 +60,10 @@ impl Model {
         LmWeights {
             embedding: &self.embedding,
             stack: &self.stack,
-            head_weight: &self.head_w,
-            head_bias: Some(&self.head_b),
+            head: HeadWeights::Linear {
+                weight: &self.head_w,
+                bias: Some(&self.head_b),
+            },
         }
     }
 

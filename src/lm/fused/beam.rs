@@ -242,7 +242,7 @@ pub fn beam_search(
         .map(|t| usize::try_from(t).unwrap_or(usize::MAX))
         .collect();
     let embedding = Floats::new(w.embedding)?;
-    let vocab = usize::try_from(w.head_weight.size2()?.0).unwrap_or(0);
+    let vocab = usize::try_from(w.linear_head()?.0.size2()?.0).unwrap_or(0);
     let rows = most_rows(opts.num_beams, vocab, max_tokens);
     let stack = FusedStack::new(cfg, w, embedding.get(), rows, "num_beams")?;
     let most_keep = opts.num_beams.saturating_mul(2).min(vocab);

@@ -1,7 +1,7 @@
 //! The language model on the fused CPU kernels (`crate::kernel`): float32
-//! weights on the CPU, a unidirectional stack without projections. The whole
-//! token loop runs on a small team of threads in lock step, which meet at a
-//! spin barrier between phases.
+//! weights on the CPU, a unidirectional stack without projections, a linear
+//! head. The whole token loop runs on a small team of threads in lock step,
+//! which meet at a spin barrier between phases.
 //!
 //! * `stack`    – the packed model and its buffers, and each member's share
 //!   of a phase (a step of the layers, the logits).
@@ -19,7 +19,7 @@ use std::cell::UnsafeCell;
 
 pub use self::beam::beam_search;
 pub use self::generate::generate;
-use super::LmWeights;
+use super::{HeadWeights, LmWeights};
 use crate::float::float_cpu;
 use crate::rnn::RnnConfig;
 
@@ -28,8 +28,10 @@ pub fn supports(cfg: &RnnConfig, w: &LmWeights) -> bool {
     cfg.proj_size == 0
         && !cfg.bidirectional
         && float_cpu(w.embedding)
-        && float_cpu(w.head_weight)
-        && w.head_bias.is_none_or(float_cpu)
+        && match w.head {
+            HeadWeights::Linear { weight, bias } => float_cpu(weight) && bias.is_none_or(float_cpu),
+            HeadWeights::Adaptive(_) => false,
+        }
         && w.stack.iter().all(float_cpu)
 }
 

@@ -23,9 +23,10 @@ const MIN_WEIGHTS_PER_THREAD: usize = 1 << 15;
 
 /// The output layer as a packed "layer" whose input is the top state.
 fn pack_head(w: &LmWeights, hp: usize) -> Result<PackedLayer> {
-    let (vocab, hidden) = w.head_weight.size2()?;
-    let weight = Floats::new(w.head_weight)?;
-    let bias = w.head_bias.map(Floats::new).transpose()?;
+    let (head_weight, head_bias) = w.linear_head()?;
+    let (vocab, hidden) = head_weight.size2()?;
+    let weight = Floats::new(head_weight)?;
+    let bias = head_bias.map(Floats::new).transpose()?;
     let width = SLOTS * LANES;
     let blocks = (vocab as usize).div_ceil(width);
     let dense = Dense {
@@ -107,7 +108,7 @@ impl<'e> FusedStack<'e> {
             })
             .collect::<Result<Vec<_>>>()?;
         let head = pack_head(w, hp)?;
-        let vocab = w.head_weight.size2()?.0 as usize;
+        let vocab = w.linear_head()?.0.size2()?.0 as usize;
         // Every buffer is sized by `rows`, so each allocation may fail (an
         // error, not an abort).
         let inputs = layers

@@ -256,6 +256,15 @@ def targets(group: str, root: Path):
             yield f"{kind}cell.from_torch", cls.from_torch, (cell.to_torch(),), {}, False
         yield "Dropout()", rustrnn.nn.Dropout, (0.5,), {}, False
         yield "functional.dropout", rustrnn.functional.dropout, (x, 0.5, True), {}, False
+        head = (
+            torch.randn(6, 4, requires_grad=True),
+            torch.randn(5, 4),
+            torch.tensor([0, 4, 1, 2, 3, 0]),
+        )
+        kw = {"bias": torch.randn(5), "reduction": "mean", "ignore_index": -100}
+        lce = rustrnn.functional.linear_cross_entropy
+        yield "functional.linear_cross_entropy", lce, head, kw, False
+        yield "functional.linear_cross_entropy(none)", lce, head, {**kw, "reduction": "none"}, False
     elif group == "sampler":
         probs = torch.rand(3, 7)
         gen = torch.Generator().manual_seed(0)
@@ -459,6 +468,23 @@ def _extension_targets(root: Path):
         yield f"score_lines {name}", score, (base,), {}, False
         yield f"save_model {name}", save, (base,), {}, False
     yield "dropout_mask", ext.dropout_mask, (x, 0.3), {}, False
+    rows, w, y, b = (
+        torch.randn(6, 4),
+        torch.randn(5, 4),
+        torch.tensor([0, 4, 1, 2, 3, 0]),
+        torch.randn(5),
+    )
+    args = (rows, w, y, b, "sum", -100, (True, True, True))
+    yield "linear_cross_entropy", ext.linear_cross_entropy, args, {"chunk_rows": 4}, False
+    args = (rows, w, y, b, torch.randn(6), -100, (True, True, True))
+    yield (
+        "linear_cross_entropy_backward",
+        ext.linear_cross_entropy_backward,
+        args,
+        {"chunk_rows": 4},
+        False,
+    )
+    yield "linear_cross_entropy_chunk_rows", ext.linear_cross_entropy_chunk_rows, (6, 5), {}, False
     params = [torch.zeros(3, 2), torch.zeros(4)]
     opt_args = ("adam", params, 0.1, 0.01, 0.0, (0.9, 0.99), 1e-8)
     yield "Optimizer", ext.Optimizer, opt_args, {}, False

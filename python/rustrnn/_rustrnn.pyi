@@ -25,6 +25,9 @@ __all__ = [
     "STOP_REASONS",
     "TORCH_VERSION",
     "dropout_mask",
+    "linear_cross_entropy",
+    "linear_cross_entropy_backward",
+    "linear_cross_entropy_chunk_rows",
     "Optimizer",
     "RnnSpec",
     "Tape",
@@ -285,6 +288,39 @@ def adaptive_cutoffs(vocab_size: int, cutoffs: Sequence[int] | None = None) -> l
 
 def dropout_mask(input: Tensor, p: float) -> Tensor:
     """A dropout mask shaped like ``input``: ``1 / (1 - p)`` with probability ``1 - p``, else 0."""
+
+def linear_cross_entropy(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    needs: tuple[bool, bool, bool] = (False, False, False),
+    *,
+    chunk_rows: int | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """``cross_entropy(linear(input, weight, bias), target)`` a chunk of rows at a time
+    (``chunk_rows``; None: the measured default); with ``needs`` (input, weight, bias),
+    the loss's gradients in the same pass: ``(loss, d_input, d_weight, d_bias)``, each
+    gradient None unless asked for."""
+
+def linear_cross_entropy_backward(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None,
+    grad_output: Tensor,
+    ignore_index: int,
+    needs: tuple[bool, bool, bool],
+    *,
+    chunk_rows: int | None = None,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The gradients of ``sum(grad_output * losses)`` for ``reduction="none"``'s per-row
+    losses: ``(d_input, d_weight, d_bias)``, each None unless asked for."""
+
+def linear_cross_entropy_chunk_rows(rows: int, classes: int) -> int:
+    """The rows of one chunk ``linear_cross_entropy`` computes at a time."""
 
 def check_dropout(p: float) -> None:
     """Raises torch's ValueError unless ``p`` is in [0, 1] ("dropout probability has to be

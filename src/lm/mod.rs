@@ -1,6 +1,7 @@
 //! The language model (embedding -> recurrent stack -> head, linear or
 //! adaptive softmax (`adaptive`)): its definition (`model`: config, parameter
-//! names and shapes, the rules, the weights by name), scoring many lines
+//! names and shapes, the rules, the weights by name), the linear head and its
+//! loss computed in chunks of rows (`cross_entropy`), scoring many lines
 //! (`score`), and text generation, here: the model run token by token
 //! entirely in Rust, with no autograd graph kept.
 //!
@@ -19,6 +20,7 @@
 
 pub mod adaptive;
 pub mod beam;
+pub mod cross_entropy;
 mod draw;
 mod fused;
 mod head;

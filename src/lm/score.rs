@@ -5,21 +5,24 @@
 //! few small products per token plus a call's fixed cost. Sorted by length
 //! and packed, many lines share every timestep's product, and a packed step
 //! computes only the lines still running (`rnn::steps`), so a batch costs
-//! about its real tokens. The head's logits are the large intermediate
-//! (`rows x V`), so a batch is cut by rows.
+//! about its real tokens. The head computes a chunk of rows at a time
+//! (`lm::cross_entropy`), so its logits never exist for a whole batch; a batch is
+//! still cut by rows, which bounds the stack's buffers.
 
 // Values from Python reach this module: no index or slice may panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use tch::{Device, Kind, Tensor};
 
-use super::head::HeadOp;
-use super::LmWeights;
+use super::cross_entropy::LinearCrossEntropy;
+use super::{HeadWeights, LmWeights};
 use crate::error::{Error, Result};
 use crate::rnn::check::check_weights;
 use crate::rnn::{stack, RnnConfig};
 
-/// Logits held at once, in elements: 32 Mi, 256 MiB in float64.
+/// A batch's rows times the vocabulary, at most: 32 Mi. The bound the
+/// batches were cut by while the head held a batch's logits, kept as the
+/// size of a batch (it sets how many lines share a packed step).
 const MAX_LOGITS: usize = 1 << 25;
 
 /// One line to score: the ids it is read from and the ids it predicts,
@@ -70,7 +73,6 @@ pub fn score(
         batch_first: false,
         ..cfg.clone()
     };
-    let head = HeadOp::new(&w.head)?;
     // Longest first, as a PackedSequence wants; empty lines score nothing.
     let mut order: Vec<(usize, &Line)> = lines
         .iter()
@@ -86,7 +88,7 @@ pub fn score(
             return Err(Error::Interrupted);
         }
         // Lines are taken while their tokens fit; a line longer than the cap
-        // goes alone (its logits are cut again below).
+        // goes alone.
         let mut rows = 0;
         let take = rest
             .iter()
@@ -97,7 +99,7 @@ pub fn score(
             })
             .count();
         let (batch, tail) = rest.split_at(take);
-        let got = score_batch(&cfg, w, &head, batch, max_rows)?;
+        let got = score_batch(&cfg, w, batch, max_rows)?;
         for (&(i, _), s) in batch.iter().zip(got) {
             if let Some(slot) = scores.get_mut(i) {
                 *slot = s;
@@ -112,7 +114,6 @@ pub fn score(
 fn score_batch(
     cfg: &RnnConfig,
     w: &LmWeights,
-    head: &HeadOp,
     batch: &[(usize, &Line)],
     max_rows: usize,
 ) -> Result<Vec<Vec<f64>>> {
@@ -157,20 +158,17 @@ fn score_batch(
     while (at as usize) < total {
         let n = max_rows.min(total - at as usize) as i64;
         let (rows, wanted) = (out.output.f_narrow(0, at, n)?, targets.f_narrow(0, at, n)?);
-        let logp = match head {
-            HeadOp::Linear(product) => {
-                // log p = logit[target] - logsumexp(logits), in the logits' own dtype:
-                // converting `rows x V` float32 logits to float64 first cost more than
-                // the head's product (86 + 117 ms against 127 ms for 6,700 x 5,000
-                // here), for a per-token error float32 keeps near 1e-6.
-                let logits = product.apply(&rows)?;
-                let picked = logits.f_gather(1, &wanted.f_unsqueeze(1)?, false)?;
-                picked
-                    .f_squeeze_dim(1)?
-                    .f_sub(&logits.f_logsumexp([1i64].as_slice(), false)?)?
+        let logp = match &w.head {
+            // log p = z_y - logsumexp(z) through the head a chunk of rows at a
+            // time (lm::cross_entropy), in the logits' own dtype: converting
+            // `rows x V` float32 logits to float64 first cost more than the
+            // head's product (86 + 117 ms against 127 ms for 6,700 x 5,000
+            // here), for a per-token error float32 keeps near 1e-6.
+            HeadWeights::Linear { weight, bias } => {
+                LinearCrossEntropy::new(&rows, weight, *bias, &wanted).log_probs()?
             }
             // Only the clusters the targets fall in are computed.
-            HeadOp::Adaptive(a) => a.target_log_prob(&rows, &wanted)?,
+            HeadWeights::Adaptive(a) => a.target_log_prob(&rows, &wanted)?,
         };
         let logp = logp.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
         flat.extend(Vec::<f64>::try_from(logp)?);

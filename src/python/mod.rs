@@ -6,6 +6,7 @@
 
 mod checkpoint;
 mod cpu;
+mod cross_entropy;
 mod dropout;
 mod errors;
 mod gil;
@@ -45,6 +46,7 @@ fn _rustrnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     model::register(m)?;
     cpu::register(m)?;
     dropout::register(m)?;
+    cross_entropy::register(m)?;
     history::register(m)?;
     ngram::register(m)?;
     sampler::register(m)?;

@@ -24,7 +24,8 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::regularize::{self, Regularization};
 use super::{recurrent, LmParams};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::lm::cross_entropy::{self, LinearCrossEntropy};
 use crate::lm::HeadParams;
 use crate::rnn::{stack, Mode, RnnConfig};
 
@@ -97,30 +98,59 @@ pub fn train_step(
     // The recurrent stack, with its own tape.
     let run = recurrent::forward(&model.rnn, model.stack(), &emb.f_detach()?, state, reg)?;
 
-    // Dropout, head, loss and penalties, recorded by autograd from a fresh leaf.
+    // Dropout and penalties recorded by autograd from a fresh leaf; the head
+    // and its loss fused (linear) or recorded too (adaptive).
     let out_leaf = leaf(&run.output)?;
     let dropped = regularize::locked_or_plain(&out_leaf, reg.dropout_output, p)?;
-    let loss = head_loss(&head, &dropped, y)?;
-    let loss_value = loss.f_double_value(&[])?;
-    let objective = match regularize::activation_penalty(reg, &out_leaf, &dropped)? {
-        Some(penalty) => loss.f_add(&penalty)?,
-        None => loss,
+    let penalty = regularize::activation_penalty(reg, &out_leaf, &dropped)?;
+    let (loss_value, d_out, g_head) = match &head {
+        HeadParams::Linear { weight, bias } => {
+            // 1. the head a chunk of rows at a time (no `[T * B, V]` logits),
+            // then autograd from the head's input back to the stack's output.
+            let width = dropped.size().last().copied().unwrap_or(0);
+            let rows = dropped.f_detach()?.f_reshape([-1, width])?;
+            let (loss, g) = LinearCrossEntropy::new(&rows, weight, Some(bias), &y.f_reshape([-1])?)
+                .loss_and_grads(cross_entropy::Reduction::Mean, cross_entropy::Needs::ALL)?;
+            let missing = || Error::shape("the fused head returned no gradient");
+            let d_rows = g.input.ok_or_else(missing)?;
+            let mut back = dropped
+                .f_mul(&d_rows.f_view_as(&dropped)?)?
+                .f_sum(None::<Kind>)?;
+            if let Some(penalty) = penalty {
+                back = back.f_add(&penalty)?;
+            }
+            let d_out = Tensor::f_run_backward(&[&back], &[&out_leaf], false, false)?
+                .pop()
+                .ok_or_else(missing)?;
+            let g_head = vec![g.weight.ok_or_else(missing)?, g.bias.ok_or_else(missing)?];
+            (loss.f_double_value(&[])?, d_out, g_head)
+        }
+        HeadParams::Adaptive(_) => {
+            let loss = head_loss(&head, &dropped, y)?;
+            let loss_value = loss.f_double_value(&[])?;
+            let objective = match penalty {
+                Some(penalty) => loss.f_add(&penalty)?,
+                None => loss,
+            };
+            // 1. autograd: head and the stack's output.
+            let mut inputs = head.tensors();
+            inputs.push(&out_leaf);
+            let mut g = Tensor::f_run_backward(&[&objective], &inputs, false, false)?;
+            let d_out = g.pop().unwrap_or_default();
+            // A cluster that no target of the window falls in is not computed,
+            // so its tensors get no gradient: zeros here (torch leaves such a
+            // `.grad` None, and its optimizers skip the tensor; with zeros, SGD
+            // without momentum or decay does the same, while Adam and momentum
+            // still move it).
+            let g = g
+                .into_iter()
+                .zip(head.tensors())
+                .map(|(g, t)| if g.defined() { Ok(g) } else { t.f_zeros_like() })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            (loss_value, d_out, g)
+        }
     };
-
-    // 1. autograd: head and the stack's output.
-    let mut inputs = head.tensors();
-    inputs.push(&out_leaf);
-    let mut g_head = Tensor::f_run_backward(&[&objective], &inputs, false, false)?;
-    let d_out = g_head.pop().unwrap_or_default();
-    // An adaptive cluster that no target of the window falls in is not computed, so its
-    // tensors get no gradient: zeros here (torch leaves such a `.grad` None, and its
-    // optimizers skip the tensor; with zeros, SGD without momentum or decay does the
-    // same, while Adam and momentum still move it).
-    let mut g_head = g_head
-        .into_iter()
-        .zip(head.tensors())
-        .map(|(g, t)| if g.defined() { Ok(g) } else { t.f_zeros_like() })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut g_head = g_head;
 
     // 2. the stack's hand-written backward; nothing flows back into the carried state.
     let (h_n, c_n) = (
@@ -183,9 +213,20 @@ pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Res
         false,
         false,
     )?;
-    let loss = head_loss(model.head(), &out.output, y)?;
+    let loss = match model.head() {
+        // The head a chunk of rows at a time (lm::cross_entropy): no `[T * B, V]` logits.
+        HeadParams::Linear { weight, bias } => {
+            let width = out.output.size().last().copied().unwrap_or(0);
+            let rows = out.output.f_reshape([-1, width])?;
+            let targets = y.f_reshape([-1])?;
+            LinearCrossEntropy::new(&rows, weight, Some(bias), &targets)
+                .loss(cross_entropy::Reduction::Sum)?
+                .f_double_value(&[])?
+        }
+        head => head_loss(head, &out.output, y)?.f_double_value(&[])? * y.numel() as f64,
+    };
     Ok((
-        loss.f_double_value(&[])? * y.numel() as f64,
+        loss,
         State {
             h: out.h_n,
             c: out.c_n,

@@ -1,0 +1,132 @@
+//! The one pass over row chunks that every head computation runs. Per chunk
+//! of `k` rows, in one `[k, V]` buffer allocated once:
+//!
+//! ```text
+//! z    = x_c W^T + b,  m = max_j z,  e = exp(z - m),  s = sum_j e
+//! log p(y) = z_y - m - ln s
+//! ```
+//!
+//! and, for gradients with row weights `r`, with `q = r / s`:
+//!
+//! ```text
+//! e[y] -= s                  (so e / s = softmax(z) - onehot(y))
+//! d_x_c  = q * (e W)          [k, H]
+//! d_w   += e^T (q * x_c)      [V, H], accumulated in place
+//! d_b   += e^T q              [V]
+//! ```
+//!
+//! The normalisation `1 / s` and the row weights travel on the `[k, H]` sides
+//! and into the bias's matrix-vector product, never over `e`: no division
+//! pass over `k x V`, and no second `[k, V]` buffer for a log-softmax.
+
+// Values from Python reach this module: no index or slice may panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+use tch::Tensor;
+
+use super::check::Operands;
+use super::{Grads, Needs};
+use crate::error::Result;
+
+/// Rows per chunk: as many as [`CHUNK_ELEMENTS`] allows, between these
+/// bounds. Measured here (`bench/bench_head.py --chunks 128,256,512`, 2
+/// threads, float32, N x H x V in {700, 2240} x {200, 650} x {10,000,
+/// 33,278}): 128 rows ran 0.94-1.23x the unchunked torch ops, 256 rows
+/// 0.96-1.22x, 512 rows 1.00-1.27x. The three products are nearly all of the
+/// time at H = 650 (they run near the cores' peak), and they lose a little
+/// on short chunks (each chunk also reads and writes all of `d_w`); at
+/// H = 200 the passes over the chunk, in cache, are what beats torch. oneDNN's
+/// products (`rnn::product`) were slower than MKL's for all of these shapes:
+/// converting the `[k, V]` output back to a dense tensor costs more than
+/// oneDNN saves.
+const MIN_ROWS: i64 = 64;
+const MAX_ROWS: i64 = 512;
+/// Elements of the `[k, V]` buffer: 8 Mi, 32 MiB in float32 (252 rows of a
+/// 33,278-word vocabulary, where a window of 700 tokens has 89 MiB of logits
+/// and autograd keeps two or three tensors that size). 512 rows there ran
+/// 1-2% faster, for twice the memory.
+const CHUNK_ELEMENTS: i64 = 1 << 23;
+
+/// The rows of one chunk for `n` rows of `v` classes (at least 1).
+pub fn chunk_rows(n: i64, v: i64) -> i64 {
+    (CHUNK_ELEMENTS / v.max(1))
+        .clamp(MIN_ROWS, MAX_ROWS)
+        .min(n)
+        .max(1)
+}
+
+/// Each row's `log p(y)` `[N]` (ignored rows: that of class 0), and, where
+/// `grad` gives row weights `[N]` and what is needed, the gradients of
+/// `sum_i r_i * -log p_i(y_i)`.
+pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tensor, Grads)> {
+    let _no_grad = tch::no_grad_guard();
+    let opts = (op.x.f_kind()?, op.x.device());
+    let (n, h, v) = (op.n, op.h, op.v);
+    let needs = match grad {
+        Some((_, needs)) => Needs {
+            bias: needs.bias && op.b.is_some(),
+            ..needs
+        },
+        None => Needs::default(),
+    };
+    let r = grad.filter(|_| needs.any()).map(|(r, _)| r);
+    let zeros = |size: &[i64]| Tensor::f_zeros(size, opts);
+    let mut grads = Grads {
+        // Written whole, chunk by chunk; the others accumulate.
+        input: needs
+            .input
+            .then(|| Tensor::f_empty([n, h], opts))
+            .transpose()?,
+        weight: needs.weight.then(|| zeros(&[v, h])).transpose()?,
+        bias: needs.bias.then(|| zeros(&[v])).transpose()?,
+    };
+    let logp = Tensor::f_empty([n, 1], opts)?;
+    let rows = op.rows;
+    let e = Tensor::f_empty([rows, v], opts)?;
+    let x_scaled = match needs.weight {
+        true => Some(Tensor::f_empty([rows, h], opts)?),
+        false => None,
+    };
+    let w_t = op.w.f_tr()?;
+    let bias = op.b.map(|b| b.f_expand([rows, v], false)).transpose()?;
+
+    let mut at = 0;
+    while at < n {
+        let k = rows.min(n - at);
+        let x_c = op.x.f_narrow(0, at, k)?;
+        let y_c = op.y.f_narrow(0, at, k)?.f_unsqueeze(1)?;
+        let mut e_c = e.f_narrow(0, 0, k)?;
+        // The `_out` and in-place ops write into their tensors and return them again.
+        _ = match &bias {
+            Some(b) => b.f_narrow(0, 0, k)?.f_addmm_out(&e_c, &x_c, &w_t)?,
+            None => x_c.f_mm_out(&e_c, &w_t)?,
+        };
+        let z_y = e_c.f_gather(1, &y_c, false)?;
+        let m = e_c.f_amax([1i64].as_slice(), true)?;
+        _ = e_c.f_sub_(&m)?.f_exp_()?;
+        let s = e_c.f_sum_dim_intlist([1i64].as_slice(), true, None)?;
+        _ = z_y
+            .f_sub(&m)?
+            .f_sub_out(&logp.f_narrow(0, at, k)?, &s.f_log()?)?;
+        if let Some(r) = r {
+            let q = r.f_narrow(0, at, k)?.f_unsqueeze(1)?.f_div(&s)?;
+            _ = e_c.f_scatter_add_(1, &y_c, &s.f_neg()?)?;
+            let e_t = e_c.f_tr()?;
+            if let Some(d_x) = &grads.input {
+                let mut d_c = d_x.f_narrow(0, at, k)?;
+                _ = e_c.f_mm_out(&d_c, &op.w)?;
+                _ = d_c.f_mul_(&q)?;
+            }
+            if let (Some(d_w), Some(xs)) = (&mut grads.weight, &x_scaled) {
+                let xs = xs.f_narrow(0, 0, k)?;
+                _ = x_c.f_mul_out(&xs, &q)?;
+                _ = d_w.f_addmm_(&e_t, &xs)?;
+            }
+            if let Some(d_b) = &mut grads.bias {
+                _ = d_b.f_addmv_(&e_t, &q.f_squeeze_dim(1)?)?;
+            }
+        }
+        at += k;
+    }
+    Ok((logp.f_squeeze_dim(1)?, grads))
+}

@@ -18,7 +18,9 @@ word_language_model's own recipe (emsize = nhid = 200, 2 layers, dropout 0.2, SG
 clip 0.25, batch 20, bptt 35), where the output layer dominates a step.
 
 Run: python bench/bench_train.py [--steps 300] [--epoch-steps 150] [--seeds 3] [--cell lstm]
-[--word] [--device cuda] [--quick]  (``--quick``: 100 steps, epochs of 50, 1 seed)
+[--word] [--head adaptive] [--device cuda] [--quick]  (``--quick``: 100 steps, epochs of 50,
+1 seed). ``--head adaptive``: rustrnn trains an adaptive softmax head (default cutoffs)
+against the torch loop's full softmax.
 """
 
 from __future__ import annotations
@@ -136,6 +138,12 @@ def main():
     p.add_argument("--optimizer", default=None, choices=["adam", "sgd"], help="adam; --word: sgd")
     p.add_argument("--lr", type=float, default=None, help="2e-3; --word: 20")
     p.add_argument("--clip", type=float, default=0.25)
+    p.add_argument(
+        "--head",
+        default="full",
+        choices=["full", "adaptive"],
+        help="rustrnn's head (the torch loop keeps nn.Linear); adaptive: default cutoffs",
+    )
     p.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     device_timing.add_argument(p)
     args = p.parse_args()
@@ -166,30 +174,39 @@ def main():
     epochs = math.ceil(args.steps / args.epoch_steps)
     tokens = args.steps * args.batch * args.bptt
 
+    def lm(head):
+        return rustrnn.LanguageModel(
+            vocab,
+            args.embed,
+            args.hidden,
+            args.layers,
+            cell=args.cell,
+            dropout=args.dropout,
+            head=head,
+        )
+
     def new_pair(seed):
         torch.manual_seed(seed)
-        ours = rustrnn.LanguageModel(
-            vocab, args.embed, args.hidden, args.layers, cell=args.cell, dropout=args.dropout
-        )
+        ours = lm(args.head)
         ref = PlainLM(len(vocab), args.cell, args.embed, args.hidden, args.layers, args.dropout)
-        ref.load_state_dict(ours.state_dict(), strict=True)
+        # The same embedding and stack; with the adaptive head, the reference keeps its
+        # own (full) head, as the recipe it is compared with has.
+        ref.load_state_dict(ours.state_dict(), strict=args.head == "full")
         return ours.to(device), ref.to(device)
 
-    # One model that scores both sides' weights with rustrnn.evaluate (eval mode, no dropout).
-    scorer = rustrnn.LanguageModel(
-        vocab, args.embed, args.hidden, args.layers, cell=args.cell, dropout=args.dropout
-    ).to(device)
+    # Models that score each side's weights with rustrnn.evaluate (eval mode, no dropout).
+    scorers = {"full": lm("full").to(device), args.head: lm(args.head).to(device)}
 
-    def perplexity(state_dict):
-        scorer.load_state_dict(state_dict, strict=True)
-        return rustrnn.evaluate(scorer, valid_ids, batch_size=10, bptt=args.bptt)
+    def perplexity(state_dict, head):
+        scorers[head].load_state_dict(state_dict, strict=True)
+        return rustrnn.evaluate(scorers[head], valid_ids, batch_size=10, bptt=args.bptt)
 
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; {'word' if args.word else 'char'}-level "
         f"{args.cell}, vocab {len(vocab)}, E={args.embed} H={args.hidden} layers={args.layers}, "
         f"B={args.batch} bptt={args.bptt}, {args.optimizer} lr={args.lr} clip={args.clip} "
-        f"dropout={args.dropout}; {args.steps} steps "
+        f"dropout={args.dropout}, rustrnn head {args.head}; {args.steps} steps "
         f"({epochs} epochs of {args.epoch_steps}) per run, {args.seeds} seeds"
         + ("" if device.type == "cpu" else f"; on {device_timing.describe(device)}")
     )
@@ -249,7 +266,9 @@ def main():
         for side, run, model in order if seed % 2 else order[::-1]:
             elapsed, side_rss = run(model, 1000 + seed)
             times[side].append(elapsed)
-            ppl[side].append(perplexity(model.state_dict()))
+            ppl[side].append(
+                perplexity(model.state_dict(), args.head if side == "ours" else "full")
+            )
             rss.setdefault(side, side_rss)
 
     t_ours, t_ref = sum(times["ours"]), sum(times["ref"])

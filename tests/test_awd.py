@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from lm_helpers import TEXT, TORCH_CELLS, tiny_lm
 from rustrnn import _rustrnn
 from rustrnn.training import RECIPES
+from test_train_step import batchify
 from torch import nn
 from torch.func import functional_call
 
@@ -33,11 +34,6 @@ ALL_ON = dict(
 
 def mask(shape, p, like):
     return _rustrnn.dropout_mask(torch.empty(shape, dtype=like.dtype), p)
-
-
-def batchify(ids, bsz):
-    n = ids.size(0) // bsz
-    return ids[: n * bsz].view(bsz, -1).t().contiguous()
 
 
 class Reference:

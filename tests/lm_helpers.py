@@ -33,8 +33,11 @@ def tiny_lm(
     dtype=torch.float64,
     text=TEXT,
 ):
-    if tie:
+    """``tie=True`` ties at one width (``hidden = embed``); ``tie="projected"`` ties the
+    embedding to a wider stack through the model's projection."""
+    if tie is True:
         hidden = embed
+    tie = bool(tie)
     return LanguageModel(
         vocab(text),
         embed_size=embed,
@@ -55,13 +58,18 @@ class PlainLM(nn.Module):
         self.embedding = nn.Embedding(ntoken, embed)
         self.drop = nn.Dropout(dropout)
         self.rnn = cls(embed, hidden, layers, dropout=dropout if layers > 1 else 0.0, **extra)
-        self.head = nn.Linear(hidden, ntoken)
+        # AWD-LSTM's tie of different widths, as a bias-free linear map to the embedding's.
+        self.projection = nn.Linear(hidden, embed, bias=False) if tie and embed != hidden else None
+        self.head = nn.Linear(embed if tie else hidden, ntoken)
         if tie:
             self.head.weight = self.embedding.weight
 
     def forward(self, ids, state=None):
         out, state = self.rnn(self.drop(self.embedding(ids)), state)
-        return self.head(self.drop(out)), state
+        out = self.drop(out)
+        if self.projection is not None:
+            out = self.projection(out)
+        return self.head(out), state
 
 
 def plain_copy(model):

@@ -105,7 +105,10 @@ class Reference:
             ce = functional_call(self.adaptive, head, (rows, targets)).loss
         else:
             head_w = P["embedding.weight"] if self.tie else P["head.weight"]
-            logits = F.linear(dropped, head_w, P["head.bias"])
+            into_head = dropped
+            if "projection.weight" in P:  # a tie of different widths
+                into_head = F.linear(dropped, P["projection.weight"])
+            logits = F.linear(into_head, head_w, P["head.bias"])
             ce = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
         objective = ce
         if r["alpha"] > 0:
@@ -210,13 +213,26 @@ def test_the_methods_with_the_adaptive_head(cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_the_methods_with_tied_weights_and_the_models_own_dropout(cell):
+@pytest.mark.parametrize("tie", [True, "projected"])
+def test_the_methods_with_tied_weights_and_the_models_own_dropout(cell, tie):
     """The plain dropout stays where no locked one replaces it; a tied head reads the
-    embedding table undropped."""
-    model = tiny_lm(cell, tie=True, dropout=0.3)
+    embedding table undropped; a tie of different widths projects the dropped output
+    (AR on the stack's own output, before the projection)."""
+    model = tiny_lm(cell, tie=tie, dropout=0.3)
     reg = {"weight_drop": 0.4, "dropout_embedding": 0.3, "alpha": 1.0}
     want_losses, _, want = sgd_run(model, reg, steps=3, lr=0.5)
     hist = rustrnn_run(model, reg, steps=3, lr=0.5)
+    assert hist.losses == pytest.approx(want_losses, rel=1e-10)
+    assert_same_weights(model, want)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_every_method_on_awds_own_shape_a_tie_of_different_widths(cell):
+    """AWD-LSTM's model is three layers whose embedding (400) is narrower than the stack
+    (1150) with tied weights: here through the projection, all methods on."""
+    model = tiny_lm(cell, embed=5, hidden=9, layers=3, tie="projected")
+    want_losses, _, want = sgd_run(model, ALL_ON, steps=3, lr=0.5)
+    hist = rustrnn_run(model, ALL_ON, steps=3, lr=0.5)
     assert hist.losses == pytest.approx(want_losses, rel=1e-10)
     assert_same_weights(model, want)
 

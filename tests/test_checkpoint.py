@@ -29,6 +29,7 @@ def _same_state(a, b):
         ("lstm", False, torch.float32),
         ("gru", True, torch.float64),
         ("rnn_tanh", False, torch.float64),
+        ("lstm", "projected", torch.float32),
     ],
 )
 def test_round_trip(tmp_path, cell, tie, dtype):
@@ -57,9 +58,9 @@ def test_load_leaves_the_global_rng_alone(tmp_path):
     assert torch.equal(before, torch.get_rng_state())
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_plain_torch_loads_the_file(tmp_path, cell):
-    model = tiny_lm(cell).eval()
+@pytest.mark.parametrize("cell, tie", [("lstm", False), ("gru", False), ("lstm", "projected")])
+def test_plain_torch_loads_the_file(tmp_path, cell, tie):
+    model = tiny_lm(cell, tie=tie).eval()
     path = tmp_path / "m.safetensors"
     model.save(path)
     tensors = load_file(path)
@@ -132,6 +133,23 @@ def test_rejects_a_file_that_does_not_fit(tmp_path, edit, needle):
         LanguageModel.load(path)
     assert needle in str(err.value)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (_drop("projection.weight"), "missing tensor 'projection.weight'"),
+        (_reshape("projection.weight"), "tensor 'projection.weight' has shape"),
+        (_reshape("head.weight"), "tensor 'head.weight' has shape"),
+    ],
+)
+def test_rejects_a_projected_tie_that_does_not_fit(tmp_path, edit, needle):
+    path = tmp_path / "m.safetensors"
+    tiny_lm(tie="projected").save(path)
+    _rewrite(path, edit)
+    with pytest.raises(ValueError) as err:
+        LanguageModel.load(path)
+    assert needle in str(err.value)
 
 
 def test_rejects_a_foreign_safetensors_file(tmp_path):

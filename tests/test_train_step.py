@@ -47,7 +47,7 @@ def torch_run(ref, ids, *, batch_size, bptt, steps, opt, clip):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
-@pytest.mark.parametrize("tie", [False, True])
+@pytest.mark.parametrize("tie", [False, True, "projected"])
 def test_one_step_gradients_match_torch_autograd(cell, tie):
     """SGD with lr=1 and no clipping: the update is exactly minus the gradient."""
     model = tiny_lm(cell, tie=tie)
@@ -87,6 +87,8 @@ def test_one_step_gradients_match_torch_autograd(cell, tie):
         ("lstm", False, "adam", {}, 0.25),
         ("gru", True, "sgd", {"momentum": 0.9, "weight_decay": 1e-3}, 0.5),
         ("lstm", True, "adamw", {"weight_decay": 0.1}, None),
+        ("lstm", "projected", "adam", {}, 0.25),
+        ("gru", "projected", "sgd", {"momentum": 0.9}, 0.5),
     ],
 )
 def test_a_tbptt_run_matches_word_language_model(cell, tie, optimizer, kw, clip):

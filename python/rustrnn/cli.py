@@ -101,7 +101,13 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("files", nargs="*", help="UTF-8 text files; none: the embedded pydoc corpus")
     t.add_argument("--level", choices=("char", "word"), default="char", help="token level")
     t.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell")
-    t.add_argument("--embed", type=_positive_int, default=64, help="embedding width")
+    t.add_argument(
+        "--embed",
+        type=_positive_int,
+        default=None,
+        help="embedding width (64; with --tied, --hidden's unless given: a tied model of "
+        "another width maps the stack's output to it through a projection)",
+    )
     t.add_argument("--hidden", type=_positive_int, default=256, help="hidden state width")
     t.add_argument("--layers", type=_positive_int, default=2, help="recurrent layers")
     t.add_argument("--dropout", type=_non_negative_float, default=0.1, help="dropout rate")
@@ -344,10 +350,13 @@ def _claim_out(args) -> None:
         raise CliError(f"--out {e}") from None
 
 
-def _head_size(args, vocab_size: int, cutoffs: Optional[List[int]]) -> int:
-    """The head's parameter count: ``V * H + V`` for the full head; torch's widths for the
-    adaptive one (``AdaptiveLogSoftmaxWithLoss``: no biases)."""
+def _head_size(args, vocab_size: int, embed: int, cutoffs: Optional[List[int]]) -> int:
+    """The head's parameter count: ``V * H + V`` for the full head (tied: its bias and any
+    projection ``E * H``); torch's widths for the adaptive one (``AdaptiveLogSoftmaxWithLoss``:
+    no biases)."""
     h = args.hidden
+    if cutoffs is None and args.tied:
+        return vocab_size + (embed * h if embed != h else 0)
     if cutoffs is None:
         return vocab_size * h + vocab_size
     bounds = cutoffs + [vocab_size]
@@ -368,7 +377,8 @@ def _check_model_size(args, vocab_size: int, embed: int, cutoffs=None) -> None:
     h, layers = args.hidden, args.layers
     first = gates * h * (embed + h) + 2 * gates * h
     rest = gates * h * (2 * h) + 2 * gates * h
-    n = vocab_size * embed + first + (layers - 1) * rest + _head_size(args, vocab_size, cutoffs)
+    head = _head_size(args, vocab_size, embed, cutoffs)
+    n = vocab_size * embed + first + (layers - 1) * rest + head
     need = 4 * 4 * n
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -434,7 +444,7 @@ def _train_joined(args, text, device, rank, joined) -> int:
     torch.manual_seed(args.seed)
     try:
         vocab = rustrnn.Vocab.build(train_text, level=args.level)
-        embed = args.hidden if args.tied else args.embed
+        embed = args.embed or (args.hidden if args.tied else 64)
         if args.head == "full" and (args.cutoffs is not None or args.div_value != 4.0):
             raise CliError("--cutoffs and --div-value are for --head adaptive")
         cutoffs = args.cutoffs

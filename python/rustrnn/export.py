@@ -130,14 +130,24 @@ class TorchLanguageModel(nn.Module):
     model's in eval mode (dropout masks come from torch here).
     """
 
-    def __init__(self, embedding: nn.Embedding, rnn: nn.RNNBase, head: nn.Module, dropout: float):
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        rnn: nn.RNNBase,
+        head: nn.Module,
+        dropout: float,
+        projection: Optional[nn.Linear] = None,
+    ):
         super().__init__()
         self.embedding = embedding
         self.drop = nn.Dropout(dropout)
         self.rnn = rnn
+        self.projection = projection
         self.head = head
 
     def _scores(self, x: Tensor) -> Tensor:
+        if self.projection is not None:
+            x = self.projection(x)
         if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
             flat = self.head.log_prob(x.reshape(-1, x.size(-1)))
             return flat.view(*x.shape[:-1], self.head.n_classes)
@@ -164,6 +174,8 @@ def language_model_to_torch(model) -> TorchLanguageModel:
     memo: dict = {}
     embedding = copy.deepcopy(model.embedding, memo)
     head = copy.deepcopy(model.head, memo)  # shares the copied embedding matrix when tied
+    projection = copy.deepcopy(model.projection, memo)
     rnn = model.rnn.to_torch()
     cls = TorchLSTMLanguageModel if isinstance(rnn, nn.LSTM) else TorchLanguageModel
-    return cls(embedding, rnn, head, model.config["dropout"]).train(model.training)
+    twin = cls(embedding, rnn, head, model.config["dropout"], projection)
+    return twin.train(model.training)

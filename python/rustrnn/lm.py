@@ -149,8 +149,11 @@ class LanguageModel(nn.Module):
         num_layers: recurrent layers. Default: 2.
         cell: ``'lstm'``, ``'gru'``, ``'rnn_tanh'`` or ``'rnn_relu'``. Default: ``'lstm'``.
         dropout: dropout on the embeddings, between layers and before the head. Default: 0.2.
-        tie_weights: share the embedding and head matrices (needs hidden_size == embed_size
-            and the full head).
+        tie_weights: share the embedding and head matrices (needs the full head). When
+            ``embed_size != hidden_size`` the stack's output first goes through
+            ``self.projection``, an ``nn.Linear(hidden_size, embed_size, bias=False)``, to the
+            embedding's width (AWD-LSTM ties its 400-wide embedding to a 1150-wide stack the
+            same way, there by a last layer of embedding width).
         head: ``'full'``, a linear layer (``nn.Linear(hidden_size, V)``) to every token's
             logit; or ``'adaptive'``, an adaptive softmax (Grave et al. 2017):
             ``self.head`` is a ``torch.nn.AdaptiveLogSoftmaxWithLoss(hidden_size, V,
@@ -208,12 +211,16 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(len(vocab), embed_size)
         self.drop = Dropout(dropout)
         self.rnn = _stack(spec)
+        if tie_weights and embed_size != hidden_size:
+            self.projection = nn.Linear(hidden_size, embed_size, bias=False)
+        else:
+            self.projection = None
         if self._adaptive:
             self.head = nn.AdaptiveLogSoftmaxWithLoss(
                 hidden_size, len(vocab), cutoffs, div_value=self.config["div_value"]
             )
         else:
-            self.head = nn.Linear(hidden_size, len(vocab))
+            self.head = nn.Linear(embed_size if tie_weights else hidden_size, len(vocab))
         if tie_weights:
             self.head.weight = self.embedding.weight
         self.reset_parameters()
@@ -224,8 +231,11 @@ class LanguageModel(nn.Module):
 
     def reset_parameters(self) -> None:
         """The word_language_model initialisation: U(-0.1, 0.1) embeddings and head, zero
-        bias; an adaptive head gets torch's own (its ``reset_parameters``)."""
+        bias; an adaptive head and the projection get torch's own (their
+        ``reset_parameters``)."""
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if self.projection is not None:
+            self.projection.reset_parameters()
         if self._adaptive:
             self.head.reset_parameters()
         else:
@@ -244,6 +254,8 @@ class LanguageModel(nn.Module):
 
     def _scores(self, x: Tensor) -> Tensor:
         """The head on ``(..., H)``: logits, or the adaptive head's log-probabilities."""
+        if self.projection is not None:
+            x = self.projection(x)
         if self._adaptive:
             flat = self.head.log_prob(x.reshape(-1, x.size(-1)))
             return flat.view(*x.shape[:-1], self.head.n_classes)
@@ -275,7 +287,7 @@ class LanguageModel(nn.Module):
     def to_torch(self) -> nn.Module:
         """This model in plain torch, with a copy of the weights: a
         :class:`rustrnn.export.TorchLanguageModel` made of ``nn.Embedding``, the torch.nn
-        stack (:meth:`rustrnn.LSTM.to_torch`) and ``nn.Linear`` (or the
+        stack (:meth:`rustrnn.LSTM.to_torch`), the projection if any, and ``nn.Linear`` (or the
         ``nn.AdaptiveLogSoftmaxWithLoss``), under the same state_dict names, whose
         ``forward(ids, state)`` returns the same logits (log-probabilities) and state. It needs no
         rustrnn to run, and ``torch.export.export`` takes it."""

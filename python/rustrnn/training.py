@@ -488,7 +488,8 @@ def train(
             dropout_hidden=0.25, dropout_output=0.4, dropout_embedding=0.1, alpha=2,
             beta=1, variable_bptt=True, nonmono=5``; ``rustrnn.training.RECIPES``). A
             keyword given explicitly overrides its recipe's value. AWD-LSTM's model is
-            ``LanguageModel(vocab, 400, 1150, 3)``; the recipe sets only training options.
+            ``LanguageModel(vocab, 400, 1150, 3, tie_weights=True)`` (the tie through a
+            projection); the recipe sets only training options.
         batch_size: parallel streams ``B``. Recipe; plain: 32.
         bptt: window length ``T`` in tokens. Recipe; plain: 64.
         epochs: passes over ``train``. Default: 1.

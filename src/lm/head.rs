@@ -13,16 +13,25 @@ use crate::error::Result;
 use crate::rnn::product::Product;
 
 pub(crate) enum HeadOp<'a> {
-    Linear(Product),
+    /// The head's product, after the projection's when there is one.
+    Linear {
+        projection: Option<Product>,
+        head: Product,
+    },
     Adaptive(&'a AdaptiveHead),
 }
 
 impl<'a> HeadOp<'a> {
     pub fn new(head: &HeadWeights<'a>) -> Result<Self> {
         Ok(match *head {
-            HeadWeights::Linear { weight, bias } => {
-                HeadOp::Linear(Product::new(weight, bias.map(Tensor::shallow_clone))?)
-            }
+            HeadWeights::Linear {
+                weight,
+                bias,
+                projection,
+            } => HeadOp::Linear {
+                projection: projection.map(|p| Product::new(p, None)).transpose()?,
+                head: Product::new(weight, bias.map(Tensor::shallow_clone))?,
+            },
             HeadWeights::Adaptive(a) => HeadOp::Adaptive(a),
         })
     }
@@ -30,7 +39,11 @@ impl<'a> HeadOp<'a> {
     /// The scores `[N, V]` of the top layer's outputs `x` `[N, H]`.
     pub fn scores(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            HeadOp::Linear(product) => product.apply(x),
+            HeadOp::Linear {
+                projection: Some(p),
+                head,
+            } => head.apply(&p.apply(x)?),
+            HeadOp::Linear { head, .. } => head.apply(x),
             HeadOp::Adaptive(a) => a.log_prob(x),
         }
     }

@@ -104,7 +104,17 @@ pub(crate) fn check_model(cfg: &RnnConfig, w: &LmWeights) -> Result<(i64, i64)> 
     }
     let top = cfg.real_hidden_size();
     let outputs = match w.head {
-        HeadWeights::Linear { weight, bias } => check_linear_head(weight, bias, top, vocab)?,
+        HeadWeights::Linear {
+            weight,
+            bias,
+            projection,
+        } => {
+            let width = match projection {
+                Some(p) => check_projection(p, top)?,
+                None => top,
+            };
+            check_linear_head(weight, bias, width, vocab)?
+        }
         HeadWeights::Adaptive(a) => {
             let (width, outputs) = (a.in_features(), a.n_classes());
             if width != top {
@@ -145,6 +155,18 @@ pub(crate) fn check_model(cfg: &RnnConfig, w: &LmWeights) -> Result<(i64, i64)> 
     Ok((vocab, outputs))
 }
 
+/// The projection `[K, top]` before a linear head; returns `K`, the width
+/// the head reads.
+fn check_projection(p: &Tensor, top: i64) -> Result<i64> {
+    match p.size().as_slice() {
+        &[width, cols] if cols == top => Ok(width),
+        shape => Err(Error::shape(format!(
+            "projection.weight must be a 2-D (width, {top}) matrix, as the stack's output is \
+             {top} wide, got shape {shape:?}"
+        ))),
+    }
+}
+
 /// The linear head against the stack's output width `top` and the
 /// embedding's `vocab` rows; returns its outputs.
 fn check_linear_head(weight: &Tensor, bias: Option<&Tensor>, top: i64, vocab: i64) -> Result<i64> {
@@ -156,8 +178,8 @@ fn check_linear_head(weight: &Tensor, bias: Option<&Tensor>, top: i64, vocab: i6
     };
     if cols != top {
         return Err(Error::shape(format!(
-            "head.weight has shape {head:?} but the stack's output is {top} wide: \
-             head.weight must be ({outputs}, {top})"
+            "head.weight has shape {head:?} but its input (the stack's output, or the \
+             projection's) is {top} wide: head.weight must be ({outputs}, {top})"
         )));
     }
     if outputs == 0 || outputs > vocab {

@@ -33,6 +33,9 @@ pub struct LmConfig {
     /// Dropout on the embeddings, before the head and (with several layers)
     /// between the recurrent layers.
     pub dropout: f64,
+    /// The head's matrix is the embedding's; with `embed_size !=
+    /// hidden_size` a bias-free `projection` `[E, H]` maps the stack's
+    /// output to the embedding's width first (see [`LmConfig::projected`]).
     pub tie_weights: bool,
     pub head: HeadConfig,
 }
@@ -174,12 +177,6 @@ impl LmConfig {
                  hidden_size) matrix to share with the embedding",
             ));
         }
-        if self.tie_weights && self.hidden_size != self.embed_size {
-            return Err(Error::value(format!(
-                "tie_weights needs hidden_size == embed_size, got hidden_size={} and embed_size={}",
-                self.hidden_size, self.embed_size
-            )));
-        }
         let mut cfg = RnnConfig::new(
             self.cell,
             self.embed_size,
@@ -194,6 +191,24 @@ impl LmConfig {
         Ok(cfg)
     }
 
+    /// Whether the model has a `projection` between the stack and the head:
+    /// tied weights of different widths, as AWD-LSTM ties a 400-wide
+    /// embedding to a 1150-wide stack (there through a last layer of
+    /// embedding width; here through a linear map, so every layer keeps one
+    /// width and every cell can do it).
+    pub fn projected(&self) -> bool {
+        self.tie_weights && self.embed_size != self.hidden_size
+    }
+
+    /// The width the head reads: the embedding's when tied, else the stack's.
+    pub fn head_input_size(&self) -> i64 {
+        if self.tie_weights {
+            self.embed_size
+        } else {
+            self.hidden_size
+        }
+    }
+
     /// How many tensors the model's `state_dict` has (see [`LmConfig::param_specs`]),
     /// computed without listing them, so a header claiming a billion layers
     /// costs nothing before it is compared with what a file really holds.
@@ -203,7 +218,9 @@ impl LmConfig {
             .ok()
             .and_then(|l| l.checked_mul(usize::try_from(rnn.num_directions()).ok()?))
             .and_then(|n| n.checked_mul(rnn.params_per_direction()))
-            .and_then(|n| n.checked_add(1 + self.head.num_tensors()))
+            .and_then(|n| {
+                n.checked_add(1 + usize::from(self.projected()) + self.head.num_tensors())
+            })
             .ok_or_else(|| {
                 Error::value(format!(
                     "num_layers={} gives more tensors than can be counted",
@@ -233,7 +250,8 @@ impl LmConfig {
 
     /// Every tensor of the model's `state_dict`, in its order, with its shape.
     /// With tied weights `head.weight` is listed too (the same tensor as
-    /// `embedding.weight`), as torch's `state_dict` lists it. An adaptive
+    /// `embedding.weight`), as torch's `state_dict` lists it, after
+    /// `projection.weight` `[E, H]` when [`LmConfig::projected`]. An adaptive
     /// head's are torch's module's, under `head.` (`head.head.weight`,
     /// `head.tail.{i}.0.weight`, `head.tail.{i}.1.weight`), and its cutoffs
     /// are checked against `vocab_size` here.
@@ -248,9 +266,18 @@ impl LmConfig {
             name: format!("rnn.{}", p.name),
             shape: p.shape,
         }));
+        if self.projected() {
+            specs.push(spec(
+                "projection.weight",
+                vec![self.embed_size, self.hidden_size],
+            ));
+        }
         match &self.head {
             HeadConfig::Full => {
-                specs.push(spec("head.weight", vec![vocab_size, self.hidden_size]));
+                specs.push(spec(
+                    "head.weight",
+                    vec![vocab_size, self.head_input_size()],
+                ));
                 specs.push(spec("head.bias", vec![vocab_size]));
             }
             HeadConfig::Adaptive(a) => {
@@ -281,20 +308,43 @@ pub struct LmParams {
 
 /// The head's tensors (shared handles, as the rest of [`LmParams`]).
 pub enum HeadParams {
-    /// `head.weight` `[V, H]` (the embedding's tensor when tied) and `head.bias` `[V]`.
+    /// `head.weight` `[V, E or H]` (the embedding's tensor when tied),
+    /// `head.bias` `[V]`, and the `projection.weight` `[E, H]` applied
+    /// before them when the config is [`LmConfig::projected`].
     Linear {
         weight: Tensor,
         bias: Tensor,
+        projection: Option<Tensor>,
     },
     Adaptive(AdaptiveHead),
 }
 
 impl HeadParams {
-    /// The tensors in `state_dict` order.
+    /// The tensors in `state_dict` order (the projection first).
     pub fn tensors(&self) -> Vec<&Tensor> {
         match self {
-            HeadParams::Linear { weight, bias } => vec![weight, bias],
+            HeadParams::Linear {
+                weight,
+                bias,
+                projection,
+            } => projection.iter().chain([weight, bias]).collect(),
             HeadParams::Adaptive(a) => a.tensors(),
+        }
+    }
+
+    /// The same head, borrowed.
+    pub fn weights(&self) -> HeadWeights<'_> {
+        match self {
+            HeadParams::Linear {
+                weight,
+                bias,
+                projection,
+            } => HeadWeights::Linear {
+                weight,
+                bias: Some(bias),
+                projection: projection.as_ref(),
+            },
+            HeadParams::Adaptive(a) => HeadWeights::Adaptive(a),
         }
     }
 
@@ -306,12 +356,17 @@ impl HeadParams {
         tied: Option<&Tensor>,
     ) -> Result<HeadParams> {
         Ok(match self {
-            HeadParams::Linear { weight, bias } => HeadParams::Linear {
+            HeadParams::Linear {
+                weight,
+                bias,
+                projection,
+            } => HeadParams::Linear {
                 weight: match tied {
                     Some(t) => t.shallow_clone(),
                     None => leaf(weight)?,
                 },
                 bias: leaf(bias)?,
+                projection: projection.as_ref().map(&leaf).transpose()?,
             },
             HeadParams::Adaptive(a) => HeadParams::Adaptive(a.try_map(leaf)?),
         })
@@ -406,7 +461,15 @@ impl LmParams {
                          tensors",
                     ));
                 }
-                HeadParams::Linear { weight, bias }
+                let projection = match config.projected() {
+                    true => Some(part("projection.weight")?),
+                    false => None,
+                };
+                HeadParams::Linear {
+                    weight,
+                    bias,
+                    projection,
+                }
             }
             HeadConfig::Adaptive(a) => {
                 let tensors = ordered
@@ -468,13 +531,7 @@ impl LmParams {
         LmWeights {
             embedding: &self.embedding,
             stack: &self.stack,
-            head: match &self.head {
-                HeadParams::Linear { weight, bias } => HeadWeights::Linear {
-                    weight,
-                    bias: Some(bias),
-                },
-                HeadParams::Adaptive(a) => HeadWeights::Adaptive(a),
-            },
+            head: self.head.weights(),
         }
     }
 
@@ -502,10 +559,13 @@ pub struct LmWeights<'a> {
 /// The head, borrowed.
 #[derive(Clone, Copy)]
 pub enum HeadWeights<'a> {
-    /// `weight` `[V, H]`, `bias` `[V]`.
+    /// `weight` `[V, K]`, `bias` `[V]`, and `projection` `[K, H]` from the
+    /// stack's output to the `K` columns of `weight` (tied weights of
+    /// different widths; without it `K = H`).
     Linear {
         weight: &'a Tensor,
         bias: Option<&'a Tensor>,
+        projection: Option<&'a Tensor>,
     },
     Adaptive(&'a AdaptiveHead),
 }
@@ -514,12 +574,32 @@ impl<'a> HeadWeights<'a> {
     /// The tensors, named as in the model's `state_dict`.
     pub fn named(&self) -> Vec<(String, &'a Tensor)> {
         match *self {
-            HeadWeights::Linear { weight, bias } => std::iter::once(("head.weight", weight))
+            HeadWeights::Linear {
+                weight,
+                bias,
+                projection,
+            } => projection
+                .map(|p| ("projection.weight", p))
+                .into_iter()
+                .chain(std::iter::once(("head.weight", weight)))
                 .chain(bias.map(|b| ("head.bias", b)))
                 .map(|(n, t)| (n.to_string(), t))
                 .collect(),
             HeadWeights::Adaptive(a) => a.names().into_iter().zip(a.tensors()).collect(),
         }
+    }
+
+    /// The stack's outputs `x` `[..., H]` as the head's own product reads
+    /// them: through the projection when there is one (recorded by autograd
+    /// like any op), else `x` itself.
+    pub fn project(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match *self {
+            HeadWeights::Linear {
+                projection: Some(p),
+                ..
+            } => x.f_linear::<&Tensor>(p, None)?,
+            _ => x.shallow_clone(),
+        })
     }
 }
 
@@ -528,7 +608,14 @@ impl<'a> LmWeights<'a> {
     /// head (the fused kernels); an error for an adaptive one.
     pub fn linear_head(&self) -> Result<(&'a Tensor, Option<&'a Tensor>)> {
         match self.head {
-            HeadWeights::Linear { weight, bias } => Ok((weight, bias)),
+            HeadWeights::Linear {
+                weight,
+                bias,
+                projection: None,
+            } => Ok((weight, bias)),
+            HeadWeights::Linear { .. } => Err(Error::value(
+                "this path runs a linear head without a projection, and the model has one",
+            )),
             HeadWeights::Adaptive(_) => Err(Error::value(
                 "this path runs a linear head only, and the model's head is adaptive",
             )),
@@ -707,6 +794,48 @@ mod tests {
             assert!(
                 matches!(err, Error::Value(_)) && err.to_string().contains(why),
                 "{bad}: {err}"
+            );
+        }
+    }
+
+    /// Tied weights of different widths put `projection.weight` `[E, H]`
+    /// between the stack and the head, whose matrix is then `[V, E]`; of
+    /// equal widths (and untied) the tensors are the ones they always were.
+    #[test]
+    fn tied_weights_of_different_widths_are_projected() {
+        let json = |e: i64, tie: bool| {
+            format!(
+                r#"{{"embed_size":{e},"hidden_size":8,"num_layers":1,"cell":"gru","dropout":0.0,"tie_weights":{tie}}}"#
+            )
+        };
+        let tail = |cfg: &LmConfig| {
+            let specs = cfg.param_specs(9).unwrap();
+            assert_eq!(cfg.num_tensors().unwrap(), specs.len());
+            specs[1 + 4..]
+                .iter()
+                .map(|s| (s.name.clone(), s.shape.clone()))
+                .collect::<Vec<_>>()
+        };
+        let projected = LmConfig::from_json(&json(4, true)).unwrap();
+        assert!(projected.projected());
+        assert_eq!(projected.to_json(), json(4, true));
+        assert_eq!(
+            tail(&projected),
+            [
+                ("projection.weight".to_string(), vec![4, 8]),
+                ("head.weight".to_string(), vec![9, 4]),
+                ("head.bias".to_string(), vec![9]),
+            ]
+        );
+        for (e, tie) in [(8, true), (4, false)] {
+            let cfg = LmConfig::from_json(&json(e, tie)).unwrap();
+            assert!(!cfg.projected());
+            assert_eq!(
+                tail(&cfg),
+                [
+                    ("head.weight".to_string(), vec![9, 8]),
+                    ("head.bias".to_string(), vec![9]),
+                ]
             );
         }
     }

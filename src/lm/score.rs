@@ -164,7 +164,8 @@ fn score_batch(
             // `rows x V` float32 logits to float64 first cost more than the
             // head's product (86 + 117 ms against 127 ms for 6,700 x 5,000
             // here), for a per-token error float32 keeps near 1e-6.
-            HeadWeights::Linear { weight, bias } => {
+            HeadWeights::Linear { weight, bias, .. } => {
+                let rows = w.head.project(&rows)?;
                 LinearCrossEntropy::new(&rows, weight, *bias, &wanted).log_probs()?
             }
             // Only the clusters the targets fall in are computed.

@@ -53,6 +53,7 @@ fn run(d: &Drawn, kind: Kind, sample: SampleOptions, fused: bool) -> Vec<i64> {
         head: HeadWeights::Linear {
             weight: &head_w,
             bias: Some(&head_b),
+            projection: None,
         },
     };
     let prompt = Tensor::from_slice(&[1i64, 4, 2]);
@@ -116,6 +117,7 @@ fn stop_checks_in_blocks_match_checks_every_token() {
         head: HeadWeights::Linear {
             weight: &head_w,
             bias: None,
+            projection: None,
         },
     };
     let prompt = Tensor::from_slice(&[1i64, 2]);
@@ -164,6 +166,7 @@ fn deferred_draws_match_checked_draws() {
         head: HeadWeights::Linear {
             weight: &head_w,
             bias: Some(&head_b),
+            projection: None,
         },
     };
     let prompt = Tensor::from_slice(&[1i64, 4]);
@@ -216,6 +219,7 @@ fn deferred_draws_match_checked_draws() {
         head: HeadWeights::Linear {
             weight: &nan_head,
             bias: Some(&head_b),
+            projection: None,
         },
         ..w
     };

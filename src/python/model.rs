@@ -271,7 +271,7 @@ fn adaptive_cutoffs(vocab_size: i64, cutoffs: Option<PyCutoffs>) -> PyResult<Vec
 ///
 /// Raises:
 ///     ValueError: the config breaks a rule (a cell name, dropout outside
-///         [0, 1], tied weights of different widths or with an adaptive head,
+///         [0, 1], tied weights with an adaptive head,
 ///         a size below 1, a head name, cutoffs out of order, a div_value
 ///         that is not positive).
 ///     TypeError: a field of the wrong type.

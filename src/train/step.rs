@@ -104,25 +104,34 @@ pub fn train_step(
     let dropped = regularize::locked_or_plain(&out_leaf, reg.dropout_output, p)?;
     let penalty = regularize::activation_penalty(reg, &out_leaf, &dropped)?;
     let (loss_value, d_out, g_head) = match &head {
-        HeadParams::Linear { weight, bias } => {
+        HeadParams::Linear {
+            weight,
+            bias,
+            projection,
+        } => {
             // 1. the head a chunk of rows at a time (no `[T * B, V]` logits),
-            // then autograd from the head's input back to the stack's output.
-            let width = dropped.size().last().copied().unwrap_or(0);
-            let rows = dropped.f_detach()?.f_reshape([-1, width])?;
+            // then autograd from the head's input back through the
+            // projection (if any) to the stack's output.
+            let projected = head.weights().project(&dropped)?;
+            let width = projected.size().last().copied().unwrap_or(0);
+            let rows = projected.f_detach()?.f_reshape([-1, width])?;
             let (loss, g) = LinearCrossEntropy::new(&rows, weight, Some(bias), &y.f_reshape([-1])?)
                 .loss_and_grads(cross_entropy::Reduction::Mean, cross_entropy::Needs::ALL)?;
             let missing = || Error::shape("the fused head returned no gradient");
             let d_rows = g.input.ok_or_else(missing)?;
-            let mut back = dropped
-                .f_mul(&d_rows.f_view_as(&dropped)?)?
+            let mut back = projected
+                .f_mul(&d_rows.f_view_as(&projected)?)?
                 .f_sum(None::<Kind>)?;
             if let Some(penalty) = penalty {
                 back = back.f_add(&penalty)?;
             }
-            let d_out = Tensor::f_run_backward(&[&back], &[&out_leaf], false, false)?
-                .pop()
-                .ok_or_else(missing)?;
-            let g_head = vec![g.weight.ok_or_else(missing)?, g.bias.ok_or_else(missing)?];
+            let inputs: Vec<&Tensor> = std::iter::once(&out_leaf).chain(projection).collect();
+            let mut g_back = Tensor::f_run_backward(&[&back], &inputs, false, false)?.into_iter();
+            let d_out = g_back.next().ok_or_else(missing)?;
+            // In `state_dict` order: the projection's, then the head's own.
+            let mut g_head: Vec<Tensor> = g_back.collect();
+            g_head.push(g.weight.ok_or_else(missing)?);
+            g_head.push(g.bias.ok_or_else(missing)?);
             (loss.f_double_value(&[])?, d_out, g_head)
         }
         HeadParams::Adaptive(_) => {
@@ -169,9 +178,13 @@ pub fn train_step(
     .pop()
     .unwrap_or_default();
 
-    if model.config.tie_weights && !g_head.is_empty() {
-        // The tied head weight's gradient (the head's first) is the embedding's too.
-        g_emb = g_emb.f_add(&g_head.remove(0))?;
+    if model.config.tie_weights {
+        // The tied head weight's gradient (the head's first after any
+        // projection) is the embedding's too.
+        let at = usize::from(model.config.projected());
+        if at < g_head.len() {
+            g_emb = g_emb.f_add(&g_head.remove(at))?;
+        }
     }
     let mut grads = Vec::with_capacity(1 + stack_grads.len() + g_head.len());
     grads.push(g_emb);
@@ -188,10 +201,11 @@ pub fn train_step(
 /// `[T, B]`, recorded by autograd: the one place the head kinds part ways.
 fn head_loss(head: &HeadParams, hidden: &Tensor, y: &Tensor) -> Result<Tensor> {
     let y = y.f_reshape([-1])?;
+    let hidden = head.weights().project(hidden)?;
     let width = hidden.size().last().copied().unwrap_or(0);
     let rows = hidden.f_reshape([-1, width])?;
     Ok(match head {
-        HeadParams::Linear { weight, bias } => rows
+        HeadParams::Linear { weight, bias, .. } => rows
             .f_linear(weight, Some(bias))?
             .f_cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)?,
         HeadParams::Adaptive(a) => a.loss(&rows, &y)?,
@@ -215,9 +229,10 @@ pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Res
     )?;
     let loss = match model.head() {
         // The head a chunk of rows at a time (lm::cross_entropy): no `[T * B, V]` logits.
-        HeadParams::Linear { weight, bias } => {
-            let width = out.output.size().last().copied().unwrap_or(0);
-            let rows = out.output.f_reshape([-1, width])?;
+        HeadParams::Linear { weight, bias, .. } => {
+            let projected = model.head().weights().project(&out.output)?;
+            let width = projected.size().last().copied().unwrap_or(0);
+            let rows = projected.f_reshape([-1, width])?;
             let targets = y.f_reshape([-1])?;
             LinearCrossEntropy::new(&rows, weight, Some(bias), &targets)
                 .loss(cross_entropy::Reduction::Sum)?

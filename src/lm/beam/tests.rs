@@ -63,6 +63,7 @@ impl Model {
             head: HeadWeights::Linear {
                 weight: &self.head_w,
                 bias: Some(&self.head_b),
+                projection: None,
             },
         }
     }

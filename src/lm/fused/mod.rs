@@ -29,7 +29,13 @@ pub fn supports(cfg: &RnnConfig, w: &LmWeights) -> bool {
         && !cfg.bidirectional
         && float_cpu(w.embedding)
         && match w.head {
-            HeadWeights::Linear { weight, bias } => float_cpu(weight) && bias.is_none_or(float_cpu),
+            // A projection runs on the op path (see `head::HeadOp`).
+            HeadWeights::Linear {
+                weight,
+                bias,
+                projection: None,
+            } => float_cpu(weight) && bias.is_none_or(float_cpu),
+            HeadWeights::Linear { .. } => false,
             HeadWeights::Adaptive(_) => false,
         }
         && w.stack.iter().all(float_cpu)

@@ -451,14 +451,20 @@ impl Trainer {
             return Ok(None);
         }
         let _guard = tch::no_grad_guard();
-        // A finite float64 sum means every element is finite (a NaN or an
-        // infinity would reach it), and it is one pass over the weights where
-        // `isfinite().all()` is five (a tenth of a word-level step here). A
-        // sum that overflowed (float64 weights near 1e308) proves nothing:
-        // then the elements are checked one by one.
+        // A finite sum means every element is finite (a NaN or an infinity
+        // would reach it), and it is one pass over the weights where
+        // `isfinite().all()` is five (a tenth of a word-level step here). It
+        // is summed in float32 (float64 for float64 weights): a float64 sum
+        // of float32 weights converts them first, a copy that cost more than
+        // the sum. A sum that overflowed (weights near 1e38, or 1e308)
+        // proves nothing: then the elements are checked one by one.
         let mut sums = Vec::with_capacity(self.trainable.len());
         for (_, _, t) in &self.trainable {
-            sums.push(t.f_sum(Kind::Double)?);
+            let kind = match t.f_kind()? {
+                Kind::Double => Kind::Double,
+                _ => Kind::Float,
+            };
+            sums.push(t.f_sum(kind)?);
         }
         let sums = Tensor::f_stack(&sums, 0)?.f_to_device(tch::Device::Cpu)?;
         if sums.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0 {

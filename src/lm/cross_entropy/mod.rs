@@ -11,14 +11,18 @@
 //!
 //! * `check` – the operands, validated as torch validates the unfused ops.
 //! * `pass`  – the chunk loop, the one place the arithmetic lives.
+//! * `rows`  – float32 on the CPU: the work between a chunk's products in one
+//!   walk per row, where libtorch's ops would pass over the whole chunk once
+//!   each.
 //!
-//! Every step is a libtorch op (MKL's products and ATen's vectorised
-//! elementwise kernels on the CPU), so any device and floating dtype runs the
-//! same code. For training, `LinearCrossEntropy::loss_and_grads` takes the dropped-out stack
+//! The products are libtorch's (MKL's on the CPU); on other devices and
+//! dtypes the rest is libtorch ops too, so every device and floating dtype
+//! runs the same arithmetic. For training, `LinearCrossEntropy::loss_and_grads` takes the dropped-out stack
 //! output rows `[T * B, H]` and returns the loss and `d_x`, `d_w`, `d_b`.
 
 mod check;
 mod pass;
+mod rows;
 #[cfg(test)]
 mod tests;
 

@@ -25,8 +25,10 @@
 use tch::Tensor;
 
 use super::check::Operands;
+use super::rows;
 use super::{Grads, Needs};
 use crate::error::Result;
+use crate::kernel::block::Isa;
 
 /// Rows per chunk: as many as [`CHUNK_ELEMENTS`] allows, between these
 /// bounds. Measured here (`bench/bench_head.py --chunks 128,256,512`, 2
@@ -88,7 +90,25 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
         false => None,
     };
     let w_t = op.w.f_tr()?;
-    let bias = op.b.map(|b| b.f_expand([rows, v], false)).transpose()?;
+    // Float32 on the CPU: the work between the products in one walk per row
+    // (`rows`); elsewhere the same arithmetic as libtorch ops.
+    let fast = rows::applies(op.x);
+    let bias = match fast {
+        true => None,
+        false => op.b.map(|b| b.f_expand([rows, v], false)).transpose()?,
+    };
+    let fast_operands = match fast {
+        true => Some((
+            op.y.f_contiguous()?,
+            op.b.map(Tensor::f_contiguous).transpose()?,
+        )),
+        false => None,
+    };
+    let q_buf = match (fast, r) {
+        (true, Some(_)) => Some(Tensor::f_empty([rows, 1], opts)?),
+        _ => None,
+    };
+    let (isa, threads) = (Isa::detect(), tch::get_num_threads().max(1) as usize);
 
     let mut at = 0;
     while at < n {
@@ -96,21 +116,50 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
         let x_c = op.x.f_narrow(0, at, k)?;
         let y_c = op.y.f_narrow(0, at, k)?.f_unsqueeze(1)?;
         let mut e_c = e.f_narrow(0, 0, k)?;
+        let mut logp_c = logp.f_narrow(0, at, k)?;
         // The `_out` and in-place ops write into their tensors and return them again.
-        _ = match &bias {
-            Some(b) => b.f_narrow(0, 0, k)?.f_addmm_out(&e_c, &x_c, &w_t)?,
-            None => x_c.f_mm_out(&e_c, &w_t)?,
+        let q = if let Some((y, b)) = &fast_operands {
+            _ = x_c.f_mm_out(&e_c, &w_t)?;
+            let mut q = q_buf.as_ref().map(|q| q.f_narrow(0, 0, k)).transpose()?;
+            let r_c = r.map(|r| r.f_narrow(0, at, k)).transpose()?;
+            let y_c = y.f_narrow(0, at, k)?;
+            // SAFETY: each slice is a distinct tensor's memory, read or
+            // written by this call alone.
+            unsafe {
+                let grad = match (&r_c, &mut q) {
+                    (Some(r), Some(q)) => Some((rows::floats(r)?, rows::floats_mut(q)?)),
+                    _ => None,
+                };
+                rows::Chunk {
+                    z: rows::floats_mut(&mut e_c)?,
+                    v: v as usize,
+                    bias: b.as_ref().map(|b| rows::floats(b)).transpose()?,
+                    y: rows::ids(&y_c)?,
+                    logp: rows::floats_mut(&mut logp_c)?,
+                    grad,
+                }
+                .run(isa, threads)?;
+            }
+            q
+        } else {
+            _ = match &bias {
+                Some(b) => b.f_narrow(0, 0, k)?.f_addmm_out(&e_c, &x_c, &w_t)?,
+                None => x_c.f_mm_out(&e_c, &w_t)?,
+            };
+            let z_y = e_c.f_gather(1, &y_c, false)?;
+            let m = e_c.f_amax([1i64].as_slice(), true)?;
+            _ = e_c.f_sub_(&m)?.f_exp_()?;
+            let s = e_c.f_sum_dim_intlist([1i64].as_slice(), true, None)?;
+            _ = z_y.f_sub(&m)?.f_sub_out(&logp_c, &s.f_log()?)?;
+            match r {
+                Some(r) => {
+                    _ = e_c.f_scatter_add_(1, &y_c, &s.f_neg()?)?;
+                    Some(r.f_narrow(0, at, k)?.f_unsqueeze(1)?.f_div(&s)?)
+                }
+                None => None,
+            }
         };
-        let z_y = e_c.f_gather(1, &y_c, false)?;
-        let m = e_c.f_amax([1i64].as_slice(), true)?;
-        _ = e_c.f_sub_(&m)?.f_exp_()?;
-        let s = e_c.f_sum_dim_intlist([1i64].as_slice(), true, None)?;
-        _ = z_y
-            .f_sub(&m)?
-            .f_sub_out(&logp.f_narrow(0, at, k)?, &s.f_log()?)?;
-        if let Some(r) = r {
-            let q = r.f_narrow(0, at, k)?.f_unsqueeze(1)?.f_div(&s)?;
-            _ = e_c.f_scatter_add_(1, &y_c, &s.f_neg()?)?;
+        if let Some(q) = q {
             let e_t = e_c.f_tr()?;
             if let Some(d_x) = &grads.input {
                 let mut d_c = d_x.f_narrow(0, at, k)?;

@@ -14,7 +14,9 @@
 //! by frequency, as the method wants.
 //!
 //! Every function here is a chain of ordinary libtorch ops on any device, so
-//! autograd records them when training.
+//! autograd records them, except [`AdaptiveHead::loss_and_grads`]: the
+//! trainer's loss with its gradients written out, each log-softmax fused
+//! with its product.
 
 // Values from Python and from checkpoint files reach this module: no index or
 // slice may panic.
@@ -23,6 +25,7 @@
 use tch::{Kind, Scalar, Tensor};
 
 use crate::error::{Error, Result};
+use crate::lm::cross_entropy::{LinearCrossEntropy, Needs, Reduction};
 use crate::pyfmt::py_float;
 use crate::rnn::config::ParamSpec;
 
@@ -346,10 +349,11 @@ impl AdaptiveHead {
         Ok(Tensor::f_cat(&parts, 1)?)
     }
 
-    /// The log-probability of each row's target, `[N]` for `x` `[N, H]` and
-    /// `target` `[N]` (torch's forward's `output`): only the clusters some
-    /// target falls in are computed, each on its own rows.
-    pub fn target_log_prob(&self, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+    /// Where each target falls: the rows of each cluster that some target
+    /// falls in (`(cluster, rows, ids within the cluster)`), and each row's
+    /// entry in the head (its own token in the shortlist, its cluster's entry
+    /// otherwise). RuntimeError, torch's message, for a target out of range.
+    fn assign(&self, x: &Tensor, target: &Tensor) -> Result<Assignment> {
         let rows = target.size().first().copied().unwrap_or(0);
         if x.size().first().copied() != Some(rows) || x.dim() != 2 || target.dim() != 1 {
             return Err(Error::shape(format!(
@@ -359,10 +363,8 @@ impl AdaptiveHead {
             )));
         }
         let shortlist = self.shortlist();
-        let mut output = x.f_new_zeros([rows], (x.f_kind()?, x.device()))?;
-        // Where each row's probability sits in the head: its own token in the
-        // shortlist, its cluster's entry otherwise.
-        let mut gather = target.shallow_clone();
+        let mut head_target = target.shallow_clone();
+        let mut clusters = Vec::new();
         let mut used = 0;
         let mut lo = 0;
         for (c, &hi) in self.bounds.iter().enumerate() {
@@ -371,12 +373,9 @@ impl AdaptiveHead {
             let n = idx.size().first().copied().unwrap_or(0);
             if n > 0 && c > 0 {
                 let relative = target.f_masked_select(&mask)?.f_sub_scalar(lo)?;
-                let local = self
-                    .cluster_log_prob(&x.f_index_select(0, &idx)?, c - 1)?
-                    .f_gather(1, &relative.f_unsqueeze(1)?, false)?
-                    .f_squeeze_dim(1)?;
-                output = output.f_index_copy(0, &idx, &local)?;
-                gather = gather.f_index_fill(0, &idx, Scalar::int(shortlist + c as i64 - 1))?;
+                head_target =
+                    head_target.f_index_fill(0, &idx, Scalar::int(shortlist + c as i64 - 1))?;
+                clusters.push((c - 1, idx, relative));
             }
             used += n;
             lo = hi;
@@ -391,9 +390,29 @@ impl AdaptiveHead {
                 self.n_classes() - 1
             )));
         }
+        Ok(Assignment {
+            head_target,
+            clusters,
+        })
+    }
+
+    /// The log-probability of each row's target, `[N]` for `x` `[N, H]` and
+    /// `target` `[N]` (torch's forward's `output`): only the clusters some
+    /// target falls in are computed, each on its own rows.
+    pub fn target_log_prob(&self, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let at = self.assign(x, target)?;
+        let rows = target.size().first().copied().unwrap_or(0);
+        let mut output = x.f_new_zeros([rows], (x.f_kind()?, x.device()))?;
+        for (i, idx, relative) in &at.clusters {
+            let local = self
+                .cluster_log_prob(&x.f_index_select(0, idx)?, *i)?
+                .f_gather(1, &relative.f_unsqueeze(1)?, false)?
+                .f_squeeze_dim(1)?;
+            output = output.f_index_copy(0, idx, &local)?;
+        }
         let head = self
             .head_log_prob(x)?
-            .f_gather(1, &gather.f_unsqueeze(1)?, false)?
+            .f_gather(1, &at.head_target.f_unsqueeze(1)?, false)?
             .f_squeeze_dim(1)?;
         Ok(output.f_add(&head)?)
     }
@@ -406,6 +425,59 @@ impl AdaptiveHead {
             .f_neg()?
             .f_mean(None::<Kind>)?)
     }
+
+    /// [`AdaptiveHead::loss`] of rows `x` `[N, H]` and its gradients, for the
+    /// trainer: `d_x` `[N, H]` and one per tensor in [`AdaptiveHead::tensors`]'
+    /// order (zeros for a cluster no target falls in). Each log-softmax is
+    /// fused with its product (`cross_entropy`): the head's over all rows,
+    /// each cluster's over its own rows after its projection, whose two
+    /// products are written out here. Nothing is recorded by autograd.
+    pub fn loss_and_grads(
+        &self,
+        x: &Tensor,
+        target: &Tensor,
+    ) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+        let _guard = tch::no_grad_guard();
+        let at = self.assign(x, target)?;
+        let missing = || Error::shape("the fused head returned no gradient");
+        // The head's part is the mean over all rows; the clusters' parts,
+        // over fewer, are summed and divided by all of them too.
+        let (mut loss, head) = LinearCrossEntropy::new(x, &self.head, None, &at.head_target)
+            .loss_and_grads(Reduction::Mean, Needs::ALL)?;
+        let mut d_x = head.input.ok_or_else(missing)?;
+        let mut grads = Vec::with_capacity(1 + 2 * self.tail.len());
+        grads.push(head.weight.ok_or_else(missing)?);
+        let scale = 1.0 / target.numel().max(1) as f64;
+        let mut clusters = at.clusters.iter().peekable();
+        for (i, (proj, out)) in self.tail.iter().enumerate() {
+            let Some((_, idx, relative)) = clusters.next_if(|(c, ..)| *c == i) else {
+                grads.push(proj.f_zeros_like()?);
+                grads.push(out.f_zeros_like()?);
+                continue;
+            };
+            let x_c = x.f_index_select(0, idx)?;
+            let h_c = x_c.f_linear::<Tensor>(proj, None)?;
+            let needs = Needs {
+                bias: false,
+                ..Needs::ALL
+            };
+            let (loss_c, g) = LinearCrossEntropy::new(&h_c, out, None, relative)
+                .loss_and_grads(Reduction::Sum, needs)?;
+            let d_h = g.input.ok_or_else(missing)?.f_mul_scalar(scale)?;
+            loss = loss.f_add(&loss_c.f_mul_scalar(scale)?)?;
+            d_x = d_x.f_index_add(0, idx, &d_h.f_mm(proj)?)?;
+            grads.push(d_h.f_tr()?.f_mm(&x_c)?);
+            grads.push(g.weight.ok_or_else(missing)?.f_mul_scalar(scale)?);
+        }
+        Ok((loss, d_x, grads))
+    }
+}
+
+/// See [`AdaptiveHead::assign`].
+struct Assignment {
+    head_target: Tensor,
+    /// `(cluster, rows [n], ids within the cluster [n])`, by cluster.
+    clusters: Vec<(usize, Tensor, Tensor)>,
 }
 
 #[cfg(test)]

@@ -601,6 +601,14 @@ impl<'a> HeadWeights<'a> {
             _ => x.shallow_clone(),
         })
     }
+
+    /// [`HeadWeights::project`] of `x` `[..., H]`, flattened to the head's
+    /// rows `[N, W]`: what the fused heads take.
+    pub fn rows(&self, x: &Tensor) -> Result<Tensor> {
+        let projected = self.project(x)?;
+        let width = projected.size().last().copied().unwrap_or(0);
+        Ok(projected.f_reshape([-1, width])?)
+    }
 }
 
 impl<'a> LmWeights<'a> {

@@ -20,7 +20,7 @@
 //! Gradients are returned, never accumulated into `.grad`: the autograd passes
 //! run on detached leaves that share the parameters' storage.
 
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 use super::regularize::{self, Regularization};
 use super::{recurrent, LmParams};
@@ -103,63 +103,27 @@ pub fn train_step(
     let out_leaf = leaf(&run.output)?;
     let dropped = regularize::locked_or_plain(&out_leaf, reg.dropout_output, p)?;
     let penalty = regularize::activation_penalty(reg, &out_leaf, &dropped)?;
-    let (loss_value, d_out, g_head) = match &head {
-        HeadParams::Linear {
-            weight,
-            bias,
-            projection,
-        } => {
-            // 1. the head a chunk of rows at a time (no `[T * B, V]` logits),
-            // then autograd from the head's input back through the
-            // projection (if any) to the stack's output.
-            let projected = head.weights().project(&dropped)?;
-            let width = projected.size().last().copied().unwrap_or(0);
-            let rows = projected.f_detach()?.f_reshape([-1, width])?;
-            let (loss, g) = LinearCrossEntropy::new(&rows, weight, Some(bias), &y.f_reshape([-1])?)
-                .loss_and_grads(cross_entropy::Reduction::Mean, cross_entropy::Needs::ALL)?;
-            let missing = || Error::shape("the fused head returned no gradient");
-            let d_rows = g.input.ok_or_else(missing)?;
-            let mut back = projected
-                .f_mul(&d_rows.f_view_as(&projected)?)?
-                .f_sum(None::<Kind>)?;
-            if let Some(penalty) = penalty {
-                back = back.f_add(&penalty)?;
-            }
-            let inputs: Vec<&Tensor> = std::iter::once(&out_leaf).chain(projection).collect();
-            let mut g_back = Tensor::f_run_backward(&[&back], &inputs, false, false)?.into_iter();
-            let d_out = g_back.next().ok_or_else(missing)?;
-            // In `state_dict` order: the projection's, then the head's own.
-            let mut g_head: Vec<Tensor> = g_back.collect();
-            g_head.push(g.weight.ok_or_else(missing)?);
-            g_head.push(g.bias.ok_or_else(missing)?);
-            (loss.f_double_value(&[])?, d_out, g_head)
-        }
-        HeadParams::Adaptive(_) => {
-            let loss = head_loss(&head, &dropped, y)?;
-            let loss_value = loss.f_double_value(&[])?;
-            let objective = match penalty {
-                Some(penalty) => loss.f_add(&penalty)?,
-                None => loss,
-            };
-            // 1. autograd: head and the stack's output.
-            let mut inputs = head.tensors();
-            inputs.push(&out_leaf);
-            let mut g = Tensor::f_run_backward(&[&objective], &inputs, false, false)?;
-            let d_out = g.pop().unwrap_or_default();
-            // A cluster that no target of the window falls in is not computed,
-            // so its tensors get no gradient: zeros here (torch leaves such a
-            // `.grad` None, and its optimizers skip the tensor; with zeros, SGD
-            // without momentum or decay does the same, while Adam and momentum
-            // still move it).
-            let g = g
-                .into_iter()
-                .zip(head.tensors())
-                .map(|(g, t)| if g.defined() { Ok(g) } else { t.f_zeros_like() })
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            (loss_value, d_out, g)
-        }
+    // 1. the head's loss and gradients with nothing recorded (`head_grads`),
+    // then autograd from the head's rows back through the projection (if
+    // any), the dropout and the penalties to the stack's output.
+    let rows = head.weights().rows(&dropped)?;
+    let (loss, d_rows, g_own) = head_grads(&head, &rows.f_detach()?, &y.f_reshape([-1])?)?;
+    let mut back = rows.f_mul(&d_rows)?.f_sum(None::<Kind>)?;
+    if let Some(penalty) = penalty {
+        back = back.f_add(&penalty)?;
+    }
+    let projection = match &head {
+        HeadParams::Linear { projection, .. } => projection.as_ref(),
+        HeadParams::Adaptive(_) => None,
     };
-    let mut g_head = g_head;
+    let inputs: Vec<&Tensor> = std::iter::once(&out_leaf).chain(projection).collect();
+    let mut g_back = Tensor::f_run_backward(&[&back], &inputs, false, false)?.into_iter();
+    let d_out = g_back
+        .next()
+        .ok_or_else(|| Error::shape("autograd returned no gradient for the stack's output"))?;
+    // In `state_dict` order: the projection's, then the head's own.
+    let mut g_head: Vec<Tensor> = g_back.chain(g_own).collect();
+    let loss_value = loss.f_double_value(&[])?;
 
     // 2. the stack's hand-written backward; nothing flows back into the carried state.
     let (h_n, c_n) = (
@@ -197,19 +161,26 @@ pub fn train_step(
     })
 }
 
-/// The mean cross-entropy of the head over `hidden` `[T, B, H]` against `y`
-/// `[T, B]`, recorded by autograd: the one place the head kinds part ways.
-fn head_loss(head: &HeadParams, hidden: &Tensor, y: &Tensor) -> Result<Tensor> {
-    let y = y.f_reshape([-1])?;
-    let hidden = head.weights().project(hidden)?;
-    let width = hidden.size().last().copied().unwrap_or(0);
-    let rows = hidden.f_reshape([-1, width])?;
-    Ok(match head {
-        HeadParams::Linear { weight, bias, .. } => rows
-            .f_linear(weight, Some(bias))?
-            .f_cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)?,
-        HeadParams::Adaptive(a) => a.loss(&rows, &y)?,
-    })
+/// The mean cross-entropy of the head over `rows` `[N, W]` (the head's
+/// input, after any projection) against `y` `[N]`, and its gradients: that
+/// of `rows` and the head's own tensors' (`state_dict` order, the projection
+/// left out), computed by the fused heads without autograd.
+fn head_grads(
+    head: &HeadParams,
+    rows: &Tensor,
+    y: &Tensor,
+) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+    match head {
+        HeadParams::Linear { weight, bias, .. } => {
+            let (loss, g) = LinearCrossEntropy::new(rows, weight, Some(bias), y)
+                .loss_and_grads(cross_entropy::Reduction::Mean, cross_entropy::Needs::ALL)?;
+            let missing = || Error::shape("the fused head returned no gradient");
+            let d_rows = g.input.ok_or_else(missing)?;
+            let own = vec![g.weight.ok_or_else(missing)?, g.bias.ok_or_else(missing)?];
+            Ok((loss, d_rows, own))
+        }
+        HeadParams::Adaptive(a) => a.loss_and_grads(rows, y),
+    }
 }
 
 /// The summed cross-entropy of one window in eval mode (no dropout, no
@@ -227,18 +198,16 @@ pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Res
         false,
         false,
     )?;
+    let rows = model.head().weights().rows(&out.output)?;
+    let targets = y.f_reshape([-1])?;
     let loss = match model.head() {
         // The head a chunk of rows at a time (lm::cross_entropy): no `[T * B, V]` logits.
         HeadParams::Linear { weight, bias, .. } => {
-            let projected = model.head().weights().project(&out.output)?;
-            let width = projected.size().last().copied().unwrap_or(0);
-            let rows = projected.f_reshape([-1, width])?;
-            let targets = y.f_reshape([-1])?;
             LinearCrossEntropy::new(&rows, weight, Some(bias), &targets)
                 .loss(cross_entropy::Reduction::Sum)?
                 .f_double_value(&[])?
         }
-        head => head_loss(head, &out.output, y)?.f_double_value(&[])? * y.numel() as f64,
+        HeadParams::Adaptive(a) => a.loss(&rows, &targets)?.f_double_value(&[])? * y.numel() as f64,
     };
     Ok((
         loss,

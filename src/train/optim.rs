@@ -431,7 +431,16 @@ fn sgd(cfg: &OptimConfig, p: &mut Tensor, g: &Tensor, slot: &mut Slot) -> Result
         d = buf.shallow_clone();
         slot.momentum_buffer = Some(buf);
     }
-    _ = p.f_sub_(&d.f_mul_scalar(cfg.lr)?)?;
+    step_along(p, &d, cfg.lr)
+}
+
+/// `p -= lr * d` in one pass over `p` (torch's `p.add_(d, alpha=-lr)`,
+/// which tch does not bind): `addcmul_` with a 0-dim `-lr` computes
+/// `p + d * -lr`, the same rounding as `p - d * lr`, without a `d * lr`
+/// temporary the size of the weights and a second pass over it.
+fn step_along(p: &mut Tensor, d: &Tensor, lr: f64) -> Result<()> {
+    let neg_lr = Tensor::f_scalar_tensor(-lr, (p.f_kind()?, p.device()))?;
+    _ = p.f_addcmul_(d, &neg_lr)?;
     Ok(())
 }
 
@@ -449,7 +458,7 @@ fn asgd(
     } else {
         g.shallow_clone()
     };
-    _ = p.f_sub_(&d.f_mul_scalar(a.eta)?)?;
+    step_along(p, &d, a.eta)?;
     match slot.ax.as_mut() {
         Some(ax) if a.mu != 1.0 => {
             _ = ax.f_add_(&p.f_sub(ax)?.f_mul_scalar(a.mu)?)?;

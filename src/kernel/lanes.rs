@@ -76,6 +76,30 @@ pub fn map(v: &Lanes, f: impl Fn(f32) -> f32) -> Lanes {
     out
 }
 
+/// The largest value in each of the 16 lanes of `v`'s whole chunks (`-inf`
+/// in a lane that has none but NaN, or when there is no whole chunk).
+#[inline(always)]
+pub fn lane_maxima(v: &[f32]) -> Lanes {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    for chunk in v.as_chunks::<LANES>().0 {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    acc
+}
+
+/// The largest value of `v` (NaN never wins a comparison, so a NaN is
+/// skipped; `-inf` for an empty or all-NaN row).
+#[inline(always)]
+pub fn max_of(v: &[f32]) -> f32 {
+    let rest = v.as_chunks::<LANES>().1;
+    lane_maxima(v)
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -450,6 +450,11 @@ impl AdaptiveHead {
         let scale = 1.0 / target.numel().max(1) as f64;
         let mut clusters = at.clusters.iter().peekable();
         for (i, (proj, out)) in self.tail.iter().enumerate() {
+            // A cluster that no target of the window falls in is not computed,
+            // so its tensors get no gradient: zeros here (torch leaves such a
+            // `.grad` None, and its optimizers skip the tensor; with zeros, SGD
+            // without momentum or decay does the same, while Adam and momentum
+            // still move it).
             let Some((_, idx, relative)) = clusters.next_if(|(c, ..)| *c == i) else {
                 grads.push(proj.f_zeros_like()?);
                 grads.push(out.f_zeros_like()?);

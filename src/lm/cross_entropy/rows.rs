@@ -8,10 +8,10 @@
 //! ```
 //!
 //! Why: as libtorch ops each of these is a pass over the whole `[k, V]`
-//! chunk (megabytes, streamed from memory), and the bias, broadcast into
-//! `addmm`'s output before the product, is a strided copy that alone took
-//! 17 ms of a 125 ms word-level step (torch.profiler, AMD Zen 3, 2 threads:
-//! 512 x 10,000 chunks).
+//! chunk (megabytes, streamed from memory), and the bias is first broadcast
+//! into `addmm`'s output, one more. perf of the head's forward and backward
+//! at 700 x 200 x 10,000 (AMD Zen 3, 2 threads): those passes took ~9% of
+//! the samples, this walk 4.3%; the products are the rest either way.
 //!
 //! The rows are split between libtorch's threads (`kernel::team`).
 
@@ -24,7 +24,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::kernel::block::Isa;
-use crate::kernel::lanes::{self, LANES};
+use crate::kernel::lanes::{self, max_of, LANES};
 use crate::kernel::team::{self, SpinBarrier};
 
 /// Rows a thread should have at least: below this, starting the team costs
@@ -212,31 +212,12 @@ fn add_and_max(z: &mut [f32], b: &[f32]) -> f32 {
         }
         *zs = x;
     }
-    let mut m = fold_max(acc);
+    let mut m = max_of(&acc);
     for (z, &b) in z_rest.iter_mut().zip(b_rest) {
         *z += b;
         m = if *z > m { *z } else { m };
     }
     m
-}
-
-#[inline(always)]
-fn max_of(z: &[f32]) -> f32 {
-    let (zc, rest) = z.as_chunks::<LANES>();
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    for zs in zc {
-        for (a, &z) in acc.iter_mut().zip(zs) {
-            *a = if z > *a { z } else { *a };
-        }
-    }
-    rest.iter()
-        .fold(fold_max(acc), |m, &z| if z > m { z } else { m })
-}
-
-#[inline(always)]
-fn fold_max(acc: [f32; LANES]) -> f32 {
-    acc.into_iter()
-        .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
 }
 
 /// Vectors summed in float32 lanes before their sums join the float64

@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 
 use crate::kernel::block::Isa;
-use crate::kernel::lanes::{self, LANES};
+use crate::kernel::lanes::{self, lane_maxima, max_of, LANES};
 
 /// Above this many kept tokens, [`best_tokens`] sorts the row instead of
 /// inserting into a sorted list.
@@ -61,17 +61,6 @@ fn log_sum_exp_body(v: &[f32]) -> f64 {
     }
     total += acc.iter().sum::<f64>();
     max as f64 + total.ln()
-}
-
-/// The largest value of `v` (NaN never wins a comparison, so a NaN is
-/// skipped; `-inf` for an empty or all-NaN row).
-#[inline(always)]
-fn max_of(v: &[f32]) -> f32 {
-    let rest = v.chunks_exact(LANES).remainder();
-    lane_maxima(v)
-        .into_iter()
-        .chain(rest.iter().copied())
-        .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
 }
 
 /// Higher value first, then the lower token (what `best_tokens` keeps on ties).
@@ -167,19 +156,6 @@ fn best_tokens_body(v: &[f32], keep: usize, out: &mut Vec<(f32, usize)>) {
     for (i, &x) in rest.iter().enumerate() {
         offer(out, keep, x, start + i);
     }
-}
-
-/// The largest value in each of the 16 lanes of `v`'s whole chunks (`-inf`
-/// in a lane that has none but NaN, or when there is no whole chunk).
-#[inline(always)]
-fn lane_maxima(v: &[f32]) -> [f32; LANES] {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    for chunk in v.chunks_exact(LANES) {
-        for (a, &x) in acc.iter_mut().zip(chunk) {
-            *a = if x > *a { x } else { *a };
-        }
-    }
-    acc
 }
 
 /// Puts `(x, token)` into the sorted list `out` of at most `keep`, where it

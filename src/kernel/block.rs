@@ -11,6 +11,12 @@ use super::team::SharedBuf;
 /// Rows computed together: each loaded weight vector serves this many.
 const ROW_TILE: usize = 4;
 
+/// [`ROW_TILE`] for the AVX2 tile: twelve accumulators, three broadcasts and
+/// a weight vector fill the sixteen registers. Four rows in passes of two
+/// load each weight twice and ran 1.7x slower (AMD Zen 4, capped to AVX2);
+/// the portable loop, which spills, 4x slower.
+const ROW_TILE_AVX2: usize = 3;
+
 /// What follows the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pointwise {
@@ -115,29 +121,36 @@ pub unsafe fn run(isa: Isa, job: &Job, blocks: Range<usize>) {
         Isa::Avx2 => run_avx2(job, blocks),
         // aarch64 has fused multiply-add in its base set; elsewhere `mul_add`
         // without hardware support would be a slow library call.
-        _ => run_body::<{ cfg!(target_arch = "aarch64") }, false>(job, blocks),
+        _ => run_body::<{ cfg!(target_arch = "aarch64") }, PORTABLE>(job, blocks),
     }
 }
+
+/// Which written-out tile a build of [`run_body`] uses; const generics take
+/// no enums yet.
+const PORTABLE: u8 = 0;
+const AVX2: u8 = 1;
+const AVX512: u8 = 2;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
 unsafe fn run_avx512(job: &Job, blocks: Range<usize>) {
-    run_body::<true, true>(job, blocks)
+    run_body::<true, AVX512>(job, blocks)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2(job: &Job, blocks: Range<usize>) {
-    run_body::<true, false>(job, blocks)
+    run_body::<true, AVX2>(job, blocks)
 }
 
-/// `AVX512`: compiled inside `run_avx512`, so the intrinsics tile may be used.
+/// `TILE`: the intrinsics tile compiled inside `run_avx512` or `run_avx2`, or
+/// the portable one (with `FMA`, fused multiply-adds).
 #[inline(always)]
-unsafe fn run_body<const FMA: bool, const AVX512: bool>(job: &Job, blocks: Range<usize>) {
+unsafe fn run_body<const FMA: bool, const TILE: u8>(job: &Job, blocks: Range<usize>) {
     if job.pointwise == Pointwise::Gru {
-        run_tiles::<FMA, AVX512, true>(job, blocks)
+        run_tiles::<FMA, TILE, true>(job, blocks)
     } else {
-        run_tiles::<FMA, AVX512, false>(job, blocks)
+        run_tiles::<FMA, TILE, false>(job, blocks)
     }
 }
 
@@ -147,7 +160,7 @@ unsafe fn run_body<const FMA: bool, const AVX512: bool>(job: &Job, blocks: Range
 /// a quarter fewer multiply-adds: `0 · inf` is NaN, so an infinite input
 /// would otherwise poison the recurrent part, which torch computes apart.
 #[inline(always)]
-unsafe fn run_tiles<const FMA: bool, const AVX512: bool, const SPLIT: bool>(
+unsafe fn run_tiles<const FMA: bool, const TILE: u8, const SPLIT: bool>(
     job: &Job,
     blocks: Range<usize>,
 ) {
@@ -158,23 +171,22 @@ unsafe fn run_tiles<const FMA: bool, const AVX512: bool, const SPLIT: bool>(
         let (panel, bias) = job.layer.block(b);
         let mut r0 = 0;
         while r0 < job.rows {
-            let n = (job.rows - r0).min(ROW_TILE);
+            let n = (job.rows - r0).min(if TILE == AVX2 {
+                ROW_TILE_AVX2
+            } else {
+                ROW_TILE
+            });
             let row = |i: usize| &input[(r0 + i) * k..(r0 + i + 1) * k];
             macro_rules! tile {
                 ($r:literal, $rows:expr) => {{
-                    #[cfg(target_arch = "x86_64")]
-                    if AVX512 {
-                        let acc = tile_avx512::<$r, SPLIT>(panel, bias, $rows, split);
-                        finish(job, b, r0, &acc);
-                        r0 += $r;
-                        continue;
-                    }
-                    finish(
-                        job,
-                        b,
-                        r0,
-                        &tile::<$r, FMA, SPLIT>(panel, bias, $rows, split),
-                    );
+                    let acc = match TILE {
+                        #[cfg(target_arch = "x86_64")]
+                        AVX512 => tile_avx512::<$r, SPLIT>(panel, bias, $rows, split),
+                        #[cfg(target_arch = "x86_64")]
+                        AVX2 => tile_avx2::<$r, SPLIT>(panel, bias, $rows, split),
+                        _ => tile::<$r, FMA, SPLIT>(panel, bias, $rows, split),
+                    };
+                    finish(job, b, r0, &acc);
                 }};
             }
             match n {
@@ -283,6 +295,79 @@ unsafe fn tile_avx512<const R: usize, const SPLIT: bool>(
         }
     }
     out
+}
+
+/// [`tile`] in AVX2 intrinsics, in two passes of half a block's lanes each:
+/// sixteen 256-bit registers cannot hold the AVX-512 tile's sixteen
+/// accumulators of two halves each. `R` is at most [`ROW_TILE_AVX2`].
+///
+/// # Safety
+/// As for [`tile_avx512`], with AVX2 and FMA for AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_avx2<const R: usize, const SPLIT: bool>(
+    panel: &[Lanes],
+    bias: &[Lanes],
+    rows: [&[f32]; R],
+    split: usize,
+) -> [[Lanes; SLOTS]; R] {
+    use std::arch::x86_64::*;
+    let mut out = [[[0.0f32; LANES]; SLOTS]; R];
+    for half in [0, LANES / 2] {
+        let acc = pass_avx2::<R, SPLIT>(panel, bias, rows, split, half);
+        for r in 0..R {
+            for s in 0..SLOTS {
+                _mm256_storeu_ps(out[r][s].as_mut_ptr().add(half), acc[r][s]);
+            }
+        }
+    }
+    out
+}
+
+/// Lanes `half..half + 8` of [`tile`] for `P` rows.
+///
+/// # Safety
+/// As for [`tile_avx2`]; `half` is 0 or 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn pass_avx2<const P: usize, const SPLIT: bool>(
+    panel: &[Lanes],
+    bias: &[Lanes],
+    rows: [&[f32]; P],
+    split: usize,
+    half: usize,
+) -> [[std::arch::x86_64::__m256; SLOTS]; P] {
+    use std::arch::x86_64::*;
+    let k = panel.len() / SLOTS;
+    let b = [0, 1, 2, 3].map(|s| _mm256_loadu_ps(bias[s].as_ptr().add(half)));
+    let mut acc = [b; P];
+    let w = (panel.as_ptr() as *const f32).add(half);
+    let x = rows.map(<[f32]>::as_ptr);
+    macro_rules! accumulate {
+        ($range:expr, $skip:expr) => {
+            for kk in $range {
+                let p = w.add(kk * SLOTS * LANES);
+                let xb = x.map(|x| _mm256_set1_ps(*x.add(kk)));
+                for s in 0..SLOTS {
+                    if s != $skip {
+                        let ws = _mm256_loadu_ps(p.add(s * LANES));
+                        for r in 0..P {
+                            acc[r][s] = _mm256_fmadd_ps(ws, xb[r], acc[r][s]);
+                        }
+                    }
+                }
+            }
+        };
+    }
+    if SPLIT {
+        accumulate!(0..split, 3);
+        accumulate!(split..k, 2);
+    } else {
+        accumulate!(0..k, 4);
+    }
+    acc
 }
 
 /// The pointwise step for rows `r0..r0 + R` of block `b`, and the writes.

@@ -2,9 +2,10 @@
 against the plain-torch loop that scores one line at a time with the same weights.
 
 Run: python bench/bench_score.py [--lines N] [--rounds R] [--cell lstm|gru|rnn_tanh]
+                                 [--embed E] [--hidden H] [--layers L]
 
 A word-level model (vocabulary of the embedded corpus' 5,000 most frequent words,
-embedding 128, hidden 256, 2 layers) scores N lines of 5-40 words drawn from the corpus'
+embedding 128, hidden 256, 2 layers by default) scores N lines of 5-40 words drawn from the corpus'
 own lines. Both sides compute log P of every line with its end of line, read after a line
 break; the scores are compared (relative 1e-4) and the time is the best of R interleaved
 rounds, measured in this one process.
@@ -52,12 +53,17 @@ def main():
     ap.add_argument("--lines", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cell", default="lstm")
+    ap.add_argument("--embed", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=2)
     args = ap.parse_args()
     torch.manual_seed(0)
     random.seed(0)
     corpus = default_corpus()
     vocab = rustrnn.Vocab.build(corpus, level="word", max_size=5000)
-    model = rustrnn.LanguageModel(vocab, 128, 256, 2, cell=args.cell, dropout=0.0).eval()
+    model = rustrnn.LanguageModel(
+        vocab, args.embed, args.hidden, args.layers, cell=args.cell, dropout=0.0
+    ).eval()
     words = [line.split() for line in corpus.splitlines() if len(line.split()) >= 5]
     lines = []
     while len(lines) < args.lines:
@@ -71,7 +77,7 @@ def main():
     print(
         f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch "
         f"{torch.__version__}; {args.lines} lines, {tokens} tokens, V={len(vocab)}, "
-        f"{args.cell} E=128 H=256 2 layers float32 CPU"
+        f"{args.cell} E={args.embed} H={args.hidden} {args.layers} layers float32 CPU"
     )
     best = {"rustrnn score": float("inf"), "torch loop": float("inf")}
     for _ in range(args.rounds):

@@ -124,6 +124,17 @@ impl PackedLayer {
         }
     }
 
+    /// An output layer `x W^T + b` for `W` `[out, cols]` (`input`), as a
+    /// packed layer of `ceil(out / 64)` blocks whose input rows are `k` wide
+    /// (at least `cols`; columns past `cols` meet zero weights).
+    pub fn linear(input: Dense, out: usize, k: usize) -> Self {
+        let blocks = out.div_ceil(WIDTH);
+        PackedLayer::new(blocks, k, 0, input, None, |b, slot, lane| {
+            let row = (b * SLOTS + slot) * LANES + lane;
+            (row < out).then_some((row, Source::Input))
+        })
+    }
+
     /// Block `b`'s live-lane masks, one per slot (see `live`).
     #[inline(always)]
     pub fn live(&self, b: usize) -> [u16; SLOTS] {

@@ -21,6 +21,7 @@
 //! output rows `[T * B, H]` and returns the loss and `d_x`, `d_w`, `d_b`.
 
 mod check;
+mod packed;
 mod pass;
 mod rows;
 #[cfg(test)]

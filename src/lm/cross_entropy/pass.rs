@@ -25,6 +25,7 @@
 use tch::Tensor;
 
 use super::check::Operands;
+use super::packed::PackedHead;
 use super::rows;
 use super::{Grads, Needs};
 use crate::error::Result;
@@ -84,7 +85,16 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
     };
     let logp = Tensor::f_empty([n, 1], opts)?;
     let rows = op.rows;
-    let e = Tensor::f_empty([rows, v], opts)?;
+    let fast = rows::applies(op.x);
+    let (isa, threads) = (Isa::detect(), tch::get_num_threads().max(1) as usize);
+    // Without gradients the forward product may run on the fused kernels;
+    // its rows of logits are then a block-rounded `stride` apart.
+    let packed = match (fast, r) {
+        (true, None) => PackedHead::new(&op.w, op.b, isa, threads)?,
+        _ => None,
+    };
+    let stride = packed.as_ref().map_or(v, |p| p.stride as i64);
+    let e = Tensor::f_empty([rows, stride], opts)?;
     let x_scaled = match needs.weight {
         true => Some(Tensor::f_empty([rows, h], opts)?),
         false => None,
@@ -92,7 +102,6 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
     let w_t = op.w.f_tr()?;
     // Float32 on the CPU: the work between the products in one walk per row
     // (`rows`); elsewhere the same arithmetic as libtorch ops.
-    let fast = rows::applies(op.x);
     let bias = match fast {
         true => None,
         false => op.b.map(|b| b.f_expand([rows, v], false)).transpose()?,
@@ -100,7 +109,10 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
     let fast_operands = match fast {
         true => Some((
             op.y.f_contiguous()?,
-            op.b.map(Tensor::f_contiguous).transpose()?,
+            // The packed head adds its own bias.
+            op.b.filter(|_| packed.is_none())
+                .map(Tensor::f_contiguous)
+                .transpose()?,
         )),
         false => None,
     };
@@ -108,7 +120,6 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
         (true, Some(_)) => Some(Tensor::f_empty([rows, 1], opts)?),
         _ => None,
     };
-    let (isa, threads) = (Isa::detect(), tch::get_num_threads().max(1) as usize);
 
     let mut at = 0;
     while at < n {
@@ -119,7 +130,10 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
         let mut logp_c = logp.f_narrow(0, at, k)?;
         // The `_out` and in-place ops write into their tensors and return them again.
         let q = if let Some((y, b)) = &fast_operands {
-            _ = x_c.f_mm_out(&e_c, &w_t)?;
+            match &packed {
+                Some(p) => p.logits(&x_c.f_contiguous()?, &mut e_c)?,
+                None => _ = x_c.f_mm_out(&e_c, &w_t)?,
+            }
             let mut q = q_buf.as_ref().map(|q| q.f_narrow(0, 0, k)).transpose()?;
             let r_c = r.map(|r| r.f_narrow(0, at, k)).transpose()?;
             let y_c = y.f_narrow(0, at, k)?;
@@ -132,6 +146,7 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
                 };
                 rows::Chunk {
                     z: rows::floats_mut(&mut e_c)?,
+                    stride: stride as usize,
                     v: v as usize,
                     bias: b.as_ref().map(|b| rows::floats(b)).transpose()?,
                     y: rows::ids(&y_c)?,

@@ -39,9 +39,11 @@ pub(super) fn applies(x: &Tensor) -> bool {
 
 /// One chunk of `k` rows of `v` classes.
 pub(super) struct Chunk<'a> {
-    /// `[k * v]`: the logits without the bias in, `e` (or `e - onehot(y) s`
-    /// with gradients) out.
+    /// `[k * stride]`, row `i`'s `v` classes at `i * stride`: the logits
+    /// without the bias in, `e` (or `e - onehot(y) s` with gradients) out.
+    /// Columns past `v` are not read.
     pub z: &'a mut [f32],
+    pub stride: usize,
     pub v: usize,
     /// `[v]`.
     pub bias: Option<&'a [f32]>,
@@ -58,11 +60,16 @@ impl<'a> Chunk<'a> {
     /// Runs the chunk's rows on up to `threads` threads.
     pub fn run(self, isa: Isa, threads: usize) -> Result<()> {
         let k = self.y.len();
-        if self.v == 0 || self.z.len() != k * self.v || self.logp.len() != k {
+        if self.v == 0
+            || self.stride < self.v
+            || self.z.len() != k * self.stride
+            || self.logp.len() != k
+        {
             return Err(Error::shape(format!(
-                "internal: a head chunk of {} logits for {k} rows of {} classes",
+                "internal: a head chunk of {} logits for {k} rows of {} classes, {} apart",
                 self.z.len(),
-                self.v
+                self.v,
+                self.stride
             )));
         }
         let threads = team::size(threads, k, k, MIN_ROWS_PER_THREAD);
@@ -88,6 +95,7 @@ impl<'a> Chunk<'a> {
         let k = self.y.len();
         let Chunk {
             mut z,
+            stride,
             v,
             bias,
             mut y,
@@ -97,7 +105,7 @@ impl<'a> Chunk<'a> {
         let mut out = Vec::with_capacity(parts);
         for part in 0..parts {
             let rows = team::split(k, parts, part).len();
-            let (z_p, z_rest) = std::mem::take(&mut z).split_at_mut(rows * v);
+            let (z_p, z_rest) = std::mem::take(&mut z).split_at_mut(rows * stride);
             let (y_p, y_rest) = y.split_at(rows);
             let (l_p, l_rest) = std::mem::take(&mut logp).split_at_mut(rows);
             let (g_p, g_rest) = match grad.take() {
@@ -110,6 +118,7 @@ impl<'a> Chunk<'a> {
             };
             out.push(Some(Chunk {
                 z: z_p,
+                stride,
                 v,
                 bias,
                 y: y_p,
@@ -148,13 +157,19 @@ impl<'a> Chunk<'a> {
     fn rows_body(self) {
         let Chunk {
             z,
+            stride,
             v,
             bias,
             y,
             logp,
             grad,
         } = self;
-        let rows = z.chunks_exact_mut(v).zip(y).zip(logp.iter_mut());
+        // `run` checked `v <= stride`.
+        let rows = z
+            .chunks_exact_mut(stride)
+            .map(|z| z.split_at_mut(v).0)
+            .zip(y)
+            .zip(logp.iter_mut());
         match grad {
             Some((r, q)) => {
                 for (((z, &y), logp), (&r, q)) in rows.zip(r.iter().zip(q.iter_mut())) {
@@ -312,9 +327,13 @@ mod tests {
     /// instruction set this CPU has, and any number of threads.
     #[test]
     fn rows_match_float64_arithmetic() {
-        let (k, v) = (37usize, 45usize);
-        let z0: Vec<f32> = (0..k * v)
-            .map(|i| ((i * 7919 % 1000) as f32 / 100.0) - 5.0)
+        // Rows 48 apart, their last 3 columns NaN: never read, never written.
+        let (k, v, stride) = (37usize, 45usize, 48usize);
+        let z0: Vec<f32> = (0..k * stride)
+            .map(|i| match i % stride < v {
+                true => ((i * 7919 % 1000) as f32 / 100.0) - 5.0,
+                false => f32::NAN,
+            })
             .collect();
         let b: Vec<f32> = (0..v).map(|j| (j as f32 * 0.37).sin()).collect();
         let y: Vec<i64> = (0..k).map(|i| (i * 13 % v) as i64).collect();
@@ -327,6 +346,7 @@ mod tests {
                 let mut q = vec![0f32; k];
                 Chunk {
                     z: &mut z,
+                    stride,
                     v,
                     bias: Some(&b),
                     y: &y,
@@ -336,7 +356,12 @@ mod tests {
                 .run(isa, threads)
                 .unwrap();
                 for i in 0..k {
-                    let zi: Vec<f64> = (0..v).map(|j| z0[i * v + j] as f64 + b[j] as f64).collect();
+                    let zi: Vec<f64> = (0..v)
+                        .map(|j| z0[i * stride + j] as f64 + b[j] as f64)
+                        .collect();
+                    assert!(z[i * stride + v..(i + 1) * stride]
+                        .iter()
+                        .all(|z| z.is_nan()));
                     let m = zi.iter().cloned().fold(f64::MIN, f64::max);
                     let s: f64 = zi.iter().map(|z| (z - m).exp()).sum();
                     let want = zi[y[i] as usize] - m - s.ln();
@@ -345,7 +370,7 @@ mod tests {
                     for j in 0..v {
                         let onehot = if j == y[i] as usize { s } else { 0.0 };
                         let want = (zi[j] - m).exp() - onehot;
-                        let got = z[i * v + j] as f64;
+                        let got = z[i * stride + j] as f64;
                         assert!(
                             (got - want).abs() < 1e-5 * s,
                             "{isa:?} {i},{j}: {got} {want}"
@@ -371,6 +396,7 @@ mod tests {
         let mut logp = [0f32; 4];
         Chunk {
             z: &mut z,
+            stride: v,
             v,
             bias: None,
             y: &y,
@@ -389,6 +415,7 @@ mod tests {
         let mut logp = [0f32; 3];
         let chunk = Chunk {
             z: &mut z,
+            stride: 5,
             v: 5,
             bias: None,
             y: &[0, 1, 2],

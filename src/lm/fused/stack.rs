@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
 use crate::kernel::lanes::LANES;
-use crate::kernel::packed::{Dense, PackedLayer, Source, SLOTS};
+use crate::kernel::packed::{Dense, PackedLayer, SLOTS};
 use crate::kernel::team::{self, split, SharedBuf, SpinBarrier};
 use crate::lm::LmWeights;
 use crate::rnn::direction::DirWeights;
@@ -27,24 +27,12 @@ fn pack_head(w: &LmWeights, hp: usize) -> Result<PackedLayer> {
     let (vocab, hidden) = head_weight.size2()?;
     let weight = Floats::new(head_weight)?;
     let bias = head_bias.map(Floats::new).transpose()?;
-    let width = SLOTS * LANES;
-    let blocks = (vocab as usize).div_ceil(width);
     let dense = Dense {
         weight: weight.get(),
         cols: hidden as usize,
         bias: bias.as_ref().map(Floats::get),
     };
-    Ok(PackedLayer::new(
-        blocks,
-        hp,
-        0,
-        dense,
-        None,
-        |b, slot, lane| {
-            let row = (b * SLOTS + slot) * LANES + lane;
-            (row < vocab as usize).then_some((row, Source::Input))
-        },
-    ))
+    Ok(PackedLayer::linear(dense, vocab as usize, hp))
 }
 
 /// A team buffer of `rows x width` values, or an error naming the sizes and

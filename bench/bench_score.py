@@ -48,6 +48,32 @@ def torch_loop(emb, rnn, head, encoded, eol):
     return torch.tensor(out, dtype=torch.float64)
 
 
+def peak_gflops():
+    """The best float32 product rate this process gets: a 2048^3 product on
+    libtorch's BLAS and on oneDNN, best of 5 each."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    runs = {
+        "blas": lambda: torch.mm(a, b),
+        "onednn": lambda: torch._C._nn.mkldnn_linear(a.to_mkldnn(), b).to_dense(),
+    }
+    best = float("inf")
+    with torch.no_grad():
+        for run in runs.values():
+            run()
+            for _ in range(5):
+                t = time.perf_counter()
+                run()
+                best = min(best, time.perf_counter() - t)
+    return 2 * 2048**3 / best / 1e9
+
+
+def product_flops(cell, embed, hidden, layers, vocab):
+    """Multiply-adds x 2 per token of the stack's and the head's products."""
+    gates = {"lstm": 4, "gru": 3}.get(cell, 1) * hidden
+    stack = gates * (embed + hidden) + (layers - 1) * gates * 2 * hidden
+    return 2 * (stack + hidden * vocab)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=10_000)
@@ -93,6 +119,17 @@ def main():
     print(
         f"rustrnn vs torch loop: {best['torch loop'] / best['rustrnn score']:.1f}x; "
         f"largest relative score difference {worst:.2e} (target 1e-4)"
+    )
+    # Both sides compute the same products; no scorer can beat them at the
+    # machine's peak rate, so this is the most any speed-up here can be.
+    flops = tokens * product_flops(args.cell, args.embed, args.hidden, args.layers, len(vocab))
+    peak = peak_gflops()
+    floor = flops / peak / 1e9
+    print(
+        f"products: {flops / 1e12:.2f} TFLOP; at this machine's measured peak "
+        f"({peak:.0f} GFLOP/s) {floor * 1e3:.0f} ms, so at most "
+        f"{best['torch loop'] / floor:.1f}x the torch loop; rustrnn runs at "
+        f"{flops / best['rustrnn score'] / 1e9:.0f} GFLOP/s"
     )
 
 

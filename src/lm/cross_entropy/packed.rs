@@ -23,6 +23,13 @@ use crate::kernel::packed::{Dense, PackedLayer, SLOTS};
 use crate::kernel::team::{self, SharedBuf, SpinBarrier};
 use crate::rnn::fused::packing::Floats;
 
+/// Fewest rows for which packing pays. Packing is a transpose of `W`, which
+/// took 1.0 ms for 4,196 x 256 and 96 ms for 33,278 x 650 (its reads leave
+/// the L1 cache at H = 650); the tile saves about 6.5 and 255 µs a row there,
+/// so those shapes break even near 150 and 380 rows. Fewer rows (one line's
+/// `full_scores`, a short text's `log_prob`) stay on `addmm`.
+pub(super) const MIN_ROWS: i64 = 512;
+
 /// The head packed for the output tile, and the team that runs it.
 pub(super) struct PackedHead {
     layer: PackedLayer,
@@ -34,11 +41,18 @@ pub(super) struct PackedHead {
 }
 
 impl PackedHead {
-    /// `w` `[V, H]` and `b` `[V]`, float32 on the CPU; `None` where the
-    /// tile does not apply (another instruction set, another dtype).
-    pub fn new(w: &Tensor, b: Option<&Tensor>, isa: Isa, threads: usize) -> Result<Option<Self>> {
+    /// `w` `[V, H]` and `b` `[V]`, float32 on the CPU, for a product of
+    /// `n` rows; `None` where the tile does not apply (another instruction
+    /// set, another dtype, fewer than [`MIN_ROWS`] rows).
+    pub fn new(
+        w: &Tensor,
+        b: Option<&Tensor>,
+        n: i64,
+        isa: Isa,
+        threads: usize,
+    ) -> Result<Option<Self>> {
         let float = |t: &Tensor| t.f_kind().ok() == Some(Kind::Float);
-        if isa != Isa::Avx512 || !float(w) || !b.is_none_or(float) {
+        if n < MIN_ROWS || isa != Isa::Avx512 || !float(w) || !b.is_none_or(float) {
             return Ok(None);
         }
         let (v, h) = w.size2()?;
@@ -143,7 +157,9 @@ mod tests {
                 None => want,
             };
             for threads in [1, 2, 3] {
-                let head = PackedHead::new(&w, b, isa, threads).unwrap().unwrap();
+                let head = PackedHead::new(&w, b, MIN_ROWS, isa, threads)
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(head.stride as i64, (v + 63) / 64 * 64);
                 let mut z = Tensor::full([k, head.stride as i64], f64::NAN, opts);
                 head.logits(&x, &mut z).unwrap();
@@ -160,9 +176,16 @@ mod tests {
     fn other_dtypes_and_wrong_sizes_are_refused() {
         let opts = (Kind::Double, Device::Cpu);
         let w = Tensor::zeros([10, 4], opts);
-        assert!(PackedHead::new(&w, None, Isa::Avx512, 2).unwrap().is_none());
+        assert!(PackedHead::new(&w, None, MIN_ROWS, Isa::Avx512, 2)
+            .unwrap()
+            .is_none());
         let w = w.to_kind(Kind::Float);
-        let head = PackedHead::new(&w, None, Isa::Avx512, 2).unwrap().unwrap();
+        assert!(PackedHead::new(&w, None, MIN_ROWS - 1, Isa::Avx512, 2)
+            .unwrap()
+            .is_none());
+        let head = PackedHead::new(&w, None, MIN_ROWS, Isa::Avx512, 2)
+            .unwrap()
+            .unwrap();
         let x = Tensor::zeros([3, 5], (Kind::Float, Device::Cpu));
         let mut z = Tensor::zeros([3, 64], (Kind::Float, Device::Cpu));
         assert!(head.logits(&x, &mut z).is_err());

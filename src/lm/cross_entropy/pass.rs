@@ -90,7 +90,7 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
     // Without gradients the forward product may run on the fused kernels;
     // its rows of logits are then a block-rounded `stride` apart.
     let packed = match (fast, r) {
-        (true, None) => PackedHead::new(&op.w, op.b, isa, threads)?,
+        (true, None) => PackedHead::new(&op.w, op.b, n, isa, threads)?,
         _ => None,
     };
     let stride = packed.as_ref().map_or(v, |p| p.stride as i64);

@@ -147,6 +147,35 @@ fn per_row_losses_and_their_backward() {
     check_grads(&c, true, Reduction::Mean, 1e-10, Some(32));
 }
 
+/// Float32 rows enough for the packed head (`packed::MIN_ROWS`; on AVX-512
+/// CPUs the product runs on the fused tile, elsewhere on `addmm`), with and
+/// without a bias, a vocabulary ending mid-block, chunks ending mid-tile, and
+/// an ignored row: log-probabilities and the losses without gradients equal
+/// the float64 composition.
+#[test]
+fn float32_without_gradients_at_many_rows() {
+    let c = case(super::packed::MIN_ROWS + 77, 19, 150, Kind::Float);
+    let y =
+        c.y.index_fill(0, &Tensor::from_slice(&[5i64]), IGNORE_INDEX);
+    let double = |t: &Tensor| t.to_kind(Kind::Double);
+    for bias in [true, false] {
+        let b = bias.then_some(&c.b);
+        let logits = double(&c.x).linear(&double(&c.w), b.map(double).as_ref());
+        let want = logits
+            .log_softmax(1, Kind::Double)
+            .gather(1, &y.clamp_min(0).unsqueeze(1), false)
+            .squeeze_dim(1)
+            .index_fill(0, &Tensor::from_slice(&[5i64]), 0.0);
+        let head = LinearCrossEntropy {
+            chunk_rows: Some(203),
+            ..LinearCrossEntropy::new(&c.x, &c.w, b, &y)
+        };
+        close(&double(&head.log_probs().unwrap()), &want, 1e-5, "log p");
+        let loss = head.loss(Reduction::Sum).unwrap();
+        close(&double(&loss), &want.sum(Kind::Double).neg(), 1e-5, "sum");
+    }
+}
+
 #[test]
 fn log_probs_are_log_softmax_at_the_target() {
     let c = case(300, 5, 13, Kind::Double);

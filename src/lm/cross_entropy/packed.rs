@@ -7,8 +7,10 @@
 //! H x V: 512 x 256 x 4,196 ran at 177 GFLOP/s packed against MKL's 91, 512 x
 //! 128 x 4,196 at 173 against 144, 256 x 256 x 10,000 at 184 against 135, 128
 //! x 650 x 33,278 at 203 against 92. Packing costs a transpose of `W`,
-//! against a product per chunk. Only the AVX-512 tile is used: the AVX2
-//! tile, three rows at a time, was not measured to beat MKL.
+//! against a product per chunk ([`MIN_ROWS`]). Only the AVX-512 tile is
+//! used: the AVX2 tile (three rows at a time, capped on the same machine)
+//! ran level with MKL, whose AMD path is AVX2 too, 60-72 against 48-63
+//! GFLOP/s on those shapes under load.
 //!
 //! With gradients, the backward products read `e` as a dense tensor and the
 //! weights change every step; those passes stay on libtorch's products.

@@ -58,6 +58,63 @@ pub fn chunk_rows(n: i64, v: i64) -> i64 {
         .max(1)
 }
 
+/// How a chunk's logits become `log p(y)`, `e` and `q`: decided once per pass.
+enum Walk {
+    /// Float32 on the CPU: the work between the products in one walk per row
+    /// (`rows`).
+    Rows {
+        /// `[N]`, contiguous.
+        y: Tensor,
+        /// `[V]`, contiguous; `None` also where the packed head adds it.
+        bias: Option<Tensor>,
+        /// Without gradients, the product on the fused kernels' tile.
+        packed: Option<PackedHead>,
+        /// `[rows, 1]`, for `q` with gradients.
+        q: Option<Tensor>,
+    },
+    /// Elsewhere: the same arithmetic as libtorch ops.
+    Ops {
+        /// `[rows, V]`, the bias broadcast for `addmm`.
+        bias: Option<Tensor>,
+    },
+}
+
+impl Walk {
+    fn new(op: &Operands, r: Option<&Tensor>, isa: Isa, threads: usize) -> Result<Walk> {
+        let opts = (op.x.f_kind()?, op.x.device());
+        if !rows::applies(op.x) {
+            let bias =
+                op.b.map(|b| b.f_expand([op.rows, op.v], false))
+                    .transpose()?;
+            return Ok(Walk::Ops { bias });
+        }
+        let packed = match r {
+            None => PackedHead::new(&op.w, op.b, op.n, isa, threads)?,
+            Some(_) => None,
+        };
+        Ok(Walk::Rows {
+            y: op.y.f_contiguous()?,
+            bias: op
+                .b
+                .filter(|_| packed.is_none())
+                .map(Tensor::f_contiguous)
+                .transpose()?,
+            q: r.map(|_| Tensor::f_empty([op.rows, 1], opts)).transpose()?,
+            packed,
+        })
+    }
+
+    /// Columns between rows of logits: `V`, or the packed head's block-rounded width.
+    fn stride(&self, v: i64) -> i64 {
+        match self {
+            Walk::Rows {
+                packed: Some(p), ..
+            } => p.stride as i64,
+            _ => v,
+        }
+    }
+}
+
 /// Each row's `log p(y)` `[N]` (ignored rows: that of class 0), and, where
 /// `grad` gives row weights `[N]` and what is needed, the gradients of
 /// `sum_i r_i * -log p_i(y_i)`.
@@ -85,93 +142,70 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
     };
     let logp = Tensor::f_empty([n, 1], opts)?;
     let rows = op.rows;
-    let fast = rows::applies(op.x);
     let (isa, threads) = (Isa::detect(), tch::get_num_threads().max(1) as usize);
-    // Without gradients the forward product may run on the fused kernels;
-    // its rows of logits are then a block-rounded `stride` apart.
-    let packed = match (fast, r) {
-        (true, None) => PackedHead::new(&op.w, op.b, n, isa, threads)?,
-        _ => None,
-    };
-    let stride = packed.as_ref().map_or(v, |p| p.stride as i64);
+    let walk = Walk::new(op, r, isa, threads)?;
+    let stride = walk.stride(v);
     let e = Tensor::f_empty([rows, stride], opts)?;
     let x_scaled = match needs.weight {
         true => Some(Tensor::f_empty([rows, h], opts)?),
         false => None,
     };
     let w_t = op.w.f_tr()?;
-    // Float32 on the CPU: the work between the products in one walk per row
-    // (`rows`); elsewhere the same arithmetic as libtorch ops.
-    let bias = match fast {
-        true => None,
-        false => op.b.map(|b| b.f_expand([rows, v], false)).transpose()?,
-    };
-    let fast_operands = match fast {
-        true => Some((
-            op.y.f_contiguous()?,
-            // The packed head adds its own bias.
-            op.b.filter(|_| packed.is_none())
-                .map(Tensor::f_contiguous)
-                .transpose()?,
-        )),
-        false => None,
-    };
-    let q_buf = match (fast, r) {
-        (true, Some(_)) => Some(Tensor::f_empty([rows, 1], opts)?),
-        _ => None,
-    };
 
     let mut at = 0;
     while at < n {
         let k = rows.min(n - at);
         let x_c = op.x.f_narrow(0, at, k)?;
-        let y_c = op.y.f_narrow(0, at, k)?.f_unsqueeze(1)?;
         let mut e_c = e.f_narrow(0, 0, k)?;
         let mut logp_c = logp.f_narrow(0, at, k)?;
+        let r_c = r.map(|r| r.f_narrow(0, at, k)).transpose()?;
         // The `_out` and in-place ops write into their tensors and return them again.
-        let q = if let Some((y, b)) = &fast_operands {
-            match &packed {
-                Some(p) => p.logits(&x_c.f_contiguous()?, &mut e_c)?,
-                None => _ = x_c.f_mm_out(&e_c, &w_t)?,
+        let q = match &walk {
+            Walk::Rows { y, bias, packed, q } => {
+                match packed {
+                    Some(p) => p.logits(&x_c.f_contiguous()?, &mut e_c)?,
+                    None => _ = x_c.f_mm_out(&e_c, &w_t)?,
+                }
+                let mut q = q.as_ref().map(|q| q.f_narrow(0, 0, k)).transpose()?;
+                let y_c = y.f_narrow(0, at, k)?;
+                // SAFETY: each slice is a distinct tensor's memory, read or
+                // written by this call alone.
+                unsafe {
+                    let grad = match (&r_c, &mut q) {
+                        (Some(r), Some(q)) => Some((rows::floats(r)?, rows::floats_mut(q)?)),
+                        _ => None,
+                    };
+                    rows::Chunk {
+                        z: rows::floats_mut(&mut e_c)?,
+                        stride: stride as usize,
+                        v: v as usize,
+                        bias: bias.as_ref().map(|b| rows::floats(b)).transpose()?,
+                        y: rows::ids(&y_c)?,
+                        logp: rows::floats_mut(&mut logp_c)?,
+                        grad,
+                    }
+                    .run(isa, threads)?;
+                }
+                q
             }
-            let mut q = q_buf.as_ref().map(|q| q.f_narrow(0, 0, k)).transpose()?;
-            let r_c = r.map(|r| r.f_narrow(0, at, k)).transpose()?;
-            let y_c = y.f_narrow(0, at, k)?;
-            // SAFETY: each slice is a distinct tensor's memory, read or
-            // written by this call alone.
-            unsafe {
-                let grad = match (&r_c, &mut q) {
-                    (Some(r), Some(q)) => Some((rows::floats(r)?, rows::floats_mut(q)?)),
-                    _ => None,
+            Walk::Ops { bias } => {
+                let y_c = op.y.f_narrow(0, at, k)?.f_unsqueeze(1)?;
+                _ = match bias {
+                    Some(b) => b.f_narrow(0, 0, k)?.f_addmm_out(&e_c, &x_c, &w_t)?,
+                    None => x_c.f_mm_out(&e_c, &w_t)?,
                 };
-                rows::Chunk {
-                    z: rows::floats_mut(&mut e_c)?,
-                    stride: stride as usize,
-                    v: v as usize,
-                    bias: b.as_ref().map(|b| rows::floats(b)).transpose()?,
-                    y: rows::ids(&y_c)?,
-                    logp: rows::floats_mut(&mut logp_c)?,
-                    grad,
+                let z_y = e_c.f_gather(1, &y_c, false)?;
+                let m = e_c.f_amax([1i64].as_slice(), true)?;
+                _ = e_c.f_sub_(&m)?.f_exp_()?;
+                let s = e_c.f_sum_dim_intlist([1i64].as_slice(), true, None)?;
+                _ = z_y.f_sub(&m)?.f_sub_out(&logp_c, &s.f_log()?)?;
+                match r_c {
+                    Some(r) => {
+                        _ = e_c.f_scatter_add_(1, &y_c, &s.f_neg()?)?;
+                        Some(r.f_unsqueeze(1)?.f_div(&s)?)
+                    }
+                    None => None,
                 }
-                .run(isa, threads)?;
-            }
-            q
-        } else {
-            _ = match &bias {
-                Some(b) => b.f_narrow(0, 0, k)?.f_addmm_out(&e_c, &x_c, &w_t)?,
-                None => x_c.f_mm_out(&e_c, &w_t)?,
-            };
-            let z_y = e_c.f_gather(1, &y_c, false)?;
-            let m = e_c.f_amax([1i64].as_slice(), true)?;
-            _ = e_c.f_sub_(&m)?.f_exp_()?;
-            let s = e_c.f_sum_dim_intlist([1i64].as_slice(), true, None)?;
-            _ = z_y.f_sub(&m)?.f_sub_out(&logp_c, &s.f_log()?)?;
-            match r {
-                Some(r) => {
-                    _ = e_c.f_scatter_add_(1, &y_c, &s.f_neg()?)?;
-                    Some(r.f_narrow(0, at, k)?.f_unsqueeze(1)?.f_div(&s)?)
-                }
-                None => None,
             }
         };
         if let Some(q) = q {

@@ -96,6 +96,24 @@ def test_many_lines_of_very_different_lengths_in_one_call():
     torch.testing.assert_close(again, got[perm])
 
 
+def test_float32_scores_of_many_tokens_equal_each_line_alone_in_float64():
+    """Thousands of tokens in float32: on AVX-512 CPUs the head is packed for the fused
+    kernels once for the call; the scores still equal the float64 recomputation."""
+    model = word_model("lstm").float()
+    torch.manual_seed(2)
+    words = model.vocab.tokens()[2:]
+    lines = [
+        " ".join(words[j] for j in torch.randint(0, len(words), (n,)).tolist())
+        for n in torch.randint(1, 60, (150,)).tolist()
+    ]
+    assert sum(len(line.split()) + 1 for line in lines) > 2000
+    got = model.score(lines)
+    exact = word_model("lstm")
+    for i in range(0, len(lines), 7):
+        want = reference(exact, lines[i], True, True).sum().item()
+        assert got[i].item() == pytest.approx(want, rel=1e-4), i
+
+
 def test_full_scores_marks_oovs_and_ends_with_the_line_break():
     model = word_model("lstm")
     records = model.full_scores("the zebra sat")

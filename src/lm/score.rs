@@ -14,7 +14,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::cross_entropy::LinearCrossEntropy;
+use super::cross_entropy::{LinearCrossEntropy, PackedHead};
 use super::{HeadWeights, LmWeights};
 use crate::error::{Error, Result};
 use crate::rnn::check::check_weights;
@@ -81,6 +81,15 @@ pub fn score(
         .collect();
     order.sort_by_key(|(_, line)| std::cmp::Reverse(line.context.len()));
     let max_rows = (MAX_LOGITS / (vocab.max(1) as usize)).max(1);
+    // Packed once for every batch: a batch of a large vocabulary has few rows
+    // (1,008 at 33,278 words), which packing per batch would pay again.
+    let total: usize = order.iter().map(|(_, line)| line.context.len()).sum();
+    let packed = match &w.head {
+        HeadWeights::Linear { weight, bias, .. } => {
+            PackedHead::new(weight, *bias, total.try_into().unwrap_or(i64::MAX))?
+        }
+        HeadWeights::Adaptive(_) => None,
+    };
     let mut scores: Vec<Vec<f64>> = lines.iter().map(|_| Vec::new()).collect();
     let mut rest = order.as_slice();
     while !rest.is_empty() {
@@ -99,7 +108,7 @@ pub fn score(
             })
             .count();
         let (batch, tail) = rest.split_at(take);
-        let got = score_batch(&cfg, w, batch, max_rows)?;
+        let got = score_batch(&cfg, w, batch, max_rows, packed.as_ref())?;
         for (&(i, _), s) in batch.iter().zip(got) {
             if let Some(slot) = scores.get_mut(i) {
                 *slot = s;
@@ -116,6 +125,7 @@ fn score_batch(
     w: &LmWeights,
     batch: &[(usize, &Line)],
     max_rows: usize,
+    packed: Option<&PackedHead>,
 ) -> Result<Vec<Vec<f64>>> {
     let lens: Vec<usize> = batch.iter().map(|(_, line)| line.context.len()).collect();
     let longest = lens.first().copied().unwrap_or(0);
@@ -166,7 +176,11 @@ fn score_batch(
             // here), for a per-token error float32 keeps near 1e-6.
             HeadWeights::Linear { weight, bias, .. } => {
                 let rows = w.head.project(&rows)?;
-                LinearCrossEntropy::new(&rows, weight, *bias, &wanted).log_probs()?
+                LinearCrossEntropy {
+                    packed,
+                    ..LinearCrossEntropy::new(&rows, weight, *bias, &wanted)
+                }
+                .log_probs()?
             }
             // Only the clusters the targets fall in are computed.
             HeadWeights::Adaptive(a) => a.target_log_prob(&rows, &wanted)?,

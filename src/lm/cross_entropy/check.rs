@@ -12,6 +12,7 @@ use tch::{Kind, Tensor};
 use crate::dtype::{dtype_name, is_param_dtype, tensor_device_name, tensor_dtype_name};
 use crate::error::{Error, Result};
 
+use super::packed::PackedHead;
 use super::pass::chunk_rows;
 use super::LinearCrossEntropy;
 
@@ -23,6 +24,8 @@ pub(super) struct Operands<'a> {
     pub w: Tensor,
     /// `[V]`.
     pub b: Option<&'a Tensor>,
+    /// `w` and `b` packed by the caller (checked to have their sizes).
+    pub packed: Option<&'a PackedHead>,
     /// `[N]` int64, on `x`'s device; ignored rows read class 0 (their weight is 0).
     pub y: Tensor,
     /// `[N]` bool, where the target is `ignore_index`; `None` when no row is.
@@ -113,10 +116,14 @@ impl<'a> Operands<'a> {
         };
         let y = target(head.target, n, x)?;
         let (y, ignored, counted) = check_ids(y, v, head.ignore_index)?;
+        if let Some(p) = head.packed {
+            p.check(v, h)?;
+        }
         Ok(Operands {
             x,
             w: w.f_contiguous()?,
             b: head.bias,
+            packed: head.packed,
             y,
             ignored,
             counted,

@@ -30,6 +30,7 @@ mod tests;
 use tch::{Kind, Tensor};
 
 use self::check::Operands;
+pub use self::packed::PackedHead;
 pub use self::pass::chunk_rows;
 use crate::error::{Error, Result};
 
@@ -105,6 +106,10 @@ pub struct LinearCrossEntropy<'a> {
     pub ignore_index: i64,
     /// Rows per chunk; `None`: [`chunk_rows`], chosen by measurement.
     pub chunk_rows: Option<i64>,
+    /// `weight` and `bias` packed for the fused kernels, made once by a
+    /// caller that runs many passes over the same head ([`PackedHead::new`]);
+    /// `None`: each pass without gradients packs its own where that pays.
+    pub packed: Option<&'a PackedHead>,
 }
 
 impl<'a> LinearCrossEntropy<'a> {
@@ -121,6 +126,7 @@ impl<'a> LinearCrossEntropy<'a> {
             target,
             ignore_index: IGNORE_INDEX,
             chunk_rows: None,
+            packed: None,
         }
     }
 

@@ -15,7 +15,7 @@
 //! With gradients, the backward products read `e` as a dense tensor and the
 //! weights change every step; those passes stay on libtorch's products.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{Error, Result};
 use crate::float::float_cpu;
@@ -30,31 +30,37 @@ use crate::rnn::fused::packing::Floats;
 /// the L1 cache at H = 650); the tile saves about 6.5 and 255 µs a row there,
 /// so those shapes break even near 150 and 380 rows. Fewer rows (one line's
 /// `full_scores`, a short text's `log_prob`) stay on `addmm`.
-pub(super) const MIN_ROWS: i64 = 512;
+pub const MIN_ROWS: i64 = 512;
 
 /// The head packed for the output tile, and the team that runs it.
-pub(super) struct PackedHead {
+pub struct PackedHead {
     layer: PackedLayer,
     /// Columns of a row of logits: `V` rounded up to a block (64).
-    pub stride: usize,
+    pub(super) stride: usize,
+    vocab: usize,
     isa: Isa,
     threads: usize,
     barrier: SpinBarrier,
 }
 
 impl PackedHead {
-    /// `w` `[V, H]` and `b` `[V]`, float32 on the CPU, for a product of
-    /// `n` rows; `None` where the tile does not apply (another instruction
-    /// set, another dtype, fewer than [`MIN_ROWS`] rows).
-    pub fn new(
+    /// `w` `[V, H]` and `b` `[V]`, float32 on the CPU, for products of `n`
+    /// rows in all, on this CPU's instruction set and libtorch's threads;
+    /// `None` where the tile does not apply (another instruction set,
+    /// another dtype or device, fewer than [`MIN_ROWS`] rows).
+    pub fn new(w: &Tensor, b: Option<&Tensor>, n: i64) -> Result<Option<Self>> {
+        let threads = tch::get_num_threads().max(1) as usize;
+        PackedHead::with(w, b, n, Isa::detect(), threads)
+    }
+
+    pub(super) fn with(
         w: &Tensor,
         b: Option<&Tensor>,
         n: i64,
         isa: Isa,
         threads: usize,
     ) -> Result<Option<Self>> {
-        let float = |t: &Tensor| t.f_kind().ok() == Some(Kind::Float);
-        if n < MIN_ROWS || isa != Isa::Avx512 || !float(w) || !b.is_none_or(float) {
+        if n < MIN_ROWS || isa != Isa::Avx512 || !float_cpu(w) || !b.is_none_or(float_cpu) {
             return Ok(None);
         }
         let (v, h) = w.size2()?;
@@ -73,6 +79,7 @@ impl PackedHead {
         let threads = threads.clamp(1, layer.blocks.max(1));
         Ok(Some(PackedHead {
             stride: layer.blocks * SLOTS * LANES,
+            vocab: v,
             layer,
             isa,
             threads,
@@ -80,9 +87,20 @@ impl PackedHead {
         }))
     }
 
+    /// An error unless this is a head of `v` classes over `h` features.
+    pub(super) fn check(&self, v: i64, h: i64) -> Result<()> {
+        if self.vocab as i64 != v || self.layer.k as i64 != h {
+            return Err(Error::shape(format!(
+                "internal: a packed head of [{}, {}] for a weight of [{v}, {h}]",
+                self.vocab, self.layer.k
+            )));
+        }
+        Ok(())
+    }
+
     /// `z = x W^T + b` for `x` `[k, H]` into `z` `[k, stride]` (its columns
     /// past `V` get the padding's zeros), both contiguous float32 CPU.
-    pub fn logits(&self, x: &Tensor, z: &mut Tensor) -> Result<()> {
+    pub(super) fn logits(&self, x: &Tensor, z: &mut Tensor) -> Result<()> {
         // Read in place below: nothing may be left to a view's offset.
         let k = x.size2()?.0 as usize;
         let h = self.layer.k;
@@ -130,7 +148,7 @@ impl PackedHead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// The packed product equals libtorch's `addmm` (float64 reference), with a
     /// vocabulary that ends mid-block, rows that end mid-tile, and 1-3
@@ -159,7 +177,7 @@ mod tests {
                 None => want,
             };
             for threads in [1, 2, 3] {
-                let head = PackedHead::new(&w, b, MIN_ROWS, isa, threads)
+                let head = PackedHead::with(&w, b, MIN_ROWS, isa, threads)
                     .unwrap()
                     .unwrap();
                 assert_eq!(head.stride as i64, (v + 63) / 64 * 64);
@@ -178,14 +196,14 @@ mod tests {
     fn other_dtypes_and_wrong_sizes_are_refused() {
         let opts = (Kind::Double, Device::Cpu);
         let w = Tensor::zeros([10, 4], opts);
-        assert!(PackedHead::new(&w, None, MIN_ROWS, Isa::Avx512, 2)
+        assert!(PackedHead::with(&w, None, MIN_ROWS, Isa::Avx512, 2)
             .unwrap()
             .is_none());
         let w = w.to_kind(Kind::Float);
-        assert!(PackedHead::new(&w, None, MIN_ROWS - 1, Isa::Avx512, 2)
+        assert!(PackedHead::with(&w, None, MIN_ROWS - 1, Isa::Avx512, 2)
             .unwrap()
             .is_none());
-        let head = PackedHead::new(&w, None, MIN_ROWS, Isa::Avx512, 2)
+        let head = PackedHead::with(&w, None, MIN_ROWS, Isa::Avx512, 2)
             .unwrap()
             .unwrap();
         let x = Tensor::zeros([3, 5], (Kind::Float, Device::Cpu));

@@ -59,7 +59,7 @@ pub fn chunk_rows(n: i64, v: i64) -> i64 {
 }
 
 /// How a chunk's logits become `log p(y)`, `e` and `q`: decided once per pass.
-enum Walk {
+enum Walk<'a> {
     /// Float32 on the CPU: the work between the products in one walk per row
     /// (`rows`).
     Rows {
@@ -68,7 +68,7 @@ enum Walk {
         /// `[V]`, contiguous; `None` also where the packed head adds it.
         bias: Option<Tensor>,
         /// Without gradients, the product on the fused kernels' tile.
-        packed: Option<PackedHead>,
+        packed: Option<Packed<'a>>,
         /// `[rows, 1]`, for `q` with gradients.
         q: Option<Tensor>,
     },
@@ -79,8 +79,23 @@ enum Walk {
     },
 }
 
-impl Walk {
-    fn new(op: &Operands, r: Option<&Tensor>, isa: Isa, threads: usize) -> Result<Walk> {
+/// The caller's packed head, or this pass's own.
+enum Packed<'a> {
+    Given(&'a PackedHead),
+    Own(PackedHead),
+}
+
+impl Packed<'_> {
+    fn head(&self) -> &PackedHead {
+        match self {
+            Packed::Given(p) => p,
+            Packed::Own(p) => p,
+        }
+    }
+}
+
+impl<'a> Walk<'a> {
+    fn new(op: &Operands<'a>, r: Option<&Tensor>, isa: Isa, threads: usize) -> Result<Walk<'a>> {
         let opts = (op.x.f_kind()?, op.x.device());
         if !rows::applies(op.x) {
             let bias =
@@ -88,9 +103,10 @@ impl Walk {
                     .transpose()?;
             return Ok(Walk::Ops { bias });
         }
-        let packed = match r {
-            None => PackedHead::new(&op.w, op.b, op.n, isa, threads)?,
-            Some(_) => None,
+        let packed = match (r, op.packed) {
+            (None, Some(p)) => Some(Packed::Given(p)),
+            (None, None) => PackedHead::with(&op.w, op.b, op.n, isa, threads)?.map(Packed::Own),
+            (Some(_), _) => None,
         };
         Ok(Walk::Rows {
             y: op.y.f_contiguous()?,
@@ -109,7 +125,7 @@ impl Walk {
         match self {
             Walk::Rows {
                 packed: Some(p), ..
-            } => p.stride as i64,
+            } => p.head().stride as i64,
             _ => v,
         }
     }
@@ -163,7 +179,7 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
         let q = match &walk {
             Walk::Rows { y, bias, packed, q } => {
                 match packed {
-                    Some(p) => p.logits(&x_c.f_contiguous()?, &mut e_c)?,
+                    Some(p) => p.head().logits(&x_c.f_contiguous()?, &mut e_c)?,
                     None => _ = x_c.f_mm_out(&e_c, &w_t)?,
                 }
                 let mut q = q.as_ref().map(|q| q.f_narrow(0, 0, k)).transpose()?;

@@ -4,7 +4,7 @@
 use tch::{Device, Kind, Reduction as TorchReduction, Tensor};
 
 use super::pass::chunk_rows;
-use super::{LinearCrossEntropy, Needs, Reduction, IGNORE_INDEX};
+use super::{LinearCrossEntropy, Needs, PackedHead, Reduction, IGNORE_INDEX};
 use crate::error::Error;
 
 struct Case {
@@ -174,6 +174,31 @@ fn float32_without_gradients_at_many_rows() {
         let loss = head.loss(Reduction::Sum).unwrap();
         close(&double(&loss), &want.sum(Kind::Double).neg(), 1e-5, "sum");
     }
+}
+
+/// A head packed once by the caller serves passes of any size (here fewer
+/// rows than a pass would pack for) with the pass's own results; one packed
+/// for another weight's sizes is refused.
+#[test]
+fn a_head_packed_by_the_caller() {
+    let c = case(40, 19, 150, Kind::Float);
+    let Some(packed) = PackedHead::new(&c.w, Some(&c.b), super::packed::MIN_ROWS).unwrap() else {
+        eprintln!("skipped: no packed head on this CPU");
+        return;
+    };
+    let head = LinearCrossEntropy::new(&c.x, &c.w, Some(&c.b), &c.y);
+    let want = head.log_probs().unwrap();
+    let given = LinearCrossEntropy {
+        packed: Some(&packed),
+        ..LinearCrossEntropy::new(&c.x, &c.w, Some(&c.b), &c.y)
+    };
+    close(&given.log_probs().unwrap(), &want, 1e-5, "log p");
+    let other = case(40, 19, 151, Kind::Float);
+    let wrong = LinearCrossEntropy {
+        packed: Some(&packed),
+        ..LinearCrossEntropy::new(&other.x, &other.w, Some(&other.b), &other.y)
+    };
+    assert!(matches!(wrong.log_probs(), Err(Error::Shape(_))));
 }
 
 #[test]

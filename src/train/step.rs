@@ -25,7 +25,7 @@ use tch::{Kind, Tensor};
 use super::regularize::{self, Regularization};
 use super::{recurrent, LmParams};
 use crate::error::{Error, Result};
-use crate::lm::cross_entropy::{self, LinearCrossEntropy};
+use crate::lm::cross_entropy::{self, LinearCrossEntropy, PackedHead};
 use crate::lm::HeadParams;
 use crate::rnn::{stack, Mode, RnnConfig};
 
@@ -183,9 +183,25 @@ fn head_grads(
     }
 }
 
+/// The linear head packed for the fused kernels, for an evaluation of `rows`
+/// targets in all (`None` where that does not pay, or the head is adaptive):
+/// the weights hold still for the whole evaluation, so it is packed once.
+pub fn eval_head(model: &LmParams, rows: i64) -> Result<Option<PackedHead>> {
+    match model.head() {
+        HeadParams::Linear { weight, bias, .. } => PackedHead::new(weight, Some(bias), rows),
+        HeadParams::Adaptive(_) => Ok(None),
+    }
+}
+
 /// The summed cross-entropy of one window in eval mode (no dropout, no
-/// gradients), and the final state.
-pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Result<(f64, State)> {
+/// gradients), and the final state; `packed` is [`eval_head`]'s.
+pub fn eval_step(
+    model: &LmParams,
+    x: &Tensor,
+    y: &Tensor,
+    state: &State,
+    packed: Option<&PackedHead>,
+) -> Result<(f64, State)> {
     let _guard = tch::no_grad_guard();
     let emb = Tensor::f_embedding(model.embedding(), x, -1, false, false)?;
     let out = stack::forward(
@@ -202,11 +218,12 @@ pub fn eval_step(model: &LmParams, x: &Tensor, y: &Tensor, state: &State) -> Res
     let targets = y.f_reshape([-1])?;
     let loss = match model.head() {
         // The head a chunk of rows at a time (lm::cross_entropy): no `[T * B, V]` logits.
-        HeadParams::Linear { weight, bias, .. } => {
-            LinearCrossEntropy::new(&rows, weight, Some(bias), &targets)
-                .loss(cross_entropy::Reduction::Sum)?
-                .f_double_value(&[])?
+        HeadParams::Linear { weight, bias, .. } => LinearCrossEntropy {
+            packed,
+            ..LinearCrossEntropy::new(&rows, weight, Some(bias), &targets)
         }
+        .loss(cross_entropy::Reduction::Sum)?
+        .f_double_value(&[])?,
         HeadParams::Adaptive(a) => a.loss(&rows, &targets)?.f_double_value(&[])? * y.numel() as f64,
     };
     Ok((

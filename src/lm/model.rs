@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::adaptive::{AdaptiveConfig, AdaptiveHead, DEFAULT_DIV_VALUE};
+use super::cross_entropy::PackedHead;
 use crate::dtype::is_param_dtype;
 use crate::error::{Error, Result};
 use crate::pyfmt::py_float;
@@ -600,6 +601,16 @@ impl<'a> HeadWeights<'a> {
             } => x.f_linear::<&Tensor>(p, None)?,
             _ => x.shallow_clone(),
         })
+    }
+
+    /// A linear head packed for the fused kernels, for passes of `rows` rows
+    /// in all over weights that hold still meanwhile (a whole `score` or
+    /// evaluation); `None` where that does not pay, or for an adaptive head.
+    pub fn packed(&self, rows: i64) -> Result<Option<PackedHead>> {
+        match *self {
+            HeadWeights::Linear { weight, bias, .. } => PackedHead::new(weight, bias, rows),
+            HeadWeights::Adaptive(_) => Ok(None),
+        }
     }
 
     /// [`HeadWeights::project`] of `x` `[..., H]`, flattened to the head's

@@ -84,12 +84,7 @@ pub fn score(
     // Packed once for every batch: a batch of a large vocabulary has few rows
     // (1,008 at 33,278 words), which packing per batch would pay again.
     let total: usize = order.iter().map(|(_, line)| line.context.len()).sum();
-    let packed = match &w.head {
-        HeadWeights::Linear { weight, bias, .. } => {
-            PackedHead::new(weight, *bias, total.try_into().unwrap_or(i64::MAX))?
-        }
-        HeadWeights::Adaptive(_) => None,
-    };
+    let packed = w.head.packed(total.try_into().unwrap_or(i64::MAX))?;
     let mut scores: Vec<Vec<f64>> = lines.iter().map(|_| Vec::new()).collect();
     let mut rest = order.as_slice();
     while !rest.is_empty() {

@@ -30,7 +30,7 @@ use tch::Tensor;
 pub use batch::Streams;
 pub use optim::{clip_grad_norm, grad_norm, Method, OptimConfig, Optimizer};
 pub use regularize::Regularization;
-pub use step::{eval_head, eval_step, train_step, State, StepOutput};
+pub use step::{eval_step, train_step, State, StepOutput};
 pub use trainer::{evaluate, run, RunError, Trainer};
 
 use crate::error::{Error, Result};

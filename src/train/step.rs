@@ -183,18 +183,10 @@ fn head_grads(
     }
 }
 
-/// The linear head packed for the fused kernels, for an evaluation of `rows`
-/// targets in all (`None` where that does not pay, or the head is adaptive):
-/// the weights hold still for the whole evaluation, so it is packed once.
-pub fn eval_head(model: &LmParams, rows: i64) -> Result<Option<PackedHead>> {
-    match model.head() {
-        HeadParams::Linear { weight, bias, .. } => PackedHead::new(weight, Some(bias), rows),
-        HeadParams::Adaptive(_) => Ok(None),
-    }
-}
-
 /// The summed cross-entropy of one window in eval mode (no dropout, no
-/// gradients), and the final state; `packed` is [`eval_head`]'s.
+/// gradients), and the final state; `packed` is the head's
+/// [`HeadWeights::packed`](crate::lm::HeadWeights::packed) for the whole
+/// evaluation.
 pub fn eval_step(
     model: &LmParams,
     x: &Tensor,

@@ -10,8 +10,8 @@ use tch::{Kind, Tensor};
 
 use super::resume::Progress;
 use super::{
-    clip_grad_norm, eval_head, eval_step, grad_norm, train_step, EvalInfo, History, Hooks,
-    LmParams, Method, Optimizer, State, StepInfo, Stop, StopReason, Streams, TrainOptions,
+    clip_grad_norm, eval_step, grad_norm, train_step, EvalInfo, History, Hooks, LmParams, Method,
+    Optimizer, State, StepInfo, Stop, StopReason, Streams, TrainOptions,
 };
 use crate::error::{Error, Result};
 use crate::vocab::Vocab;
@@ -84,7 +84,8 @@ fn perplexity(
     poll: &mut dyn FnMut() -> Result<()>,
 ) -> Result<f64> {
     let mut state = State::zeros(&model.rnn, streams.batch_size(), model.embedding())?;
-    let packed = eval_head(model, streams.targets())?;
+    // Packed once: the weights hold still for the whole evaluation.
+    let packed = model.head().weights().packed(streams.targets())?;
     let mut total = 0.0;
     for i in 0..streams.windows() {
         poll()?;

@@ -101,7 +101,7 @@ impl PackedHead {
     /// `z = x W^T + b` for `x` `[k, H]` into `z` `[k, stride]` (its columns
     /// past `V` get the padding's zeros), both contiguous float32 CPU.
     pub(super) fn logits(&self, x: &Tensor, z: &mut Tensor) -> Result<()> {
-        // Read in place below: nothing may be left to a view's offset.
+        // Read and written in place below, as dense rows.
         let k = x.size2()?.0 as usize;
         let h = self.layer.k;
         if x.size() != [k as i64, h as i64]

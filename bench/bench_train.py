@@ -19,7 +19,8 @@ clip 0.25, batch 20, bptt 35), where the output layer dominates a step.
 
 Run: python bench/bench_train.py [--steps 300] [--epoch-steps 150] [--seeds 3] [--cell lstm]
 [--word] [--head adaptive] [--device cuda] [--quick]  (``--quick``: 100 steps, epochs of 50,
-1 seed). ``--head adaptive``: rustrnn trains an adaptive softmax head (default cutoffs)
+1 seed). ``--head adaptive``: rustrnn trains an adaptive softmax head (default cutoffs, or
+``--cutoffs 1000,5000``)
 against the torch loop's full softmax.
 """
 
@@ -144,6 +145,12 @@ def main():
         choices=["full", "adaptive"],
         help="rustrnn's head (the torch loop keeps nn.Linear); adaptive: default cutoffs",
     )
+    p.add_argument(
+        "--cutoffs",
+        type=lambda s: [int(c) for c in s.split(",")],
+        default=None,
+        help="the adaptive head's cutoffs, e.g. 1000,5000 (default: the model's default)",
+    )
     p.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     device_timing.add_argument(p)
     args = p.parse_args()
@@ -183,6 +190,7 @@ def main():
             cell=args.cell,
             dropout=args.dropout,
             head=head,
+            **({"cutoffs": args.cutoffs} if head == "adaptive" and args.cutoffs else {}),
         )
 
     def new_pair(seed):
@@ -206,7 +214,9 @@ def main():
         f"{torch.get_num_threads()} threads; {'word' if args.word else 'char'}-level "
         f"{args.cell}, vocab {len(vocab)}, E={args.embed} H={args.hidden} layers={args.layers}, "
         f"B={args.batch} bptt={args.bptt}, {args.optimizer} lr={args.lr} clip={args.clip} "
-        f"dropout={args.dropout}, rustrnn head {args.head}; {args.steps} steps "
+        f"dropout={args.dropout}, rustrnn head {args.head}"
+        + (f" (cutoffs {args.cutoffs})" if args.cutoffs else "")
+        + f"; {args.steps} steps "
         f"({epochs} epochs of {args.epoch_steps}) per run, {args.seeds} seeds"
         + ("" if device.type == "cpu" else f"; on {device_timing.describe(device)}")
     )

@@ -14,11 +14,14 @@
 //! * `rows`  – float32 on the CPU: the work between a chunk's products in one
 //!   walk per row, where libtorch's ops would pass over the whole chunk once
 //!   each.
+//! * `packed` – float32 on AVX-512 CPUs: the forward product on the fused
+//!   kernels' tile, over the head packed once per pass (or by the caller).
 //!
-//! The products are libtorch's (MKL's on the CPU); on other devices and
-//! dtypes the rest is libtorch ops too, so every device and floating dtype
-//! runs the same arithmetic. For training, `LinearCrossEntropy::loss_and_grads` takes the dropped-out stack
-//! output rows `[T * B, H]` and returns the loss and `d_x`, `d_w`, `d_b`.
+//! The other products are libtorch's (MKL's on the CPU); on other devices
+//! and dtypes the rest is libtorch ops too, so every device and floating
+//! dtype runs the same arithmetic. For training,
+//! `LinearCrossEntropy::loss_and_grads` takes the dropped-out stack output
+//! rows `[T * B, H]` and returns the loss and `d_x`, `d_w`, `d_b`.
 
 mod check;
 mod packed;

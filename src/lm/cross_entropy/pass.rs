@@ -67,7 +67,8 @@ enum Walk<'a> {
         y: Tensor,
         /// `[V]`, contiguous; `None` also where the packed head adds it.
         bias: Option<Tensor>,
-        /// Without gradients, the product on the fused kernels' tile.
+        /// The forward product on the fused kernels' tile (`packed`), where
+        /// it applies; the backward products stay on libtorch's.
         packed: Option<Packed<'a>>,
         /// `[rows, 1]`, for `q` with gradients.
         q: Option<Tensor>,
@@ -103,10 +104,9 @@ impl<'a> Walk<'a> {
                     .transpose()?;
             return Ok(Walk::Ops { bias });
         }
-        let packed = match (r, op.packed) {
-            (None, Some(p)) => Some(Packed::Given(p)),
-            (None, None) => PackedHead::with(&op.w, op.b, op.n, isa, threads)?.map(Packed::Own),
-            (Some(_), _) => None,
+        let packed = match op.packed {
+            Some(p) => Some(Packed::Given(p)),
+            None => PackedHead::with(&op.w, op.b, op.n, isa, threads)?.map(Packed::Own),
         };
         Ok(Walk::Rows {
             y: op.y.f_contiguous()?,
@@ -225,6 +225,9 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
             }
         };
         if let Some(q) = q {
+            // The packed head's rows are `stride` wide; its padding columns
+            // are no classes.
+            let e_c = e_c.f_narrow(1, 0, v)?;
             let e_t = e_c.f_tr()?;
             if let Some(d_x) = &grads.input {
                 let mut d_c = d_x.f_narrow(0, at, k)?;

@@ -176,6 +176,20 @@ fn float32_without_gradients_at_many_rows() {
     }
 }
 
+/// Gradients at float32 rows enough for the packed head (on AVX-512 CPUs
+/// the forward product runs on the fused tile into a buffer wider than the
+/// vocabulary, whose columns past it the backward products must not read):
+/// a vocabulary ending mid-block, chunks ending mid-tile, with and without
+/// a bias, against autograd.
+#[test]
+fn float32_gradients_at_many_rows() {
+    let c = case(super::packed::MIN_ROWS + 77, 19, 150, Kind::Float);
+    for chunk in [Some(203), None] {
+        check_grads(&c, true, Reduction::Mean, 1e-5, chunk);
+        check_grads(&c, false, Reduction::Sum, 1e-5, chunk);
+    }
+}
+
 /// A head packed once by the caller serves passes of any size (here fewer
 /// rows than a pass would pack for) with the pass's own results; one packed
 /// for another weight's sizes is refused.

@@ -17,8 +17,10 @@
 //! * `block`  – the product of a range of panels and the pointwise step after it.
 //! * `team`   – the spin barrier, the buffers the threads share, and running a team.
 //! * `omp`    – libtorch's OpenMP threads, borrowed to run a team.
+//! * `gemm`   – `C (+)= A B` on AVX-512 for the fused head's backward products.
 
 pub mod block;
+pub mod gemm;
 pub mod lanes;
 mod omp;
 pub mod packed;

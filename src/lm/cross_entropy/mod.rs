@@ -15,9 +15,10 @@
 //!   walk per row, where libtorch's ops would pass over the whole chunk once
 //!   each.
 //! * `packed` – float32 on AVX-512 CPUs: the forward product on the fused
-//!   kernels' tile, over the head packed once per pass (or by the caller).
+//!   kernels' tile, over the head packed once per pass (or by the caller),
+//!   and the backward products on `kernel::gemm`.
 //!
-//! The other products are libtorch's (MKL's on the CPU); on other devices
+//! Elsewhere the products are libtorch's (MKL's on the CPU); on other devices
 //! and dtypes the rest is libtorch ops too, so every device and floating
 //! dtype runs the same arithmetic. For training,
 //! `LinearCrossEntropy::loss_and_grads` takes the dropped-out stack output

@@ -13,8 +13,9 @@
 //! ran level with MKL, whose AMD path is AVX2 too, 60-72 against 48-63
 //! GFLOP/s on those shapes under load.
 //!
-//! The backward products (`e W` and `e^T x`) stay on libtorch's: they read
-//! the `[k, V]` columns of the stride-wide `e`. In training the head is
+//! The backward products (`e W` and `e^T x`) then run on `kernel::gemm`
+//! ([`product`]), over the `[k, V]` columns of the stride-wide `e`, for the
+//! same reason. In training the head is
 //! packed every step; with the transposing packer (`PackedLayer::linear`)
 //! that cost 0.1-0.2 ms at 2,001 x 200 and 2.0-2.3 ms at 10,000 x 200 (most
 //! of it the page faults of a fresh buffer), and the fused head's forward
@@ -26,6 +27,7 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 use crate::float::float_cpu;
 use crate::kernel::block::{self, Dest, Isa, Job, Pointwise};
+use crate::kernel::gemm::{self, Strided};
 use crate::kernel::lanes::LANES;
 use crate::kernel::packed::{Dense, PackedLayer, SLOTS};
 use crate::kernel::team::{self, SharedBuf, SpinBarrier};
@@ -150,6 +152,85 @@ impl PackedHead {
             })
         }
     }
+}
+
+/// `c = a b`, or `c += a b` with `accumulate`, on the AVX-512 kernel
+/// (`kernel::gemm`): the backward products of the head's pass. `a` `[m, k]`
+/// by any strides, `b` `[k, n]` and `c` `[m, n]` with unit column strides,
+/// all float32 on the CPU; anything else is an error (the caller checks the
+/// instruction set).
+pub(super) fn product(
+    a: &Tensor,
+    b: &Tensor,
+    c: &mut Tensor,
+    accumulate: bool,
+    threads: usize,
+) -> Result<()> {
+    let ((m, k), (k2, n)) = (a.size2()?, b.size2()?);
+    let (ok_a, ok_b, ok_c) = (strides(a)?, strides(b)?, strides(c)?);
+    let unit = |s: Option<(usize, usize, usize)>| s.filter(|&(_, cs, _)| cs == 1);
+    let shapes_fit = k == k2 && c.size() == [m, n] && m >= 0 && n >= 0 && k >= 0;
+    let (Some(sa), Some(sb), Some(sc), true) = (ok_a, unit(ok_b), unit(ok_c), shapes_fit) else {
+        return Err(Error::shape(format!(
+            "internal: a head product of {:?} x {:?} into {:?} (strides {:?}, {:?}, {:?})",
+            a.size(),
+            b.size(),
+            c.size(),
+            a.stride(),
+            b.stride(),
+            c.stride()
+        )));
+    };
+    if [a, b, &*c].iter().any(|t| !float_cpu(t)) || Isa::detect() != Isa::Avx512 {
+        return Err(Error::shape(
+            "internal: the head's kernel products take float32 on AVX-512",
+        ));
+    }
+    // SAFETY: each buffer spans exactly the elements its sizes and strides
+    // name (`strides`), the tensors outlive the call, and `c` is not read or
+    // written by anyone else meanwhile (it is borrowed mutably).
+    unsafe {
+        let view = |t: &Tensor, span: usize| SharedBuf::borrowed(t.data_ptr() as *mut f32, span);
+        let (ba, bb, bc) = (view(a, sa.2), view(b, sb.2), view(c, sc.2));
+        gemm::sgemm(
+            threads,
+            [m as usize, n as usize, k as usize],
+            Strided {
+                buf: &ba,
+                rs: sa.0,
+                cs: sa.1,
+            },
+            Strided {
+                buf: &bb,
+                rs: sb.0,
+                cs: 1,
+            },
+            Strided {
+                buf: &bc,
+                rs: sc.0,
+                cs: 1,
+            },
+            accumulate,
+        )
+    }
+}
+
+/// A 2-d tensor's `(row stride, column stride, elements spanned)`; `None`
+/// for negative strides.
+fn strides(t: &Tensor) -> Result<Option<(usize, usize, usize)>> {
+    let (rows, cols) = t.size2()?;
+    let st = t.stride();
+    let (Some(&rs), Some(&cs)) = (st.first(), st.get(1)) else {
+        return Ok(None);
+    };
+    if rs < 0 || cs < 0 {
+        return Ok(None);
+    }
+    let span = match rows * cols {
+        0 => 0,
+        _ => (rows - 1) * rs + (cols - 1) * cs + 1,
+    };
+    Ok(Some((rs as usize, cs as usize, span as usize)))
 }
 
 #[cfg(test)]

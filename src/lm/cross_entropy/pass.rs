@@ -25,7 +25,7 @@
 use tch::Tensor;
 
 use super::check::Operands;
-use super::packed::PackedHead;
+use super::packed::{self, PackedHead};
 use super::rows;
 use super::{Grads, Needs};
 use crate::error::Result;
@@ -68,7 +68,8 @@ enum Walk<'a> {
         /// `[V]`, contiguous; `None` also where the packed head adds it.
         bias: Option<Tensor>,
         /// The forward product on the fused kernels' tile (`packed`), where
-        /// it applies; the backward products stay on libtorch's.
+        /// it applies (AVX-512); then the backward products run on
+        /// `kernel::gemm`.
         packed: Option<Packed<'a>>,
         /// `[rows, 1]`, for `q` with gradients.
         q: Option<Tensor>,
@@ -167,6 +168,15 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
         false => None,
     };
     let w_t = op.w.f_tr()?;
+    // The backward products on rustrnn's kernel (`kernel::gemm`) where the
+    // forward's runs on the packed tile (float32, AVX-512), over a
+    // contiguous weight.
+    let kernel_w = match &walk {
+        Walk::Rows {
+            packed: Some(_), ..
+        } if r.is_some() => Some(op.w.f_contiguous()?),
+        _ => None,
+    };
 
     let mut at = 0;
     while at < n {
@@ -231,13 +241,19 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
             let e_t = e_c.f_tr()?;
             if let Some(d_x) = &grads.input {
                 let mut d_c = d_x.f_narrow(0, at, k)?;
-                _ = e_c.f_mm_out(&d_c, &op.w)?;
+                match &kernel_w {
+                    Some(w) => packed::product(&e_c, w, &mut d_c, false, threads)?,
+                    None => _ = e_c.f_mm_out(&d_c, &op.w)?,
+                }
                 _ = d_c.f_mul_(&q)?;
             }
             if let (Some(d_w), Some(xs)) = (&mut grads.weight, &x_scaled) {
                 let xs = xs.f_narrow(0, 0, k)?;
                 _ = x_c.f_mul_out(&xs, &q)?;
-                _ = d_w.f_addmm_(&e_t, &xs)?;
+                match &kernel_w {
+                    Some(_) => packed::product(&e_t, &xs, d_w, true, threads)?,
+                    None => _ = d_w.f_addmm_(&e_t, &xs)?,
+                }
             }
             if let Some(d_b) = &mut grads.bias {
                 _ = d_b.f_addmv_(&e_t, &q.f_squeeze_dim(1)?)?;

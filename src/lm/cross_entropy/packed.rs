@@ -15,12 +15,12 @@
 //!
 //! The backward products (`e W` and `e^T x`) then run on `kernel::gemm`
 //! ([`product`]), over the `[k, V]` columns of the stride-wide `e`, for the
-//! same reason. In training the head is
-//! packed every step; with the transposing packer (`PackedLayer::linear`)
-//! that cost 0.1-0.2 ms at 2,001 x 200 and 2.0-2.3 ms at 10,000 x 200 (most
-//! of it the page faults of a fresh buffer), and the fused head's forward
-//! and backward at 700 rows ran 10-15% faster at 10,000 x 200 and 15-18%
-//! at 33,278 x 650 than with `addmm` (AMD Zen 4, 2 threads).
+//! same reason. In training the head is packed every step; with the
+//! transposing packer (`PackedLayer::linear`) that cost 0.1-0.2 ms at 2,001 x
+//! 200 and 2.0-2.3 ms at 10,000 x 200 (most of it the page faults of a fresh
+//! buffer), and the fused head's forward and backward at 700 rows ran 10-15%
+//! faster at 10,000 x 200 and 15-18% at 33,278 x 650 than with `addmm`
+//! (AMD Zen 4, 2 threads).
 
 use tch::Tensor;
 
@@ -37,8 +37,8 @@ use crate::rnn::fused::packing::Floats;
 /// took 1.0 ms for 4,196 x 256 and 96 ms for 33,278 x 650 with the column
 /// walk that preceded the transposing packer (`PackedLayer::linear`, 2-4x
 /// faster); the tile saves about 6.5 and 255 µs a row there, so those shapes
-/// broke even near 150 and 380 rows. Fewer rows (one line's
-/// `full_scores`, a short text's `log_prob`) stay on `addmm`.
+/// broke even near 150 and 380 rows. Fewer rows (one line's `full_scores`,
+/// a short text's `log_prob`) stay on `addmm`.
 pub const MIN_ROWS: i64 = 512;
 
 /// The head packed for the output tile, and the team that runs it.

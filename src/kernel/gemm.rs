@@ -16,6 +16,7 @@
 //! thread's rows passes over it, and A's lines of a tile stay in L1; the
 //! rows are split between the threads, so each writes its own rows of C.
 
+use super::lanes::first_lanes;
 use super::team::{self, SharedBuf, SpinBarrier};
 use crate::error::Result;
 
@@ -110,8 +111,7 @@ unsafe fn rows_avx512(
             for jc in (0..n).step_by(NR) {
                 let nr = NR.min(n - jc);
                 let vectors = nr.div_ceil(16);
-                let tail = nr - 16 * (vectors - 1);
-                let last: u16 = if tail == 16 { !0 } else { (1 << tail) - 1 };
+                let last = first_lanes(nr - 16 * (vectors - 1));
                 for ir in (ic..ic + mc).step_by(MR) {
                     let tile = Tile {
                         kc,

@@ -7,6 +7,17 @@
 pub const LANES: usize = 16;
 pub type Lanes = [f32; LANES];
 
+/// The mask of a vector's first `n` lanes (all of them from `LANES` on), as
+/// AVX-512's masked loads and stores and `PackedLayer`'s live lanes take it.
+pub fn first_lanes(n: usize) -> u16 {
+    const _: () = assert!(LANES == 16, "a u16 holds one bit per lane");
+    if n >= LANES {
+        u16::MAX
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
 /// `e^x` to within about 2 ulp (Cephes' `expf`: `x = n ln2 + r`, a degree-6
 /// polynomial for `e^r`, `2^n` put into the exponent bits). `x` is clamped to
 /// `[-87, 88]`, where `e^x` is a normal float: the gates only ever need

@@ -2,7 +2,7 @@
 //! panel `[k][4][16]` that streams through memory once per product, input and
 //! recurrent matrices side by side (`[x, h]`), biases summed.
 
-use super::lanes::{Lanes, LANES};
+use super::lanes::{first_lanes, Lanes, LANES};
 
 /// Output columns per block: four vectors of `LANES`.
 pub const SLOTS: usize = 4;
@@ -145,11 +145,7 @@ impl PackedLayer {
             for slot in 0..SLOTS {
                 let first = (b * SLOTS + slot) * LANES;
                 let n = out.saturating_sub(first).min(LANES);
-                live[b][slot] = if n == LANES {
-                    ALL_LIVE
-                } else {
-                    (1u16 << n) - 1
-                };
+                live[b][slot] = first_lanes(n);
                 for (lane, o) in bias[b * SLOTS + slot][..n].iter_mut().enumerate() {
                     *o = input.bias(first + lane);
                 }
@@ -240,7 +236,7 @@ unsafe fn transpose_avx512(
     let dst = block.as_mut_ptr() as *mut f32;
     for c0 in (0..cols).step_by(LANES) {
         let m = (cols - c0).min(LANES);
-        let mask: __mmask16 = if m == LANES { !0 } else { (1u16 << m) - 1 };
+        let mask: __mmask16 = first_lanes(m);
         let r: [__m512; LANES] = std::array::from_fn(|lane| {
             if lane < n {
                 _mm512_maskz_loadu_ps(mask, src.add(lane * stride + c0))

@@ -169,14 +169,15 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
     };
     let w_t = op.w.f_tr()?;
     // The backward products on rustrnn's kernel (`kernel::gemm`) where the
-    // forward's runs on the packed tile (float32, AVX-512), over a
-    // contiguous weight.
-    let kernel_w = match &walk {
+    // forward's runs on the packed tile (float32, AVX-512); `op.w` is
+    // contiguous (`Operands`).
+    let on_kernel = matches!(
+        walk,
         Walk::Rows {
-            packed: Some(_), ..
-        } if r.is_some() => Some(op.w.f_contiguous()?),
-        _ => None,
-    };
+            packed: Some(_),
+            ..
+        }
+    );
 
     let mut at = 0;
     while at < n {
@@ -241,18 +242,18 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
             let e_t = e_c.f_tr()?;
             if let Some(d_x) = &grads.input {
                 let mut d_c = d_x.f_narrow(0, at, k)?;
-                match &kernel_w {
-                    Some(w) => packed::product(&e_c, w, &mut d_c, false, threads)?,
-                    None => _ = e_c.f_mm_out(&d_c, &op.w)?,
+                match on_kernel {
+                    true => packed::product(&e_c, &op.w, &mut d_c, false, threads)?,
+                    false => _ = e_c.f_mm_out(&d_c, &op.w)?,
                 }
                 _ = d_c.f_mul_(&q)?;
             }
             if let (Some(d_w), Some(xs)) = (&mut grads.weight, &x_scaled) {
                 let xs = xs.f_narrow(0, 0, k)?;
                 _ = x_c.f_mul_out(&xs, &q)?;
-                match &kernel_w {
-                    Some(_) => packed::product(&e_t, &xs, d_w, true, threads)?,
-                    None => _ = d_w.f_addmm_(&e_t, &xs)?,
+                match on_kernel {
+                    true => packed::product(&e_t, &xs, d_w, true, threads)?,
+                    false => _ = d_w.f_addmm_(&e_t, &xs)?,
                 }
             }
             if let Some(d_b) = &mut grads.bias {

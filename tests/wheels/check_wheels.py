@@ -9,8 +9,11 @@ is not found, or that pyproject.toml's ``requires-python`` excludes, is skipped 
 note; ``test`` fails when it could test none.
 
 build, per interpreter: a build virtualenv (``target/wheels/cpXY/buildenv``, kept as a
-cache) holding pyproject.toml's build requirements, so torch-sys compiles against that
-interpreter's headers and its ``torch`` wheel, and its own ``CARGO_TARGET_DIR``; then
+cache; ``test`` builds in a temporary directory instead and removes it, build env, cargo
+target and test virtualenv, after each wheel: with torch's CUDA libraries each is
+gigabytes, and a CI run on a full disk fails at its first ``pip install``) holding
+pyproject.toml's build requirements, so torch-sys compiles against that interpreter's
+headers and its ``torch`` wheel, and its own ``CARGO_TARGET_DIR``; then
 ``maturin build --release --auditwheel warn --out dist``. ``warn``: the extension links
 ``libtorch_cpu.so``, ``libc10.so`` and ``libtorch_python.so``, which the pinned ``torch``
 provides at run time and must not be copied in (``repair`` would copy libtorch and the
@@ -169,13 +172,13 @@ def inspect(wheel, torch_pin):
     return f"{tag}; py.typed and stubs; no bundled libraries; torch=={torch_pin}; {baseline}"
 
 
-def build(version, python, requires, torch_pin):
+def build(version, python, requires, torch_pin, work):
+    """Builds in ``work`` (build env and cargo target); the log goes to WORK/cpXY."""
     tag = "cp" + version.replace(".", "")
-    work = os.path.join(WORK, tag)
     env_dir = os.path.join(work, "buildenv")
     bin_dir = os.path.join(env_dir, "bin")
-    log = os.path.join(work, "build.log")
-    os.makedirs(work, exist_ok=True)
+    log = os.path.join(WORK, tag, "build.log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
     open(log, "w").close()
     print(f"[{version}] build env {env_dir} (log {log})", flush=True)
     if not os.path.exists(os.path.join(bin_dir, "python")):
@@ -266,9 +269,13 @@ def main(argv):
     report = []
     try:
         for v, python in pythons.items():
-            wheel, seconds, size = build(v, python, requires, torch_pin)
             install = smoke = None
-            if command == "test":
+            if command == "build":
+                work = os.path.join(WORK, "cp" + v.replace(".", ""))
+                wheel, seconds, size = build(v, python, requires, torch_pin, work)
+            else:
+                with tempfile.TemporaryDirectory(prefix=f"rustrnn-build-{v}-") as work:
+                    wheel, seconds, size = build(v, python, requires, torch_pin, work)
                 install, smoke = test(v, python, wheel)
             report.append((v, os.path.basename(wheel), size, seconds, install, smoke))
     except Failure as e:

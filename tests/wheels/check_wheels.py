@@ -9,9 +9,8 @@ is not found, or that pyproject.toml's ``requires-python`` excludes, is skipped 
 note; ``test`` fails when it could test none.
 
 build, per interpreter: a build virtualenv (``target/wheels/cpXY/buildenv``, kept as a
-cache; ``test`` builds in a temporary directory instead and removes it, build env, cargo
-target and test virtualenv, after each wheel: with torch's CUDA libraries each is
-gigabytes, and a CI run on a full disk fails at its first ``pip install``) holding
+cache; ``test`` builds in a temporary directory, removed once the wheel is built: with
+torch's CUDA libraries a build env is gigabytes, and CI on a full disk fails) holding
 pyproject.toml's build requirements, so torch-sys compiles against that interpreter's
 headers and its ``torch`` wheel, and its own ``CARGO_TARGET_DIR``; then
 ``maturin build --release --auditwheel warn --out dist``. ``warn``: the extension links
@@ -172,12 +171,16 @@ def inspect(wheel, torch_pin):
     return f"{tag}; py.typed and stubs; no bundled libraries; torch=={torch_pin}; {baseline}"
 
 
+def logs(version):
+    """WORK/cpXY: where a version's build and test logs (and ``build``'s cache) live."""
+    return os.path.join(WORK, "cp" + version.replace(".", ""))
+
+
 def build(version, python, requires, torch_pin, work):
-    """Builds in ``work`` (build env and cargo target); the log goes to WORK/cpXY."""
-    tag = "cp" + version.replace(".", "")
+    """Builds in ``work`` (build env and cargo target); the log goes to ``logs(version)``."""
     env_dir = os.path.join(work, "buildenv")
     bin_dir = os.path.join(env_dir, "bin")
-    log = os.path.join(WORK, tag, "build.log")
+    log = os.path.join(logs(version), "build.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     open(log, "w").close()
     print(f"[{version}] build env {env_dir} (log {log})", flush=True)
@@ -217,7 +220,7 @@ def without_rust(env):
 def test(version, python, wheel):
     with tempfile.TemporaryDirectory(prefix=f"rustrnn-wheel-{version}-") as tmp:
         venv = os.path.join(tmp, "venv")
-        log = os.path.join(WORK, "cp" + version.replace(".", ""), "test.log")
+        log = os.path.join(logs(version), "test.log")
         open(log, "w").close()
         env = without_rust(os.environ)
         run([python, "-m", "venv", venv], log, env=env)
@@ -271,8 +274,7 @@ def main(argv):
         for v, python in pythons.items():
             install = smoke = None
             if command == "build":
-                work = os.path.join(WORK, "cp" + v.replace(".", ""))
-                wheel, seconds, size = build(v, python, requires, torch_pin, work)
+                wheel, seconds, size = build(v, python, requires, torch_pin, logs(v))
             else:
                 with tempfile.TemporaryDirectory(prefix=f"rustrnn-build-{v}-") as work:
                     wheel, seconds, size = build(v, python, requires, torch_pin, work)

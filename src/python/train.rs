@@ -144,6 +144,10 @@ impl Hooks for PyHooks {
         })
     }
 
+    fn reduces(&self) -> bool {
+        self.distributed
+    }
+
     fn all_reduce(&mut self, grads: &[Tensor]) -> Result<()> {
         if !self.distributed {
             return Ok(());

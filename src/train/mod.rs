@@ -30,7 +30,7 @@ use tch::Tensor;
 pub use batch::Streams;
 pub use optim::{clip_grad_norm, grad_norm, Method, OptimConfig, Optimizer};
 pub use regularize::Regularization;
-pub use step::{eval_step, train_step, State, StepOutput};
+pub use step::{eval_step, train_step, EmbeddingGrad, State, StepOutput};
 pub use trainer::{evaluate, run, RunError, Trainer};
 
 use crate::error::{Error, Result};
@@ -364,6 +364,10 @@ pub trait Hooks {
     /// Data-parallel training: average `grads` in place across processes.
     fn all_reduce(&mut self, _grads: &[Tensor]) -> Result<()> {
         Ok(())
+    }
+    /// Whether `all_reduce` does anything (the gradients must then be dense).
+    fn reduces(&self) -> bool {
+        false
     }
 }
 

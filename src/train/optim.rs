@@ -72,6 +72,14 @@ impl OptimConfig {
         }
     }
 
+    /// Whether a step takes sparse gradients (updating their rows only):
+    /// plain SGD, as torch.optim.SGD without momentum or weight decay.
+    pub fn takes_sparse(&self) -> bool {
+        matches!(self.method, Method::Sgd | Method::NtAsgd)
+            && self.momentum == 0.0
+            && self.weight_decay == 0.0
+    }
+
     /// The checks torch.optim's constructors make, with their wording; and,
     /// stricter than torch, finite values (an infinite learning rate, decay or
     /// momentum makes every weight non-finite at the first step).
@@ -271,6 +279,13 @@ impl Optimizer {
                     p.device()
                 )));
             }
+            if g.is_sparse() && !self.cfg.takes_sparse() {
+                return Err(Error::value(format!(
+                    "parameter {i}: a sparse gradient, which only SGD and NT-ASGD without \
+                     momentum or weight decay take (the optimizer is {:?})",
+                    self.cfg.method
+                )));
+            }
         }
         for (slot, p) in self.slots.iter().zip(params) {
             for t in [
@@ -438,7 +453,13 @@ fn sgd(cfg: &OptimConfig, p: &mut Tensor, g: &Tensor, slot: &mut Slot) -> Result
 /// which tch does not bind): `addcmul_` with a 0-dim `-lr` computes
 /// `p + d * -lr`, the same rounding as `p - d * lr`, without a `d * lr`
 /// temporary the size of the weights and a second pass over it.
+/// A sparse `d` (the embedding's rows) updates only its rows, as torch's
+/// SGD does with a sparse gradient.
 fn step_along(p: &mut Tensor, d: &Tensor, lr: f64) -> Result<()> {
+    if d.is_sparse() {
+        _ = p.f_add_(&d.f_mul_scalar(-lr)?)?;
+        return Ok(());
+    }
     let neg_lr = Tensor::f_scalar_tensor(-lr, (p.f_kind()?, p.device()))?;
     _ = p.f_addcmul_(d, &neg_lr)?;
     Ok(())

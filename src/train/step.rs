@@ -19,6 +19,9 @@
 //!
 //! Gradients are returned, never accumulated into `.grad`: the autograd passes
 //! run on detached leaves that share the parameters' storage.
+//!
+//! The embedding's gradient is dense or sparse rows ([`EmbeddingGrad`]); the
+//! trainer chooses.
 
 use tch::{Kind, Tensor};
 
@@ -28,6 +31,20 @@ use crate::error::{Error, Result};
 use crate::lm::cross_entropy::{self, LinearCrossEntropy, PackedHead};
 use crate::lm::HeadParams;
 use crate::rnn::{stack, Mode, RnnConfig};
+
+/// The form of the embedding table's gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbeddingGrad {
+    /// A dense `[V, E]` tensor, as torch's `nn.Embedding` gives.
+    Dense,
+    /// A coalesced sparse COO tensor of the window's rows only, as
+    /// `nn.Embedding(sparse=True)` gives: its norm, clipping and an SGD update
+    /// then touch `T * B` rows, not `V` (at word level, zero-filling, norming,
+    /// scaling and updating the whole table was about 6 ms of a ~100 ms
+    /// step). Not with tied weights (the head's gradient is dense) nor
+    /// embedding dropout (its rescaling is recorded on the whole table).
+    Sparse,
+}
 
 /// The recurrent state carried from one window to the next (detached).
 pub struct State {
@@ -74,14 +91,22 @@ fn leaf(t: &Tensor) -> Result<Tensor> {
 
 /// Forward and backward over one window: `x`, `y` are `[T, B]` ids (targets
 /// are the next tokens), `state` the state carried in, `reg` the
-/// regularisation (see `regularize` for the order its masks are drawn in).
+/// regularisation (see `regularize` for the order its masks are drawn in),
+/// `embedding_grad` the form of the embedding's gradient.
 pub fn train_step(
     model: &LmParams,
     x: &Tensor,
     y: &Tensor,
     state: &State,
     reg: &Regularization,
+    embedding_grad: EmbeddingGrad,
 ) -> Result<StepOutput> {
+    let sparse = embedding_grad == EmbeddingGrad::Sparse;
+    if sparse && (model.config.tie_weights || reg.dropout_embedding > 0.0) {
+        return Err(Error::Value(
+            "a sparse embedding gradient needs untied weights and no embedding dropout".into(),
+        ));
+    }
     let p = model.config.dropout;
     let emb_w = leaf(model.embedding())?;
     // The head's tensors as leaves, in `state_dict` order; a tied weight is the embedding's.
@@ -92,7 +117,7 @@ pub fn train_step(
     // Embedding (whole rows dropped) and its dropout, recorded by autograd;
     // a tied head reads the table undropped, as AWD-LSTM's decoder does.
     let table = regularize::embedding_rows(&emb_w, reg.dropout_embedding)?;
-    let emb = Tensor::f_embedding(&table, x, -1, false, false)?;
+    let emb = Tensor::f_embedding(&table, x, -1, false, sparse)?;
     let emb = regularize::locked_or_plain(&emb, reg.dropout_input, p)?;
 
     // The recurrent stack, with its own tape.
@@ -141,6 +166,10 @@ pub fn train_step(
     )?
     .pop()
     .unwrap_or_default();
+    if sparse {
+        // Repeated ids summed, so a norm of the values is the gradient's.
+        g_emb = g_emb.f_coalesce()?;
+    }
 
     if model.config.tie_weights {
         // The tied head weight's gradient (the head's first after any

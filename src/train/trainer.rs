@@ -10,8 +10,8 @@ use tch::{Kind, Tensor};
 
 use super::resume::Progress;
 use super::{
-    clip_grad_norm, eval_step, grad_norm, train_step, EvalInfo, History, Hooks, LmParams, Method,
-    Optimizer, State, StepInfo, Stop, StopReason, Streams, TrainOptions,
+    clip_grad_norm, eval_step, grad_norm, train_step, EmbeddingGrad, EvalInfo, History, Hooks,
+    LmParams, Method, Optimizer, State, StepInfo, Stop, StopReason, Streams, TrainOptions,
 };
 use crate::error::{Error, Result};
 use crate::vocab::Vocab;
@@ -367,7 +367,14 @@ impl Trainer {
                 self.model.embedding(),
             )?,
         };
-        let out = train_step(&self.model, &x, &y, &state, &self.opts.regularization)?;
+        let out = train_step(
+            &self.model,
+            &x,
+            &y,
+            &state,
+            &self.opts.regularization,
+            self.embedding_grad(hooks),
+        )?;
         if !out.loss.is_finite() {
             return Err(Error::NonFinite(format!(
                 "the loss is {} at step {n} (epoch {}); training stopped before updating the \
@@ -444,6 +451,24 @@ impl Trainer {
         h.grad_norms.push(norm);
         h.tokens_per_sec.push(info.tokens_per_sec);
         hooks.on_step(&info)
+    }
+
+    /// Sparse rows where nothing downstream needs the whole table: an
+    /// untied CPU embedding without embedding dropout, an optimizer that
+    /// [takes sparse gradients](super::OptimConfig::takes_sparse), and no all-reduce.
+    /// The update is torch's SGD with a sparse gradient, `p.add_(g, alpha=-lr)`
+    /// on the window's rows, so the weights are those of the dense step.
+    fn embedding_grad(&self, hooks: &dyn Hooks) -> EmbeddingGrad {
+        let sparse = self.opts.optimizer.takes_sparse()
+            && !self.model.config.tie_weights
+            && self.opts.regularization.dropout_embedding == 0.0
+            && self.model.embedding().device() == tch::Device::Cpu
+            && !hooks.reduces();
+        if sparse {
+            EmbeddingGrad::Sparse
+        } else {
+            EmbeddingGrad::Dense
+        }
     }
 
     /// The name of the first trained parameter that holds a NaN or an
@@ -700,6 +725,52 @@ mod tests {
         assert!(!nonmonotone(&earlier[..3], 9.5, 2), "better than 10");
         assert!(!nonmonotone(&earlier, 7.9, 2), "better than 8");
         assert!(nonmonotone(&earlier, 8.1, 2));
+    }
+
+    /// An all-reduce that averages over one process: the gradients stay
+    /// dense, as `rustrnn.train(..., distributed)` needs them.
+    struct OneProcess;
+
+    impl Hooks for OneProcess {
+        fn reduces(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn sparse_embedding_rows_update_the_weights_as_the_dense_gradient_does() {
+        let mut opts = options(None, 12);
+        opts.optimizer = OptimConfig::new(Method::Sgd, 0.5);
+        let (m, vocab) = model(3);
+        let data = ids(&vocab);
+        let mut sparse = Trainer::new(m, vocab.clone(), &data, None, opts.clone()).unwrap();
+        assert_eq!(sparse.embedding_grad(&NoHooks), EmbeddingGrad::Sparse);
+        assert_eq!(sparse.embedding_grad(&OneProcess), EmbeddingGrad::Dense);
+        sparse.run(&mut NoHooks).unwrap();
+        let (m, _) = model(3);
+        let mut dense = Trainer::new(m, vocab.clone(), &data, None, opts.clone()).unwrap();
+        dense.run(&mut OneProcess).unwrap();
+        assert_eq!(sparse.history().losses.len(), 12);
+        for (a, b) in sparse.history().losses.iter().zip(&dense.history().losses) {
+            assert!((a - b).abs() <= 1e-12 * b.abs(), "loss {a} vs {b}");
+        }
+        for ((name, a), (_, b)) in sparse.model.distinct().iter().zip(dense.model.distinct()) {
+            assert!(a.allclose(&b, 0.0, 1e-12, false), "{name}");
+        }
+
+        // Whatever needs the whole table keeps it dense.
+        for change in [
+            |o: &mut TrainOptions| o.optimizer.momentum = 0.9,
+            |o: &mut TrainOptions| o.optimizer.weight_decay = 1e-4,
+            |o: &mut TrainOptions| o.optimizer.method = Method::Adam,
+            |o: &mut TrainOptions| o.regularization.dropout_embedding = 0.1,
+        ] {
+            let mut o = opts.clone();
+            change(&mut o);
+            let (m, _) = model(3);
+            let t = Trainer::new(m, vocab.clone(), &data, None, o).unwrap();
+            assert_eq!(t.embedding_grad(&NoHooks), EmbeddingGrad::Dense);
+        }
     }
 
     #[test]

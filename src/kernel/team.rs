@@ -186,6 +186,12 @@ pub fn no_memory<T>(len: usize, err: TryReserveError) -> Error {
     ))
 }
 
+/// libtorch's intra-op thread setting (`torch.set_num_threads`), at least 1:
+/// the threads our own parallel loops may use, as libtorch's own ops do.
+pub fn available() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
 /// Most threads a team uses: past this the barriers cost more than they save.
 const MAX_THREADS: usize = 8;
 

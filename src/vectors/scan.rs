@@ -12,6 +12,8 @@
 
 use std::ops::Range;
 
+use crate::kernel::team;
+
 /// Rows per thread below which one thread does the whole scan.
 const MIN_ROWS_PER_THREAD: usize = 4096;
 
@@ -29,9 +31,7 @@ pub fn scan(
     if n == 0 || dim == 0 {
         return out;
     }
-    let threads = (tch::get_num_threads().max(1) as usize)
-        .min(n / MIN_ROWS_PER_THREAD)
-        .max(1);
+    let threads = team::available().min(n / MIN_ROWS_PER_THREAD).max(1);
     let per = n.div_ceil(threads);
     // Each thread writes its own rows of every output.
     let mut parts: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::new()).collect();

@@ -58,7 +58,7 @@ impl PackedHead {
     /// `None` where the tile does not apply (another instruction set,
     /// another dtype or device, fewer than [`MIN_ROWS`] rows).
     pub fn new(w: &Tensor, b: Option<&Tensor>, n: i64) -> Result<Option<Self>> {
-        let threads = tch::get_num_threads().max(1) as usize;
+        let threads = team::available();
         PackedHead::with(w, b, n, Isa::detect(), threads)
     }
 

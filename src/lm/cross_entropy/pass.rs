@@ -30,6 +30,7 @@ use super::rows;
 use super::{Grads, Needs};
 use crate::error::Result;
 use crate::kernel::block::Isa;
+use crate::kernel::team;
 
 /// Rows per chunk: as many as [`CHUNK_ELEMENTS`] allows, between these
 /// bounds. Measured here (`bench/bench_head.py --chunks 128,256,512`, 2
@@ -159,7 +160,7 @@ pub(super) fn run(op: &Operands, grad: Option<(&Tensor, Needs)>) -> Result<(Tens
     };
     let logp = Tensor::f_empty([n, 1], opts)?;
     let rows = op.rows;
-    let (isa, threads) = (Isa::detect(), tch::get_num_threads().max(1) as usize);
+    let (isa, threads) = (Isa::detect(), team::available());
     let walk = Walk::new(op, r, isa, threads)?;
     let stride = walk.stride(v);
     let e = Tensor::f_empty([rows, stride], opts)?;

@@ -121,7 +121,7 @@ impl<'e> FusedStack<'e> {
             layers.iter().map(|l| l.blocks * l.k).sum::<usize>() * SLOTS * LANES
                 + head.blocks * head.k * SLOTS * LANES;
         let threads = team::size(
-            tch::get_num_threads().max(1) as usize,
+            team::available(),
             usize::MAX,
             weights_per_token.saturating_mul(rows),
             MIN_WEIGHTS_PER_THREAD,

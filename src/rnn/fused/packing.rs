@@ -18,7 +18,7 @@ const MIN_WORK_PER_THREAD: usize = 1 << 16;
 /// Threads for a step of `layer`'s product over `rows` rows.
 pub fn team_size(layer: &PackedLayer, rows: usize) -> usize {
     team::size(
-        tch::get_num_threads().max(1) as usize,
+        team::available(),
         layer.blocks,
         layer.blocks * layer.k * SLOTS * LANES * rows,
         MIN_WORK_PER_THREAD,

@@ -24,7 +24,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::Fault;
 use crate::error::{Error, Result};
-use crate::kernel::team::try_vec;
+use crate::kernel::team::{self, try_vec};
 use crate::sampler::uniform::{uniforms, UniformSource};
 use crate::sampler::{BLOCK, UNIFORM_CHUNK, WORK_PER_THREAD};
 
@@ -180,7 +180,7 @@ fn elements<W: Weight>(t: &Tensor) -> Result<&[W]> {
 
 /// How many threads `work` element visits over `rows` rows are worth.
 fn thread_count(rows: usize, work: usize) -> usize {
-    let torch_threads = tch::get_num_threads().max(1) as usize;
+    let torch_threads = team::available();
     torch_threads.min(rows).min(work / WORK_PER_THREAD).max(1)
 }
 
